@@ -1,0 +1,1 @@
+//! Warren storage (interface only for now).
