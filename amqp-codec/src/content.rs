@@ -165,11 +165,18 @@ impl<M> ContentAssembler<M> {
             return Err(ContentError::WrongClass(header.class_id));
         }
         if header.body_size > max_size {
-            return Err(ContentError::MessageTooLarge { size: header.body_size, max: max_size });
+            return Err(ContentError::MessageTooLarge {
+                size: header.body_size,
+                max: max_size,
+            });
         }
         let properties = Properties::new(header.properties)?;
         if header.body_size == 0 {
-            return Ok(Some(Assembled { method, properties, body: Bytes::new() }));
+            return Ok(Some(Assembled {
+                method,
+                properties,
+                body: Bytes::new(),
+            }));
         }
         *self = ContentAssembler::Body {
             method,
@@ -200,9 +207,16 @@ impl<M> ContentAssembler<M> {
             ContentAssembler::Header(_) => return Err(ContentError::ExpectedHeader),
         }
         match std::mem::take(self) {
-            ContentAssembler::Body { method, properties, parts, .. } => {
-                Ok(Some(Assembled { method, properties, body: parts.into_bytes() }))
-            }
+            ContentAssembler::Body {
+                method,
+                properties,
+                parts,
+                ..
+            } => Ok(Some(Assembled {
+                method,
+                properties,
+                body: parts.into_bytes(),
+            })),
             _ => unreachable!("checked above"),
         }
     }
@@ -218,7 +232,11 @@ mod tests {
     use super::*;
 
     fn header(size: u64) -> ContentHeader {
-        ContentHeader { class_id: 60, body_size: size, properties: Bytes::from_static(&[0, 0]) }
+        ContentHeader {
+            class_id: 60,
+            body_size: size,
+            properties: Bytes::from_static(&[0, 0]),
+        }
     }
 
     #[test]
@@ -257,6 +275,9 @@ mod tests {
             Err(ContentError::BodyTooLong { .. })
         ));
         a.start(1).unwrap();
-        assert!(matches!(a.header(header(101), 100), Err(ContentError::MessageTooLarge { .. })));
+        assert!(matches!(
+            a.header(header(101), 100),
+            Err(ContentError::MessageTooLarge { .. })
+        ));
     }
 }

@@ -31,7 +31,9 @@ impl Frame {
     /// The channel the frame belongs to.
     pub fn channel(&self) -> u16 {
         match self {
-            Frame::Method(c, _) | Frame::Header(c, _) | Frame::Body(c, _) | Frame::Heartbeat(c) => *c,
+            Frame::Method(c, _) | Frame::Header(c, _) | Frame::Body(c, _) | Frame::Heartbeat(c) => {
+                *c
+            }
         }
     }
 }
@@ -86,6 +88,15 @@ pub enum FrameError {
         /// Method id, if the payload had one.
         method_id: u16,
     },
+    /// basic.qos with a non-zero prefetch_size, which RabbitMQ refuses (540 NOT_IMPLEMENTED).
+    /// Reported here because `amq-protocol`'s `Qos` drops the field.
+    #[error("prefetch_size!=0 ({size})")]
+    PrefetchSize {
+        /// The channel.
+        channel: u16,
+        /// The prefetch_size sent.
+        size: u32,
+    },
     /// A content header payload that does not parse.
     #[error("malformed content header on channel {0}")]
     BadHeader(u16),
@@ -100,7 +111,10 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let frame_type = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if !matches!(frame_type, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+    if !matches!(
+        frame_type,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
         return Err(FrameError::UnknownType(frame_type));
     }
     let max = if frame_max == 0 {
@@ -109,7 +123,12 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
         frame_max.saturating_sub(FRAME_OVERHEAD as u32)
     };
     if size > max {
-        return Err(FrameError::TooLarge { frame_type, channel, size, max });
+        return Err(FrameError::TooLarge {
+            frame_type,
+            channel,
+            size,
+            max,
+        });
     }
     let total = size as usize + FRAME_OVERHEAD;
     if buf.len() < total {
@@ -118,7 +137,11 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     }
     let end = buf[total - 1];
     if end != FRAME_END {
-        return Err(FrameError::BadFrameEnd { frame_type, channel, found: end });
+        return Err(FrameError::BadFrameEnd {
+            frame_type,
+            channel,
+            found: end,
+        });
     }
     let mut frame = buf.split_to(total);
     frame.advance(7);
@@ -133,6 +156,12 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
 }
 
 fn parse_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
+    if payload.len() >= 8 && payload[..4] == [0, 60, 0, 10] {
+        let size = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        if size != 0 {
+            return Err(FrameError::PrefetchSize { channel, size });
+        }
+    }
     match parse_class(payload) {
         Ok((rest, method)) if rest.is_empty() => Ok(method),
         _ => {
@@ -142,7 +171,11 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
                     .map(|b| u16::from_be_bytes([b[0], b[1]]))
                     .unwrap_or(0)
             };
-            Err(FrameError::BadMethod { channel, class_id: id(0), method_id: id(2) })
+            Err(FrameError::BadMethod {
+                channel,
+                class_id: id(0),
+                method_id: id(2),
+            })
         }
     }
 }
@@ -154,8 +187,12 @@ fn parse_header(channel: u16, mut payload: Bytes) -> Result<ContentHeader, Frame
     let class_id = payload.get_u16();
     let _weight = payload.get_u16();
     let body_size = payload.get_u64();
-    crate::properties::Properties::validate(&payload).map_err(|_| FrameError::BadHeader(channel))?;
-    Ok(ContentHeader { class_id, body_size, properties: payload })
+    // Properties are validated by the content assembler, which indexes them in the same pass.
+    Ok(ContentHeader {
+        class_id,
+        body_size,
+        properties: payload,
+    })
 }
 
 /// Appends a method frame.
@@ -166,7 +203,9 @@ pub fn encode_method(buf: &mut BytesMut, channel: u16, method: &AMQPClass) {
     buf.put_u32(0); // patched below
     let ctx = WriteContext::from(Vec::with_capacity(64));
     // Generating into a Vec cannot fail for a well-formed AMQPClass.
-    let (payload, _) = gen_class(method)(ctx).expect("method serialisation").into_inner();
+    let (payload, _) = gen_class(method)(ctx)
+        .expect("method serialisation")
+        .into_inner();
     buf.extend_from_slice(&payload);
     let size = (buf.len() - start - 7) as u32;
     buf[start + 3..start + 7].copy_from_slice(&size.to_be_bytes());
@@ -191,7 +230,14 @@ pub fn encode_deliver(
     exchange: &str,
     routing_key: &str,
 ) {
-    let size = 4 + 1 + consumer_tag.len().min(255) + 8 + 1 + 1 + exchange.len().min(255) + 1
+    let size = 4
+        + 1
+        + consumer_tag.len().min(255)
+        + 8
+        + 1
+        + 1
+        + exchange.len().min(255)
+        + 1
         + routing_key.len().min(255);
     buf.reserve(size + FRAME_OVERHEAD);
     buf.put_u8(FRAME_METHOD);
@@ -221,7 +267,11 @@ pub fn encode_content(
     } else {
         frame_max as usize - FRAME_OVERHEAD
     };
-    let frames = if body.is_empty() { 0 } else { body.len().div_ceil(chunk) };
+    let frames = if body.is_empty() {
+        0
+    } else {
+        body.len().div_ceil(chunk)
+    };
     buf.reserve(22 + properties.len() + body.len() + frames * FRAME_OVERHEAD);
     buf.put_u8(FRAME_HEADER);
     buf.put_u16(channel);
@@ -263,7 +313,10 @@ mod tests {
         }));
         let mut buf = BytesMut::new();
         encode_method(&mut buf, 3, &m);
-        assert_eq!(decode_frame(&mut buf, 131072).unwrap(), Some(Frame::Method(3, m)));
+        assert_eq!(
+            decode_frame(&mut buf, 131072).unwrap(),
+            Some(Frame::Method(3, m))
+        );
         assert!(buf.is_empty());
     }
 
@@ -273,7 +326,10 @@ mod tests {
         encode_heartbeat(&mut buf);
         let mut part = BytesMut::from(&buf[..5]);
         assert_eq!(decode_frame(&mut part, 131072).unwrap(), None);
-        assert_eq!(decode_frame(&mut buf, 131072).unwrap(), Some(Frame::Heartbeat(0)));
+        assert_eq!(
+            decode_frame(&mut buf, 131072).unwrap(),
+            Some(Frame::Heartbeat(0))
+        );
     }
 
     #[test]
@@ -281,14 +337,21 @@ mod tests {
         let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 2, 0, 0][..]);
         assert!(matches!(
             decode_frame(&mut buf, 131072),
-            Err(FrameError::TooLarge { size: 131072, max: 131064, .. })
+            Err(FrameError::TooLarge {
+                size: 131072,
+                max: 131064,
+                ..
+            })
         ));
     }
 
     #[test]
     fn refuses_bad_frame_end() {
         let mut buf = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCD][..]);
-        assert!(matches!(decode_frame(&mut buf, 131072), Err(FrameError::BadFrameEnd { .. })));
+        assert!(matches!(
+            decode_frame(&mut buf, 131072),
+            Err(FrameError::BadFrameEnd { .. })
+        ));
     }
 
     #[test]
@@ -314,7 +377,16 @@ mod tests {
         encode_content(&mut buf, 1, &[0, 0], &body, 4096);
         let mut got = Vec::new();
         let header = decode_frame(&mut buf, 4096).unwrap().unwrap();
-        assert!(matches!(header, Frame::Header(1, ContentHeader { body_size: 10_000, .. })));
+        assert!(matches!(
+            header,
+            Frame::Header(
+                1,
+                ContentHeader {
+                    body_size: 10_000,
+                    ..
+                }
+            )
+        ));
         while let Some(f) = decode_frame(&mut buf, 4096).unwrap() {
             match f {
                 Frame::Body(1, b) => {

@@ -51,7 +51,11 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> Result<Range<u32>, PropertiesError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(PropertiesError)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or(PropertiesError)?;
         let r = self.pos as u32..end as u32;
         self.pos = end;
         Ok(r)
@@ -63,7 +67,8 @@ impl Cursor<'_> {
     fn short_str(&mut self) -> Result<Range<u32>, PropertiesError> {
         let n = self.u8()? as usize;
         let r = self.take(n)?;
-        std::str::from_utf8(&self.b[r.start as usize..r.end as usize]).map_err(|_| PropertiesError)?;
+        std::str::from_utf8(&self.b[r.start as usize..r.end as usize])
+            .map_err(|_| PropertiesError)?;
         Ok(r)
     }
     fn table(&mut self) -> Result<Range<u32>, PropertiesError> {
@@ -146,13 +151,17 @@ impl Properties {
     /// Encodes typed properties (for messages the broker makes itself).
     pub fn from_basic(props: &AMQPProperties) -> Self {
         let ctx = WriteContext::from(Vec::with_capacity(32));
-        let (raw, _) = gen_properties(props)(ctx).expect("properties serialisation").into_inner();
+        let (raw, _) = gen_properties(props)(ctx)
+            .expect("properties serialisation")
+            .into_inner();
         Self::new(Bytes::from(raw)).expect("generated properties are well formed")
     }
 
     /// Parses every field (slow path: only for code that must rewrite properties).
     pub fn to_basic(&self) -> AMQPProperties {
-        parse_properties(&self.raw[..]).map(|(_, p)| p).unwrap_or_default()
+        parse_properties(&self.raw[..])
+            .map(|(_, p)| p)
+            .unwrap_or_default()
     }
 
     /// The raw flags and fields, as received.
@@ -193,7 +202,9 @@ impl Properties {
     /// Parses the headers table, if present.
     pub fn headers(&self) -> Option<FieldTable> {
         let r = self.headers.as_ref()?;
-        parse_field_table(&self.raw[r.start as usize..r.end as usize]).ok().map(|(_, t)| t)
+        parse_field_table(&self.raw[r.start as usize..r.end as usize])
+            .ok()
+            .map(|(_, t)| t)
     }
 }
 

@@ -1,19 +1,86 @@
-//! Broker configuration.
-use std::net::SocketAddr;
+//! Broker configuration: defaults, a TOML file, environment variables and flags (flags win).
+
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-/// Settings of one broker instance.
-#[derive(Debug, Clone)]
+/// Settings of one broker instance. Every field has a default that works out of the box.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Addresses to listen on.
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on; default all IPv4 and IPv6 interfaces.
+    pub bind: Vec<IpAddr>,
+    /// AMQP port.
+    pub port: u16,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Log filter (`info`, `debug`, `warren=debug`, ...).
+    pub log_level: String,
+    /// The user created at first start (RabbitMQ's guest).
+    pub default_user: String,
+    /// Its password.
+    pub default_pass: String,
+    /// Whether the default user may only connect from loopback (RabbitMQ: true for guest).
+    pub default_user_loopback_only: bool,
+    /// The vhost created at first start.
+    pub default_vhost: String,
+    /// Largest message body accepted, in bytes (RabbitMQ 3.13: 128 MiB).
+    pub max_message_size: u64,
+    /// frame_max offered in connection.tune.
+    pub frame_max: u32,
+    /// channel_max offered in connection.tune.
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, seconds.
+    pub heartbeat: u16,
+    /// Seconds a client has to finish the handshake.
+    pub handshake_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            port: 5672,
+            data_dir: PathBuf::from("./warren-data"),
+            log_level: "info".into(),
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_user_loopback_only: true,
+            default_vhost: "/".into(),
+            max_message_size: 128 << 20,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            handshake_timeout: 10,
+        }
+    }
 }
 
 impl Config {
-    /// A configuration for tests: loopback, port 0 (any free port), given data dir.
+    /// A configuration for tests: 127.0.0.1, any free port, the given data directory.
     pub fn for_test(data_dir: PathBuf) -> Self {
-        Config { listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))], data_dir }
+        Config {
+            bind: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            port: 0,
+            data_dir,
+            ..Config::default()
+        }
+    }
+
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The socket addresses to listen on.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.bind
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, self.port))
+            .collect()
     }
 }

@@ -1,1 +1,107 @@
-fn main() {}
+//! The `warren` binary: flags and environment, logging, runtime; then [`warren::Server`].
+
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+use warren::{Config, Server};
+
+/// Warren: an AMQP 0-9-1 message broker for RabbitMQ clients.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (repeatable). Default: all IPv4 and IPv6 interfaces.
+    #[arg(long, env = "WARREN_BIND", value_delimiter = ',')]
+    bind: Vec<IpAddr>,
+    /// AMQP port. Default 5672.
+    #[arg(long, env = "WARREN_PORT")]
+    port: Option<u16>,
+    /// Data directory. Default ./warren-data.
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter. Default info.
+    #[arg(long, env = "WARREN_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// TOML configuration file (flags and environment override it).
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match Config::from_toml_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warren: cannot read configuration: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if !args.bind.is_empty() {
+        config.bind = args.bind.clone();
+    }
+    if let Some(p) = args.port {
+        config.port = p;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = &args.log_level {
+        config.log_level = l.clone();
+    }
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+            return Err(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ));
+        }
+        tracing::info!(
+            "starting Warren {} (data directory {})",
+            env!("CARGO_PKG_VERSION"),
+            config.data_dir.display()
+        );
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("warren: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,29 +1,143 @@
-//! Accept loop and shutdown.
-use crate::Config;
+//! Listeners, the accept loop, and graceful shutdown.
+//!
+//! `main` is thin: it builds a [`Config`], binds a [`Server`] and runs it until a signal. Tests do the
+//! same in-process on port 0.
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::connection;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
 
-/// A bound, not yet running broker.
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A bound broker, not yet serving.
 pub struct Server {
-    listener: tokio::net::TcpListener,
-    #[allow(dead_code)]
-    config: Config,
+    listeners: Vec<TcpListener>,
+    broker: Arc<Broker>,
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // IPv4 has its own listener; keep the two apart so both can bind the same port.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 impl Server {
-    /// Bind the listeners named in `config`.
+    /// Binds every configured address. An IPv6 address that cannot be bound (no IPv6 on this host)
+    /// is skipped with a warning as long as another address was bound.
     pub async fn bind(config: Config) -> io::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(config.listen[0]).await?;
-        Ok(Server { listener, config })
+        let mut listeners = Vec::new();
+        let mut last_err = None;
+        for addr in config.listen_addrs() {
+            match bind_one(addr) {
+                Ok(l) => {
+                    info!("started TCP listener on {}", l.local_addr()?);
+                    listeners.push(l);
+                }
+                Err(e) if addr.is_ipv6() => {
+                    warn!("cannot listen on {addr}: {e}; continuing without it");
+                    last_err = Some(e);
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    ))
+                }
+            }
+        }
+        if listeners.is_empty() {
+            return Err(last_err.unwrap_or_else(|| io::Error::other("no address to listen on")));
+        }
+        Ok(Server {
+            listeners,
+            broker: Arc::new(Broker::new(config)),
+        })
     }
+
     /// The first listener's address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap()
+        self.listeners[0]
+            .local_addr()
+            .expect("bound listener has an address")
     }
-    /// Serve until `shutdown` completes.
+
+    /// The broker state (for tests and tools).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection with 320 CONNECTION_FORCED
+    /// and waits (bounded) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        shutdown.await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (conn_tx, mut conn_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(TcpStream, SocketAddr)>();
+        let mut accepts = JoinSet::new();
+        for listener in self.listeners {
+            let conn_tx = conn_tx.clone();
+            accepts.spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(pair) => {
+                            if conn_tx.send(pair).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            error!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+        }
+        drop(conn_tx);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = conn_rx.recv() => match accepted {
+                    Some((socket, peer)) => {
+                        connections.spawn(connection::serve(socket, peer, self.broker.clone(), stop_rx.clone()));
+                    }
+                    None => break,
+                },
+                // Reap finished connection tasks so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        info!("stopping: closing {} connection(s)", connections.len());
+        accepts.abort_all();
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("{} connection(s) did not close in time", connections.len());
+            connections.abort_all();
+        }
+        info!("stopped");
         Ok(())
     }
 }

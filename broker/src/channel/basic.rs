@@ -1,0 +1,237 @@
+//! basic.qos, consume, cancel, publish (after content assembly), get, ack, nack, reject, recover.
+
+use super::queue::generated_name;
+use super::{Channel, HeldPublish, HeldSettle, Outcome};
+use crate::connection::writer::Out;
+use crate::connection::ConnectionContext;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::Exchange;
+use crate::message::Message;
+use crate::queue::{ConsumeCheck, Consumer};
+use amqp_codec::protocol::basic as b;
+use amqp_codec::{AMQPClass, Assembled};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+impl Channel {
+    pub(super) fn handle_basic_method(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        m: b::AMQPMethod,
+    ) -> AmqpResult<()> {
+        match m {
+            b::AMQPMethod::Qos(qos) => {
+                // A non-zero prefetch_size is refused by the codec (FrameError::PrefetchSize).
+                if qos.global {
+                    self.shared.deliveries().channel_prefetch = qos.prefetch_count as u32;
+                    // A raised limit may let consumers on this channel take more now.
+                    self.dispatch_consumed_queues();
+                } else {
+                    self.consumer_prefetch = qos.prefetch_count as u32;
+                }
+                self.send(AMQPClass::Basic(b::AMQPMethod::QosOk(b::QosOk {})));
+            }
+            b::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
+            b::AMQPMethod::Cancel(c) => {
+                let tag = c.consumer_tag.as_str();
+                let consumer = self.shared.deliveries().consumers.remove(tag);
+                // Cancelling an unknown tag is not an error in RabbitMQ.
+                if let Some(consumer) = consumer {
+                    if consumer.queue.cancel(&consumer) {
+                        ctx.vhost.delete_queue(&consumer.queue);
+                    }
+                }
+                if !c.nowait {
+                    self.send(AMQPClass::Basic(b::AMQPMethod::CancelOk(b::CancelOk {
+                        consumer_tag: c.consumer_tag,
+                    })));
+                }
+            }
+            b::AMQPMethod::Get(g) => {
+                let name = self.queue_name(g.queue.as_str())?;
+                let queue = self.usable_queue(ctx, &name)?;
+                if !queue.get(&self.shared, g.no_ack) {
+                    self.send(AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})));
+                }
+            }
+            b::AMQPMethod::Ack(a) => {
+                let entries = self.take_unacked(a.delivery_tag, a.multiple)?;
+                self.settle_or_hold(entries, Outcome::Ack);
+            }
+            b::AMQPMethod::Nack(n) => {
+                let entries = self.take_unacked(n.delivery_tag, n.multiple)?;
+                let outcome = if n.requeue {
+                    Outcome::Requeue
+                } else {
+                    Outcome::Discard
+                };
+                self.settle_or_hold(entries, outcome);
+            }
+            b::AMQPMethod::Reject(r) => {
+                let entries = self.take_unacked(r.delivery_tag, false)?;
+                let outcome = if r.requeue {
+                    Outcome::Requeue
+                } else {
+                    Outcome::Discard
+                };
+                self.settle_or_hold(entries, outcome);
+            }
+            b::AMQPMethod::Recover(r) => {
+                self.recover(r.requeue)?;
+                self.send(AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})));
+            }
+            b::AMQPMethod::RecoverAsync(r) => self.recover(r.requeue)?,
+            other => {
+                return Err(AmqpError::command_invalid(format!(
+                    "unexpected basic method {}",
+                    AMQPClass::Basic(other).get_amqp_method_id()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let entries: Vec<_> = std::mem::take(&mut self.shared.deliveries().unacked).into();
+        self.settle(entries, Outcome::Requeue);
+        Ok(())
+    }
+
+    fn consume(&mut self, ctx: &mut ConnectionContext<'_>, c: b::Consume) -> AmqpResult<()> {
+        let name = self.queue_name(c.queue.as_str())?;
+        let queue = self.usable_queue(ctx, &name)?;
+        let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
+            generated_name("amq.ctag").into()
+        } else {
+            c.consumer_tag.as_str().into()
+        };
+        if self.shared.deliveries().consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            channel: self.shared.clone(),
+            queue: queue.clone(),
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            prefetch: self.consumer_prefetch,
+            unacked: AtomicU32::new(0),
+        });
+        let ok = (!c.nowait).then(|| {
+            AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk {
+                consumer_tag: tag.as_ref().into(),
+            }))
+        });
+        match queue.consume(consumer, ok) {
+            ConsumeCheck::Ok => Ok(()),
+            ConsumeCheck::ExclusiveInUse => Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                queue.name, queue.vhost
+            ))),
+            ConsumeCheck::Deleted => Err(ctx.vhost.no_queue(&queue.name)),
+        }
+    }
+
+    /// Removes the deliveries an ack/nack/reject names, with RabbitMQ's rules: `multiple` with tag 0
+    /// means all; otherwise the tag itself must be outstanding (406 `unknown delivery tag N`).
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<super::Unacked>> {
+        let mut d = self.shared.deliveries();
+        if multiple && tag == 0 {
+            return Ok(d.unacked.drain(..).collect());
+        }
+        match d.unacked.binary_search_by_key(&tag, |u| u.tag) {
+            Ok(i) if multiple => Ok(d.unacked.drain(..=i).collect()),
+            Ok(i) => Ok(vec![d.unacked.remove(i).expect("index found")]),
+            Err(_) => Err(AmqpError::precondition_failed(format!(
+                "unknown delivery tag {tag}"
+            ))),
+        }
+    }
+
+    fn settle_or_hold(&mut self, entries: Vec<super::Unacked>, outcome: Outcome) {
+        match &mut self.tx {
+            Some(tx) => tx.settles.push(HeldSettle { entries, outcome }),
+            None => self.settle(entries, outcome),
+        }
+    }
+
+    /// A whole message arrived: check it, then route it (or hold it in a transaction).
+    pub(super) fn publish(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        a: Assembled<b::Publish>,
+    ) -> AmqpResult<()> {
+        let p = a.method;
+        let exchange = ctx.vhost.get_exchange(p.exchange.as_str())?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, ctx.vhost.name
+            )));
+        }
+        if let Some(uid) = a.properties.user_id() {
+            if uid != ctx.user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{}'",
+                    ctx.user
+                )));
+            }
+        }
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let message = Arc::new(Message {
+            exchange: p.exchange.as_str().to_string(),
+            routing_key: p.routing_key.as_str().to_string(),
+            properties: a.properties,
+            body: a.body,
+        });
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push(HeldPublish {
+                mandatory: p.mandatory,
+                exchange,
+                message,
+            });
+            return Ok(());
+        }
+        self.route_and_enqueue(ctx, &exchange, message, p.mandatory);
+        if let Some(seq) = &mut self.confirm {
+            *seq += 1;
+            self.unsent_confirm = Some(*seq);
+        }
+        Ok(())
+    }
+
+    /// Routes a message and enqueues it on every matching queue; returns it to the publisher if it was
+    /// mandatory and nothing matched.
+    pub(super) fn route_and_enqueue(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        exchange: &Exchange,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) {
+        let mut queues = std::mem::take(&mut self.route_buf);
+        ctx.vhost.route(exchange, &message, &mut queues);
+        if queues.is_empty() {
+            if mandatory {
+                self.shared.outbox.send(Out::Return {
+                    channel: self.shared.id,
+                    reply_code: 312,
+                    reply_text: "NO_ROUTE",
+                    message,
+                });
+            }
+        } else {
+            for q in queues.drain(..) {
+                q.enqueue(message.clone());
+            }
+        }
+        self.route_buf = queues;
+    }
+}

@@ -1,0 +1,387 @@
+//! A channel: its frames, dispatched to one handler per method class.
+//!
+//! * `exchange.rs`: exchange.declare/delete/bind/unbind
+//! * `queue.rs`: queue.declare/bind/unbind/purge/delete
+//! * `basic.rs`: basic.qos/consume/cancel/publish/get/ack/nack/reject/recover
+//! * `tx.rs`: tx.select/commit/rollback and confirm.select
+//!
+//! The channel's private state lives here, owned by the connection's task; what queues need when they
+//! deliver (tags, unacked deliveries, consumers) is in [`shared::ChannelShared`].
+
+mod basic;
+mod exchange;
+mod queue;
+pub mod shared;
+mod tx;
+
+use crate::connection::writer::Outbox;
+use crate::connection::ConnectionContext;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::Exchange;
+use crate::message::Message;
+use crate::queue::Queue;
+use amqp_codec::protocol::{basic as b, channel as chan};
+use amqp_codec::{AMQPClass, ContentAssembler, ContentError, Frame};
+use shared::{ChannelShared, Unacked};
+use std::sync::Arc;
+use tracing::debug;
+
+/// What the connection does with the channel after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    /// Keep it open.
+    Keep,
+    /// It is closed: forget it.
+    Remove,
+}
+
+/// A publish held back by a transaction until tx.commit.
+#[derive(Debug)]
+struct HeldPublish {
+    mandatory: bool,
+    exchange: Arc<Exchange>,
+    message: Arc<Message>,
+}
+
+/// An ack, nack or reject held back by a transaction.
+#[derive(Debug)]
+struct HeldSettle {
+    entries: Vec<Unacked>,
+    outcome: Outcome,
+}
+
+/// What happens to settled deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acked: gone.
+    Ack,
+    /// Back to the queue, at its original place.
+    Requeue,
+    /// Rejected without requeue: dropped (dead-lettered once that lands).
+    Discard,
+}
+
+/// Transaction state (tx.select was seen).
+#[derive(Debug, Default)]
+struct Tx {
+    publishes: Vec<HeldPublish>,
+    settles: Vec<HeldSettle>,
+}
+
+/// A channel's private state.
+#[derive(Debug)]
+pub struct Channel {
+    shared: Arc<ChannelShared>,
+    closing: bool,
+    assembler: ContentAssembler<b::Publish>,
+    max_message_size: u64,
+    /// basic.qos global=false: prefetch for consumers created from now on.
+    consumer_prefetch: u32,
+    /// Confirm mode: the sequence number of the last publish.
+    confirm: Option<u64>,
+    /// Highest publish sequence confirmed but not yet sent.
+    unsent_confirm: Option<u64>,
+    tx: Option<Tx>,
+    /// Most recently declared queue, for the empty-name shortcut.
+    last_queue: String,
+    route_buf: Vec<Arc<Queue>>,
+}
+
+fn content_error(e: ContentError) -> AmqpError {
+    match e {
+        ContentError::MessageTooLarge { .. } => AmqpError::precondition_failed(e.to_string()),
+        ContentError::BodyTooLong { .. } => AmqpError::frame_error(e.to_string()),
+        ContentError::Properties(_) => {
+            AmqpError::new(amqp_codec::ReplyCode::SyntaxError, e.to_string())
+        }
+        _ => AmqpError::unexpected_frame(e.to_string()),
+    }
+}
+
+impl Channel {
+    /// A newly opened channel.
+    pub fn new(
+        id: u16,
+        connection_id: u64,
+        outbox: Arc<Outbox>,
+        cancel_notify: bool,
+        max_message_size: u64,
+    ) -> Self {
+        Channel {
+            shared: Arc::new(ChannelShared::new(id, connection_id, outbox, cancel_notify)),
+            closing: false,
+            assembler: ContentAssembler::default(),
+            max_message_size,
+            consumer_prefetch: 0,
+            confirm: None,
+            unsent_confirm: None,
+            tx: None,
+            last_queue: String::new(),
+            route_buf: Vec::new(),
+        }
+    }
+
+    fn id(&self) -> u16 {
+        self.shared.id
+    }
+
+    fn send(&self, m: AMQPClass) {
+        self.shared.outbox.method(self.shared.id, m);
+    }
+
+    /// Handles one frame for this channel.
+    pub fn handle_frame(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        frame: Frame,
+    ) -> AmqpResult<After> {
+        if self.closing {
+            // After we sent channel.close, everything but close-ok (or a crossing close) is ignored.
+            return Ok(match frame {
+                Frame::Method(_, AMQPClass::Channel(chan::AMQPMethod::CloseOk(_))) => After::Remove,
+                Frame::Method(_, AMQPClass::Channel(chan::AMQPMethod::Close(_))) => {
+                    self.send(AMQPClass::Channel(chan::AMQPMethod::CloseOk(
+                        chan::CloseOk {},
+                    )));
+                    After::Remove
+                }
+                _ => After::Keep,
+            });
+        }
+        match frame {
+            Frame::Method(_, AMQPClass::Basic(b::AMQPMethod::Publish(p))) => {
+                self.assembler
+                    .start(p)
+                    .map_err(content_error)
+                    .map_err(|e| e.on_method(60, 40))?;
+                Ok(After::Keep)
+            }
+            Frame::Method(_, m) => {
+                let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+                self.assembler.check_method().map_err(content_error)?;
+                self.handle_method(ctx, m)
+                    .map_err(|e| e.on_method(class_id, method_id))
+            }
+            Frame::Header(_, h) => {
+                match self
+                    .assembler
+                    .header(h, self.max_message_size)
+                    .map_err(content_error)?
+                {
+                    Some(done) => self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?,
+                    None => {}
+                }
+                Ok(After::Keep)
+            }
+            Frame::Body(_, body) => {
+                match self.assembler.body(body).map_err(content_error)? {
+                    Some(done) => self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?,
+                    None => {}
+                }
+                Ok(After::Keep)
+            }
+            Frame::Heartbeat(_) => Ok(After::Keep),
+        }
+    }
+
+    fn handle_method(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        m: AMQPClass,
+    ) -> AmqpResult<After> {
+        match m {
+            AMQPClass::Channel(m) => return self.handle_channel_method(ctx, m),
+            AMQPClass::Exchange(m) => self.handle_exchange_method(ctx, m)?,
+            AMQPClass::Queue(m) => self.handle_queue_method(ctx, m)?,
+            AMQPClass::Basic(m) => self.handle_basic_method(ctx, m)?,
+            AMQPClass::Tx(m) => self.handle_tx_method(ctx, m)?,
+            AMQPClass::Confirm(m) => self.handle_confirm_method(m)?,
+            AMQPClass::Access(_) => {
+                // access.request is obsolete; RabbitMQ answers it with a dummy ticket.
+                self.send(AMQPClass::Access(
+                    amqp_codec::protocol::access::AMQPMethod::RequestOk(
+                        amqp_codec::protocol::access::RequestOk {},
+                    ),
+                ));
+            }
+            AMQPClass::Connection(_) => {
+                return Err(AmqpError::command_invalid(
+                    "connection methods are only allowed on channel 0",
+                ))
+            }
+        }
+        Ok(After::Keep)
+    }
+
+    fn handle_channel_method(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        m: chan::AMQPMethod,
+    ) -> AmqpResult<After> {
+        match m {
+            chan::AMQPMethod::Open(_) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
+            chan::AMQPMethod::Close(_) => {
+                self.release(ctx);
+                self.send(AMQPClass::Channel(chan::AMQPMethod::CloseOk(
+                    chan::CloseOk {},
+                )));
+                debug!(channel = self.id(), "channel closed by client");
+                Ok(After::Remove)
+            }
+            chan::AMQPMethod::CloseOk(_) => Ok(After::Keep),
+            chan::AMQPMethod::Flow(f) => {
+                self.shared
+                    .active
+                    .store(f.active, std::sync::atomic::Ordering::Relaxed);
+                self.send(AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk {
+                    active: f.active,
+                })));
+                if f.active {
+                    self.dispatch_consumed_queues();
+                }
+                Ok(After::Keep)
+            }
+            chan::AMQPMethod::FlowOk(_) => Ok(After::Keep),
+            chan::AMQPMethod::OpenOk(_) => {
+                Err(AmqpError::command_invalid("unexpected channel.open-ok"))
+            }
+        }
+    }
+
+    /// Closes the channel because of `e`: releases its resources and sends channel.close; frames are
+    /// ignored until the client's close-ok.
+    pub fn close_with_error(&mut self, ctx: &mut ConnectionContext<'_>, e: AmqpError) {
+        self.release(ctx);
+        self.closing = true;
+        self.send(AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+            reply_code: e.code.code(),
+            reply_text: e.reply_text().into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        })));
+    }
+
+    /// Cancels this channel's consumers and requeues its unacked deliveries (on close).
+    pub fn release(&mut self, ctx: &mut ConnectionContext<'_>) {
+        self.assembler.reset();
+        let (consumers, unacked) = {
+            let mut d = self.shared.deliveries();
+            d.closed = true;
+            let consumers: Vec<_> = d.consumers.drain().map(|(_, c)| c).collect();
+            (consumers, std::mem::take(&mut d.unacked))
+        };
+        for c in consumers {
+            if c.queue.cancel(&c) {
+                ctx.vhost.delete_queue(&c.queue);
+            }
+        }
+        let mut entries: Vec<Unacked> = unacked.into();
+        if let Some(tx) = self.tx.take() {
+            for held in tx.settles {
+                entries.extend(held.entries);
+            }
+        }
+        entries.sort_by_key(|u| u.tag);
+        self.settle(entries, Outcome::Requeue);
+    }
+
+    /// Sends the pending publisher confirm, if any: one basic.ack(multiple) per read batch.
+    pub fn flush_confirms(&mut self) {
+        if let Some(seq) = self.unsent_confirm.take() {
+            self.send(AMQPClass::Basic(b::AMQPMethod::Ack(b::Ack {
+                delivery_tag: seq,
+                multiple: true,
+            })));
+        }
+    }
+
+    /// Applies an outcome to settled deliveries, then lets queues with freed credit deliver again.
+    fn settle(&mut self, entries: Vec<Unacked>, outcome: Outcome) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut freed_consumer_queues: Vec<Arc<Queue>> = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            // Batch runs of entries from the same queue.
+            let q = entries[i].queue.clone();
+            let mut j = i;
+            while j < entries.len() && Arc::ptr_eq(&entries[j].queue, &q) {
+                if let Some(c) = &entries[j].consumer {
+                    c.unacked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    if !freed_consumer_queues
+                        .iter()
+                        .any(|f| Arc::ptr_eq(f, &c.queue))
+                    {
+                        freed_consumer_queues.push(c.queue.clone());
+                    }
+                }
+                j += 1;
+            }
+            match outcome {
+                Outcome::Ack | Outcome::Discard => q.acked(j - i),
+                Outcome::Requeue => {
+                    q.requeue(entries[i..j].iter().map(|u| (u.seq, u.message.clone())))
+                }
+            }
+            i = j;
+        }
+        if self.shared.deliveries().channel_prefetch > 0 {
+            self.dispatch_consumed_queues();
+        } else {
+            for q in freed_consumer_queues {
+                q.dispatch();
+            }
+        }
+    }
+
+    fn dispatch_consumed_queues(&self) {
+        let queues: Vec<Arc<Queue>> = {
+            let d = self.shared.deliveries();
+            let mut qs: Vec<Arc<Queue>> = Vec::with_capacity(d.consumers.len());
+            for c in d.consumers.values() {
+                if !qs.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                    qs.push(c.queue.clone());
+                }
+            }
+            qs
+        };
+        for q in queues {
+            q.dispatch();
+        }
+    }
+
+    /// Expands the empty queue name to the channel's most recently declared queue.
+    fn queue_name(&self, name: &str) -> AmqpResult<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        if self.last_queue.is_empty() {
+            return Err(AmqpError::not_found("no previously declared queue"));
+        }
+        Ok(self.last_queue.clone())
+    }
+
+    /// Finds a queue this connection may use (404 if missing, 405 if another connection's exclusive one).
+    fn usable_queue(&self, ctx: &ConnectionContext<'_>, name: &str) -> AmqpResult<Arc<Queue>> {
+        let q = ctx
+            .vhost
+            .queue(name)
+            .ok_or_else(|| ctx.vhost.no_queue(name))?;
+        check_exclusive(ctx, &q)?;
+        Ok(q)
+    }
+}
+
+/// 405 unless the queue is not exclusive or is owned by this connection.
+fn check_exclusive(ctx: &ConnectionContext<'_>, q: &Queue) -> AmqpResult<()> {
+    match q.exclusive_owner {
+        Some(owner) if owner != ctx.id => Err(AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+            q.name, q.vhost
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,300 @@
+//! queue.declare, queue.bind, queue.unbind, queue.purge, queue.delete.
+
+use super::{check_exclusive, Channel};
+use crate::connection::ConnectionContext;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::Destination;
+use crate::queue::Queue;
+use amqp_codec::protocol::queue as q;
+use amqp_codec::types::{AMQPValue, FieldTable};
+use amqp_codec::AMQPClass;
+use rand::Rng;
+
+/// Queue arguments whose values must match on redeclaration (as RabbitMQ checks them).
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+];
+
+/// RabbitMQ's name for a field type, as it appears in reply texts.
+fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+fn as_int(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => *n as i128,
+        AMQPValue::ShortShortUInt(n) => *n as i128,
+        AMQPValue::ShortInt(n) => *n as i128,
+        AMQPValue::ShortUInt(n) => *n as i128,
+        AMQPValue::LongInt(n) => *n as i128,
+        AMQPValue::LongUInt(n) => *n as i128,
+        AMQPValue::LongLongInt(n) => *n as i128,
+        AMQPValue::Timestamp(n) => *n as i128,
+        _ => return None,
+    })
+}
+
+fn value_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => as_int(other)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("{other:?}")),
+    }
+}
+
+fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
+    match (as_int(a), as_int(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a, b) {
+            (AMQPValue::LongString(x), AMQPValue::ShortString(y))
+            | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => {
+                x.as_bytes() == y.as_str().as_bytes()
+            }
+            _ => a == b,
+        },
+    }
+}
+
+fn describe(v: Option<&AMQPValue>) -> String {
+    match v {
+        None => "none".into(),
+        Some(v) => format!("the value '{}' of type '{}'", value_text(v), type_name(v)),
+    }
+}
+
+fn check_args_equivalence(queue: &Queue, args: &FieldTable) -> AmqpResult<()> {
+    for key in EQUIVALENCE_ARGS {
+        let (cur, new) = (queue.arguments.inner().get(*key), args.inner().get(*key));
+        let same = match (cur, new) {
+            (None, None) => true,
+            (Some(a), Some(b)) => equivalent(a, b),
+            _ => false,
+        };
+        if !same {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for queue '{}' in vhost '{}': received {} but current is {}",
+                queue.name,
+                queue.vhost,
+                describe(new),
+                describe(cur)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// A server-generated name: `amq.gen-` and 22 URL-safe base64 characters, like RabbitMQ's.
+pub(super) fn generated_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
+        .collect();
+    format!("{prefix}-{suffix}")
+}
+
+impl Channel {
+    pub(super) fn handle_queue_method(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        m: q::AMQPMethod,
+    ) -> AmqpResult<()> {
+        match m {
+            q::AMQPMethod::Declare(d) => self.queue_declare(ctx, d),
+            q::AMQPMethod::Bind(bnd) => {
+                let name = self.queue_name(bnd.queue.as_str())?;
+                let key = if bnd.routing_key.as_str().is_empty() && bnd.queue.as_str().is_empty() {
+                    name.clone()
+                } else {
+                    bnd.routing_key.as_str().to_string()
+                };
+                if bnd.exchange.as_str().is_empty() {
+                    return Err(AmqpError::access_refused(
+                        "operation not permitted on the default exchange",
+                    ));
+                }
+                let queue = self.usable_queue(ctx, &name)?;
+                let exchange = ctx.vhost.get_exchange(bnd.exchange.as_str())?;
+                exchange.bind(Destination::Queue(queue.name.clone()), &key, &bnd.arguments)?;
+                if !bnd.nowait {
+                    self.send(AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
+                }
+                Ok(())
+            }
+            q::AMQPMethod::Unbind(u) => {
+                let name = self.queue_name(u.queue.as_str())?;
+                if u.exchange.as_str().is_empty() {
+                    return Err(AmqpError::access_refused(
+                        "operation not permitted on the default exchange",
+                    ));
+                }
+                let queue = self.usable_queue(ctx, &name)?;
+                let exchange = ctx.vhost.get_exchange(u.exchange.as_str())?;
+                if exchange.unbind(
+                    &Destination::Queue(queue.name.clone()),
+                    u.routing_key.as_str(),
+                    &u.arguments,
+                ) {
+                    ctx.vhost.auto_delete_exchange_if_unused(&exchange);
+                }
+                self.send(AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
+                Ok(())
+            }
+            q::AMQPMethod::Purge(p) => {
+                let name = self.queue_name(p.queue.as_str())?;
+                let queue = self.usable_queue(ctx, &name)?;
+                let message_count = queue.purge();
+                if !p.nowait {
+                    self.send(AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk {
+                        message_count,
+                    })));
+                }
+                Ok(())
+            }
+            q::AMQPMethod::Delete(d) => {
+                let name = self.queue_name(d.queue.as_str())?;
+                let message_count = match ctx.vhost.queue(&name) {
+                    // Deleting a queue that does not exist succeeds, as in RabbitMQ.
+                    None => 0,
+                    Some(queue) => {
+                        check_exclusive(ctx, &queue)?;
+                        let (ready, consumers) = queue.counts();
+                        if d.if_unused && consumers > 0 {
+                            return Err(AmqpError::precondition_failed(format!(
+                                "queue '{}' in vhost '{}' in use",
+                                queue.name, queue.vhost
+                            )));
+                        }
+                        if d.if_empty && ready > 0 {
+                            return Err(AmqpError::precondition_failed(format!(
+                                "queue '{}' in vhost '{}' is not empty",
+                                queue.name, queue.vhost
+                            )));
+                        }
+                        ctx.exclusive_queues
+                            .retain(|q| !std::sync::Arc::ptr_eq(q, &queue));
+                        ctx.vhost.delete_queue(&queue)
+                    }
+                };
+                if !d.nowait {
+                    self.send(AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk {
+                        message_count,
+                    })));
+                }
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected queue method {}",
+                AMQPClass::Queue(other).get_amqp_method_id()
+            ))),
+        }
+    }
+
+    fn queue_declare(&mut self, ctx: &mut ConnectionContext<'_>, d: q::Declare) -> AmqpResult<()> {
+        let requested = d.queue.as_str();
+        let queue = if d.passive {
+            let name = self.queue_name(requested)?;
+            self.usable_queue(ctx, &name)?
+        } else {
+            let name = if requested.is_empty() {
+                generated_name("amq.gen")
+            } else if requested.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "queue name '{requested}' contains reserved prefix 'amq.*'"
+                )));
+            } else {
+                requested.to_string()
+            };
+            let owner = d.exclusive.then_some(ctx.id);
+            let fresh = Queue::new(
+                name.clone(),
+                ctx.vhost.name.clone(),
+                d.durable,
+                owner,
+                d.auto_delete,
+                d.arguments.clone(),
+            );
+            match ctx.vhost.insert_queue(fresh) {
+                Ok(created) => {
+                    if d.exclusive {
+                        ctx.exclusive_queues.push(created.clone());
+                    }
+                    created
+                }
+                Err(existing) => {
+                    check_exclusive(ctx, &existing)?;
+                    if existing.exclusive_owner.is_some() != d.exclusive {
+                        return Err(AmqpError::resource_locked(format!(
+                            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                            existing.name, existing.vhost
+                        )));
+                    }
+                    if existing.durable != d.durable {
+                        return Err(AmqpError::precondition_failed(format!(
+                            "inequivalent arg 'durable' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                            existing.name, existing.vhost, yes_no(d.durable), yes_no(existing.durable)
+                        )));
+                    }
+                    if existing.auto_delete != d.auto_delete {
+                        return Err(AmqpError::precondition_failed(format!(
+                            "inequivalent arg 'auto_delete' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                            existing.name, existing.vhost, yes_no(d.auto_delete), yes_no(existing.auto_delete)
+                        )));
+                    }
+                    check_args_equivalence(&existing, &d.arguments)?;
+                    existing
+                }
+            }
+        };
+        self.last_queue = queue.name.clone();
+        if !d.nowait {
+            let (message_count, consumer_count) = queue.counts();
+            self.send(AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                queue: queue.name.as_str().into(),
+                message_count,
+                consumer_count,
+            })));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! The opening handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
+//! Frames here are limited to the minimum frame size, as RabbitMQ does before tuning.
+
+use super::writer::{Out, Outbox};
+use super::ClientCapabilities;
+use crate::auth::AuthError;
+use crate::broker::Broker;
+use crate::error::AmqpError;
+use crate::vhost::VHost;
+use amqp_codec::constants::FRAME_MIN_SIZE;
+use amqp_codec::protocol::connection as conn;
+use amqp_codec::types::{AMQPValue, FieldTable, LongString, ShortString};
+use amqp_codec::{decode_frame, AMQPClass, Frame, PROTOCOL_HEADER};
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+
+/// A finished handshake.
+pub(super) struct Done {
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub caps: ClientCapabilities,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+}
+
+/// How a handshake failed.
+pub(super) enum Failed {
+    /// Close the socket without a word (bad header already answered, timeout, peer gone).
+    Silent(String),
+    /// Send connection.close with this error first.
+    Close(AmqpError, String),
+}
+
+pub(super) struct Handshake<'a> {
+    pub broker: &'a Broker,
+    pub reader: OwnedReadHalf,
+    pub buf: BytesMut,
+    pub outbox: &'a Arc<Outbox>,
+    pub peer: SocketAddr,
+}
+
+fn bool_value(b: bool) -> AMQPValue {
+    AMQPValue::Boolean(b)
+}
+
+fn server_properties() -> FieldTable {
+    let mut caps = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        caps.insert(ShortString::from(cap), bool_value(true));
+    }
+    let mut p = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()));
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p.insert("cluster_name".into(), s("warren"));
+    p.insert("copyright".into(), s("Copyright (c) the Warren authors"));
+    p.insert(
+        "information".into(),
+        s("Licensed under the Apache License 2.0"),
+    );
+    p.insert("platform".into(), s("Rust"));
+    p.insert("product".into(), s("Warren"));
+    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p
+}
+
+fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
+    let mut caps = ClientCapabilities::default();
+    if let Some(AMQPValue::FieldTable(t)) = props.inner().get("capabilities") {
+        let on = |k: &str| matches!(t.inner().get(k), Some(AMQPValue::Boolean(true)));
+        caps.consumer_cancel_notify = on("consumer_cancel_notify");
+        caps.authentication_failure_close = on("authentication_failure_close");
+        caps.connection_blocked = on("connection.blocked");
+    }
+    caps
+}
+
+impl Handshake<'_> {
+    async fn fill(&mut self) -> Result<(), Failed> {
+        match self.reader.read_buf(&mut self.buf).await {
+            Ok(0) => Err(Failed::Silent(
+                "client closed the connection during the handshake".into(),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Failed::Silent(format!(
+                "socket error during the handshake: {e}"
+            ))),
+        }
+    }
+
+    async fn next_method(&mut self) -> Result<AMQPClass, Failed> {
+        loop {
+            match decode_frame(&mut self.buf, FRAME_MIN_SIZE) {
+                Ok(Some(Frame::Method(0, m))) => return Ok(m),
+                Ok(Some(Frame::Heartbeat(0))) => continue,
+                Ok(Some(_)) => {
+                    return Err(Failed::Close(
+                        AmqpError::command_invalid(
+                            "only channel 0 methods are allowed during the handshake",
+                        ),
+                        "unexpected frame during the handshake".into(),
+                    ))
+                }
+                Ok(None) => self.fill().await?,
+                Err(e) => {
+                    let err = super::frame_error_text(&e);
+                    return Err(Failed::Close(
+                        err,
+                        format!("frame error during the handshake: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run(&mut self) -> Result<Done, Failed> {
+        while self.buf.len() < 8 {
+            self.fill().await?;
+        }
+        if &self.buf[..8] != PROTOCOL_HEADER {
+            // As RabbitMQ: answer with the version we speak and close.
+            self.outbox
+                .send(Out::Raw(Bytes::from_static(PROTOCOL_HEADER)));
+            return Err(Failed::Silent(format!(
+                "bad protocol header {:?}",
+                String::from_utf8_lossy(&self.buf[..8])
+            )));
+        }
+        let _ = self.buf.split_to(8);
+        self.outbox.method(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::Start(conn::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: server_properties(),
+                mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+                locales: LongString::from(b"en_US".to_vec()),
+            })),
+        );
+        let start_ok = match self.next_method().await? {
+            AMQPClass::Connection(conn::AMQPMethod::StartOk(s)) => s,
+            other => return Err(unexpected(other, "connection.start-ok")),
+        };
+        let caps = client_capabilities(&start_ok.client_properties);
+        let mechanism = start_ok.mechanism.as_str().to_string();
+        let user = match self.broker.users.authenticate(
+            &mechanism,
+            start_ok.response.as_bytes(),
+            self.peer.ip(),
+        ) {
+            Ok(u) => u,
+            Err(AuthError::UnsupportedMechanism(m)) => {
+                return Err(Failed::Close(
+                    AmqpError::command_invalid(format!("unknown authentication mechanism '{m}'")),
+                    format!("unknown authentication mechanism '{m}'"),
+                ))
+            }
+            Err(why) => {
+                let detail = match &why {
+                    AuthError::InvalidCredentials(u) => format!("user '{u}' - invalid credentials"),
+                    AuthError::LoopbackOnly(u) => {
+                        format!("user '{u}' can only connect via localhost")
+                    }
+                    AuthError::Malformed => "malformed SASL response".to_string(),
+                    AuthError::UnsupportedMechanism(_) => unreachable!(),
+                };
+                let text = format!(
+                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+                );
+                let reason = format!("authentication failed: {detail}");
+                return Err(if caps.authentication_failure_close {
+                    Failed::Close(AmqpError::access_refused(text), reason)
+                } else {
+                    Failed::Silent(reason)
+                });
+            }
+        };
+        let cfg = &self.broker.config;
+        self.outbox.method(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::Tune(conn::Tune {
+                channel_max: cfg.channel_max,
+                frame_max: cfg.frame_max,
+                heartbeat: cfg.heartbeat,
+            })),
+        );
+        let tune_ok = match self.next_method().await? {
+            AMQPClass::Connection(conn::AMQPMethod::TuneOk(t)) => t,
+            other => return Err(unexpected(other, "connection.tune-ok")),
+        };
+        let frame_max = tune_ok.frame_max;
+        if frame_max < FRAME_MIN_SIZE {
+            return Err(not_allowed(format!(
+                "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
+            )));
+        }
+        if frame_max > cfg.frame_max {
+            return Err(not_allowed(format!(
+                "frame_max={frame_max} > {} max size",
+                cfg.frame_max
+            )));
+        }
+        let channel_max = match tune_ok.channel_max {
+            0 => cfg.channel_max,
+            n if n > cfg.channel_max => {
+                return Err(not_allowed(format!(
+                    "channel_max={n} > {} max size",
+                    cfg.channel_max
+                )))
+            }
+            n => n,
+        };
+        let open = match self.next_method().await? {
+            AMQPClass::Connection(conn::AMQPMethod::Open(o)) => o,
+            other => return Err(unexpected(other, "connection.open")),
+        };
+        let vhost_name = open.virtual_host.as_str();
+        let Some(vhost) = self.broker.vhost(vhost_name) else {
+            return Err(Failed::Close(
+                AmqpError::not_allowed(format!("vhost {vhost_name} not found")).on_method(10, 40),
+                format!("vhost '{vhost_name}' not found"),
+            ));
+        };
+        self.outbox.method(
+            0,
+            AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
+        );
+        Ok(Done {
+            vhost,
+            user,
+            caps,
+            frame_max,
+            channel_max,
+            heartbeat: tune_ok.heartbeat,
+        })
+    }
+}
+
+fn not_allowed(text: String) -> Failed {
+    Failed::Close(AmqpError::not_allowed(text.clone()).on_method(10, 31), text)
+}
+
+fn unexpected(m: AMQPClass, expected: &str) -> Failed {
+    let (c, id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+    Failed::Close(
+        AmqpError::command_invalid(format!("expected {expected}, got method {c}.{id}"))
+            .on_method(c, id),
+        format!("expected {expected} during the handshake"),
+    )
+}

@@ -1,0 +1,488 @@
+//! One client connection: a task that reads and handles frames, plus a writer task (`writer.rs`).
+//!
+//! The reading task owns every channel's private state; handling a frame never awaits (queues and
+//! exchanges are behind short locks), so one read's worth of frames is handled in a tight loop and
+//! publisher confirms are flushed once per read. Everything sent goes through the connection's
+//! [`writer::Outbox`], so replies and deliveries keep their order.
+
+mod handshake;
+pub mod writer;
+
+use crate::broker::Broker;
+use crate::channel::Channel;
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::Queue;
+use crate::vhost::VHost;
+use amqp_codec::frame::FrameError;
+use amqp_codec::protocol::{channel as chan, connection as conn};
+use amqp_codec::{decode_frame, AMQPClass, Frame};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn, Instrument};
+use writer::{Out, Outbox};
+
+/// How long we wait for connection.close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Client capabilities from connection.start-ok that change what the server sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCapabilities {
+    /// basic.cancel may be sent to the client.
+    pub consumer_cancel_notify: bool,
+    /// Failed logins get connection.close rather than a dropped socket.
+    pub authentication_failure_close: bool,
+    /// connection.blocked/unblocked may be sent.
+    pub connection_blocked: bool,
+}
+
+/// What ends the connection's main loop.
+enum Stop {
+    /// Send connection.close with this error, wait for close-ok, close.
+    Error(AmqpError),
+    /// The client asked to close and got close-ok.
+    ClientClosed,
+    /// Socket closed, reset, or heartbeats missed: nothing more to send.
+    Gone(String),
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+/// Connection-wide facts the channel handlers need.
+pub struct ConnectionContext<'a> {
+    /// The broker.
+    pub broker: &'a Broker,
+    /// The vhost this connection opened.
+    pub vhost: &'a Arc<VHost>,
+    /// This connection's id (owner of exclusive queues).
+    pub id: u64,
+    /// The authenticated user.
+    pub user: &'a str,
+    /// The outbox.
+    pub outbox: &'a Arc<Outbox>,
+    /// Client capabilities.
+    pub caps: ClientCapabilities,
+    /// Exclusive queues declared on this connection (deleted when it closes).
+    pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
+}
+
+/// A connection after the handshake.
+pub struct Connection {
+    id: u64,
+    name: String,
+    broker: Arc<Broker>,
+    reader: OwnedReadHalf,
+    buf: BytesMut,
+    outbox: Arc<Outbox>,
+    vhost: Arc<VHost>,
+    user: String,
+    caps: ClientCapabilities,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    channels: HashMap<u16, Channel>,
+    exclusive_queues: Vec<Arc<Queue>>,
+}
+
+/// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = socket.local_addr().unwrap_or(peer);
+    let id = broker.next_connection_id();
+    let name = format!("{peer} -> {local}");
+    let span = tracing::info_span!("connection", id, name = %name);
+    async move {
+        info!("accepting AMQP connection");
+        let _ = socket.set_nodelay(true);
+        let (reader, write_half) = socket.into_split();
+        let (outbox, rx) = Outbox::new();
+        let heartbeat = Arc::new(AtomicU32::new(0));
+        let writer = tokio::spawn(
+            writer::run_writer(write_half, outbox.clone(), rx, heartbeat.clone()).in_current_span(),
+        );
+        let mut hs = handshake::Handshake {
+            broker: &broker,
+            reader,
+            buf: BytesMut::with_capacity(8192),
+            outbox: &outbox,
+            peer,
+        };
+        let timeout = Duration::from_secs(broker.config.handshake_timeout);
+        let result = match tokio::time::timeout(timeout, hs.run()).await {
+            Ok(r) => r,
+            Err(_) => Err(handshake::Failed::Silent(format!(
+                "handshake timeout after {}s",
+                broker.config.handshake_timeout
+            ))),
+        };
+        let handshake::Handshake { reader, buf, .. } = hs;
+        match result {
+            Ok(done) => {
+                heartbeat.store(done.heartbeat as u32, std::sync::atomic::Ordering::Relaxed);
+                outbox.set_frame_max(done.frame_max);
+                info!(user = %done.user, vhost = %done.vhost.name, "user '{}' authenticated and granted access to vhost '{}'", done.user, done.vhost.name);
+                let mut c = Connection {
+                    id,
+                    name,
+                    broker: broker.clone(),
+                    reader,
+                    buf,
+                    outbox: outbox.clone(),
+                    vhost: done.vhost,
+                    user: done.user,
+                    caps: done.caps,
+                    frame_max: done.frame_max,
+                    channel_max: done.channel_max,
+                    heartbeat: done.heartbeat,
+                    channels: HashMap::new(),
+                    exclusive_queues: Vec::new(),
+                };
+                c.run(shutdown).await;
+            }
+            Err(handshake::Failed::Silent(why)) => {
+                warn!("closing AMQP connection: {why}");
+                outbox.send(Out::Close);
+            }
+            Err(handshake::Failed::Close(e, why)) => {
+                warn!("closing AMQP connection: {why}");
+                send_connection_close(&outbox, &e);
+                let mut r = reader;
+                let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
+                    let mut b = [0u8; 512];
+                    // Drain until the client closes or sends close-ok; whatever it sends is ignored.
+                    while matches!(r.read(&mut b).await, Ok(n) if n > 0) {}
+                })
+                .await;
+                outbox.send(Out::Close);
+            }
+        }
+        let _ = writer.await;
+    }
+    .instrument(span)
+    .await
+}
+
+fn send_connection_close(outbox: &Outbox, e: &AmqpError) {
+    outbox.method(
+        0,
+        AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
+            reply_code: e.code.code(),
+            reply_text: e.reply_text().into(),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        })),
+    );
+}
+
+fn frame_error_text(e: &FrameError) -> AmqpError {
+    match e {
+        FrameError::TooLarge {
+            frame_type,
+            size,
+            max,
+            ..
+        } => AmqpError::frame_error(format!(
+            "type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{max}}}"
+        )),
+        FrameError::BadFrameEnd {
+            frame_type, found, ..
+        } => AmqpError::frame_error(format!(
+            "type {frame_type}, first 16 octets = <<>>: {{invalid_frame_end_marker,{found}}}"
+        )),
+        FrameError::UnknownType(t) => AmqpError::frame_error(format!("unknown frame type {t}")),
+        FrameError::BadMethod {
+            class_id,
+            method_id,
+            ..
+        } => AmqpError::frame_error(format!(
+            "cannot decode method frame for class {class_id}, method {method_id}"
+        ))
+        .on_method(*class_id, *method_id),
+        FrameError::BadHeader(_) => AmqpError::frame_error("cannot decode content header"),
+        FrameError::PrefetchSize { size, .. } => {
+            AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10)
+        }
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        let stop = self.main_loop(&mut shutdown).await;
+        match stop {
+            Stop::ClientClosed => info!("closing AMQP connection (client request)"),
+            Stop::Gone(why) => warn!("closing AMQP connection: {why}"),
+            Stop::Error(e) => {
+                warn!("closing AMQP connection: connection error {}", e);
+                send_connection_close(&self.outbox, &e);
+                self.await_close_ok().await;
+            }
+            Stop::Shutdown => {
+                info!("closing AMQP connection: broker shutting down");
+                let e = AmqpError::new(
+                    amqp_codec::ReplyCode::ConnectionForced,
+                    "broker forced connection closure with reason 'shutdown'",
+                );
+                send_connection_close(&self.outbox, &e);
+                self.await_close_ok().await;
+            }
+        }
+        self.cleanup();
+        self.outbox.send(Out::Close);
+    }
+
+    async fn main_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> Stop {
+        let idle = match self.heartbeat {
+            0 => None,
+            hb => Some(Duration::from_secs(hb as u64 * 2)),
+        };
+        loop {
+            loop {
+                match decode_frame(&mut self.buf, self.frame_max) {
+                    Ok(Some(frame)) => {
+                        if let Err(stop) = self.handle_frame(frame) {
+                            return stop;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.buf.clear();
+                        return Stop::Error(frame_error_text(&e));
+                    }
+                }
+            }
+            for ch in self.channels.values_mut() {
+                ch.flush_confirms();
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(64 * 1024);
+            }
+            let read = self.reader.read_buf(&mut self.buf);
+            let res = tokio::select! {
+                r = async {
+                    match idle {
+                        Some(d) => tokio::time::timeout(d, read).await.ok(),
+                        None => Some(read.await),
+                    }
+                } => r,
+                _ = shutdown.changed() => return Stop::Shutdown,
+            };
+            match res {
+                None => {
+                    return Stop::Gone(format!(
+                        "missed heartbeats from client, timeout: {}s",
+                        self.heartbeat
+                    ))
+                }
+                Some(Ok(0)) => {
+                    return Stop::Gone("client unexpectedly closed TCP connection".into())
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Stop::Gone(format!("socket error: {e}")),
+            }
+        }
+    }
+
+    /// After sending connection.close: discard frames until close-ok (or close), bounded in time.
+    async fn await_close_ok(&mut self) {
+        let fm = self.frame_max;
+        let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
+            loop {
+                loop {
+                    match decode_frame(&mut self.buf, fm) {
+                        Ok(Some(Frame::Method(
+                            0,
+                            AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)),
+                        ))) => return,
+                        Ok(Some(Frame::Method(
+                            0,
+                            AMQPClass::Connection(conn::AMQPMethod::Close(_)),
+                        ))) => {
+                            self.outbox.method(
+                                0,
+                                AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                            );
+                            return;
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            self.buf.clear();
+                            break;
+                        }
+                    }
+                }
+                match self.reader.read_buf(&mut self.buf).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), Stop> {
+        let channel = frame.channel();
+        if channel == 0 {
+            return match frame {
+                Frame::Heartbeat(_) => Ok(()),
+                Frame::Method(_, AMQPClass::Connection(m)) => self.handle_connection_method(m),
+                Frame::Method(_, m) => Err(Stop::Error(
+                    AmqpError::command_invalid(format!(
+                        "method {}.{} is not allowed on channel 0",
+                        m.get_amqp_class_id(),
+                        m.get_amqp_method_id()
+                    ))
+                    .on_method(m.get_amqp_class_id(), m.get_amqp_method_id()),
+                )),
+                _ => Err(Stop::Error(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                ))),
+            };
+        }
+        if let Frame::Heartbeat(_) = frame {
+            return Err(Stop::Error(AmqpError::frame_error(format!(
+                "heartbeat frame on channel {channel}"
+            ))));
+        }
+        if !self.channels.contains_key(&channel) {
+            return self.handle_unopened_channel(channel, frame);
+        }
+        let mut ch = self.channels.remove(&channel).expect("present");
+        let mut ctx = ConnectionContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            id: self.id,
+            user: &self.user,
+            outbox: &self.outbox,
+            caps: self.caps,
+            exclusive_queues: &mut self.exclusive_queues,
+        };
+        let result = ch.handle_frame(&mut ctx, frame);
+        match result {
+            Ok(crate::channel::After::Keep) => {
+                self.channels.insert(channel, ch);
+                Ok(())
+            }
+            Ok(crate::channel::After::Remove) => Ok(()),
+            Err(e) if e.closes_connection(channel) => {
+                warn!(channel, "connection error on channel {channel}: {e}");
+                self.channels.insert(channel, ch);
+                Err(Stop::Error(e))
+            }
+            Err(e) => {
+                warn!(channel, "channel error on channel {channel}: {e}");
+                ch.close_with_error(&mut ctx, e);
+                self.channels.insert(channel, ch);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_unopened_channel(&mut self, channel: u16, frame: Frame) -> Result<(), Stop> {
+        match frame {
+            Frame::Method(_, AMQPClass::Channel(chan::AMQPMethod::Open(_))) => {
+                if channel > self.channel_max {
+                    return Err(Stop::Error(
+                        AmqpError::not_allowed(format!(
+                            "channel number {channel} exceeds the negotiated channel_max ({})",
+                            self.channel_max
+                        ))
+                        .on_method(20, 10),
+                    ));
+                }
+                let ch = Channel::new(
+                    channel,
+                    self.id,
+                    self.outbox.clone(),
+                    self.caps.consumer_cancel_notify,
+                    self.broker.config.max_message_size,
+                );
+                self.outbox.method(
+                    channel,
+                    AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
+                );
+                debug!(channel, "channel opened");
+                self.channels.insert(channel, ch);
+                Ok(())
+            }
+            // A close-ok for a channel we already forgot, or a close crossing ours: harmless.
+            Frame::Method(_, AMQPClass::Channel(chan::AMQPMethod::CloseOk(_))) => Ok(()),
+            Frame::Method(_, m) => Err(Stop::Error(
+                AmqpError::channel_error("expected 'channel.open'")
+                    .on_method(m.get_amqp_class_id(), m.get_amqp_method_id()),
+            )),
+            _ => Err(Stop::Error(AmqpError::channel_error(
+                "expected 'channel.open'",
+            ))),
+        }
+    }
+
+    fn handle_connection_method(&mut self, m: conn::AMQPMethod) -> Result<(), Stop> {
+        match m {
+            conn::AMQPMethod::Close(c) => {
+                debug!(code = c.reply_code, text = %c.reply_text.as_str(), "client closed the connection");
+                self.outbox.method(
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                );
+                Err(Stop::ClientClosed)
+            }
+            conn::AMQPMethod::CloseOk(_) => Err(Stop::ClientClosed),
+            conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_) => Ok(()),
+            conn::AMQPMethod::UpdateSecret(_) => {
+                self.outbox.method(
+                    0,
+                    AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(
+                        conn::UpdateSecretOk {},
+                    )),
+                );
+                Ok(())
+            }
+            other => {
+                let m = AMQPClass::Connection(other);
+                Err(Stop::Error(
+                    AmqpError::command_invalid(format!(
+                        "connection method {} not allowed after the handshake",
+                        m.get_amqp_method_id()
+                    ))
+                    .on_method(10, m.get_amqp_method_id()),
+                ))
+            }
+        }
+    }
+
+    /// Releases everything the connection holds: channels (requeueing their unacked messages and
+    /// cancelling their consumers) and exclusive queues.
+    fn cleanup(&mut self) {
+        let mut ctx = ConnectionContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            id: self.id,
+            user: &self.user,
+            outbox: &self.outbox,
+            caps: self.caps,
+            exclusive_queues: &mut Vec::new(),
+        };
+        for (_, mut ch) in self.channels.drain() {
+            ch.release(&mut ctx);
+        }
+        for q in self.exclusive_queues.drain(..) {
+            self.vhost.delete_queue(&q);
+        }
+        debug!(name = %self.name, "connection state released");
+    }
+}
+
+/// Result type of code that may end a connection.
+pub type ConnResult<T> = AmqpResult<T>;

@@ -1,0 +1,290 @@
+//! Exchanges and their bindings. One matcher per exchange type: direct (hash of keys), fanout (list),
+//! topic (a word trie, `topic.rs`), headers (`headers.rs`).
+//!
+//! Bindings are held by their source exchange behind a `std::sync::RwLock`: routing (every publish) takes
+//! read locks only, and no lock is ever held across an await.
+
+pub mod headers;
+pub mod topic;
+
+use crate::error::{AmqpError, AmqpResult};
+use amq_protocol::frame::WriteContext;
+use amq_protocol::types::generation::gen_field_table;
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use topic::TopicTrie;
+
+/// The exchange types Warren implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Routes on exact routing-key equality.
+    Direct,
+    /// Routes to every binding.
+    Fanout,
+    /// Routes on dotted patterns with `*` and `#`.
+    Topic,
+    /// Routes on message headers.
+    Headers,
+}
+
+impl ExchangeKind {
+    /// Parses a declared type name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "direct" => Some(ExchangeKind::Direct),
+            "fanout" => Some(ExchangeKind::Fanout),
+            "topic" => Some(ExchangeKind::Topic),
+            "headers" => Some(ExchangeKind::Headers),
+            _ => None,
+        }
+    }
+
+    /// The type's name as declared.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// Where a binding leads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A queue, by name.
+    Queue(String),
+    /// An exchange, by name (exchange-to-exchange binding).
+    Exchange(String),
+}
+
+/// An exchange.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Name ("" is the default exchange).
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last binding (as a source) goes.
+    pub auto_delete: bool,
+    /// Clients may not publish to it directly.
+    pub internal: bool,
+    /// Declared arguments.
+    pub arguments: FieldTable,
+    /// The `alternate-exchange` argument, if any.
+    pub alternate: Option<String>,
+    bindings: RwLock<Bindings>,
+}
+
+/// Identity of a binding: destination, key, and its arguments (encoded, so that they hash).
+type BindingId = (Destination, String, Vec<u8>);
+
+#[derive(Debug, Default)]
+struct Bindings {
+    all: HashMap<BindingId, FieldTable>,
+    /// direct: key -> destinations (a destination appears once per binding; routing dedupes)
+    direct: HashMap<String, Vec<Destination>>,
+    /// fanout: all destinations (one entry per binding)
+    fanout: Vec<Destination>,
+    /// topic: (key, dest) pairs counted, so a pair bound with different args is in the trie once
+    topic_pairs: HashMap<(String, Destination), u32>,
+    topic: TopicTrie<Destination>,
+    headers: Vec<(FieldTable, Destination)>,
+}
+
+fn encode_table(t: &FieldTable) -> Vec<u8> {
+    let ctx = WriteContext::from(Vec::new());
+    gen_field_table(t)(ctx)
+        .map(|c| c.into_inner().0)
+        .unwrap_or_default()
+}
+
+impl Exchange {
+    /// A new exchange with no bindings.
+    pub fn new(
+        name: String,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        let alternate = match arguments.inner().get("alternate-exchange") {
+            Some(amq_protocol::types::AMQPValue::LongString(s)) => {
+                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            Some(amq_protocol::types::AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+            _ => None,
+        };
+        Exchange {
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            alternate,
+            bindings: RwLock::new(Bindings::default()),
+        }
+    }
+
+    /// True for the nameless default exchange.
+    pub fn is_default(&self) -> bool {
+        self.name.is_empty()
+    }
+
+    /// Adds a binding; binding twice is not an error (RabbitMQ answers bind-ok).
+    pub fn bind(&self, dest: Destination, key: &str, args: &FieldTable) -> AmqpResult<()> {
+        if self.kind == ExchangeKind::Headers {
+            headers::validate_binding_args(args).map_err(AmqpError::precondition_failed)?;
+        }
+        let mut b = self.bindings.write().unwrap_or_else(|e| e.into_inner());
+        let id = (dest.clone(), key.to_string(), encode_table(args));
+        if b.all.contains_key(&id) {
+            return Ok(());
+        }
+        b.all.insert(id, args.clone());
+        match self.kind {
+            ExchangeKind::Direct => b.direct.entry(key.to_string()).or_default().push(dest),
+            ExchangeKind::Fanout => b.fanout.push(dest),
+            ExchangeKind::Topic => {
+                let n = b
+                    .topic_pairs
+                    .entry((key.to_string(), dest.clone()))
+                    .or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    b.topic.insert(key, dest);
+                }
+            }
+            ExchangeKind::Headers => b.headers.push((args.clone(), dest)),
+        }
+        Ok(())
+    }
+
+    /// Removes a binding; false if there was none.
+    pub fn unbind(&self, dest: &Destination, key: &str, args: &FieldTable) -> bool {
+        let mut b = self.bindings.write().unwrap_or_else(|e| e.into_inner());
+        let id = (dest.clone(), key.to_string(), encode_table(args));
+        if b.all.remove(&id).is_none() {
+            return false;
+        }
+        b.remove_matcher(self.kind, dest, key, args);
+        true
+    }
+
+    /// Removes every binding to `dest`; returns how many were removed.
+    pub fn unbind_destination(&self, dest: &Destination) -> usize {
+        let mut b = self.bindings.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<BindingId> = b
+            .all
+            .keys()
+            .filter(|(d, _, _)| d == dest)
+            .cloned()
+            .collect();
+        for id in &gone {
+            if let Some(args) = b.all.remove(id) {
+                b.remove_matcher(self.kind, dest, &id.1, &args);
+            }
+        }
+        gone.len()
+    }
+
+    /// True if a binding with exactly these fields exists.
+    pub fn has_binding(&self, dest: &Destination, key: &str, args: &FieldTable) -> bool {
+        let b = self.bindings.read().unwrap_or_else(|e| e.into_inner());
+        b.all
+            .contains_key(&(dest.clone(), key.to_string(), encode_table(args)))
+    }
+
+    /// Number of bindings with this exchange as source.
+    pub fn binding_count(&self) -> usize {
+        self.bindings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .all
+            .len()
+    }
+
+    /// Calls `f` for each destination matching the message (a destination may be reported more than
+    /// once; callers dedupe). `headers` is called at most once, only by headers exchanges.
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        f: &mut dyn FnMut(&Destination),
+    ) {
+        let b = self.bindings.read().unwrap_or_else(|e| e.into_inner());
+        match self.kind {
+            ExchangeKind::Direct => {
+                if let Some(dests) = b.direct.get(routing_key) {
+                    dests.iter().for_each(f);
+                }
+            }
+            ExchangeKind::Fanout => b.fanout.iter().for_each(f),
+            ExchangeKind::Topic => b.topic.route(routing_key, f),
+            ExchangeKind::Headers => {
+                if b.headers.is_empty() {
+                    return;
+                }
+                let h = headers();
+                for (args, dest) in &b.headers {
+                    if headers::headers_match(args, h.as_ref()) {
+                        f(dest);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Bindings {
+    fn remove_matcher(
+        &mut self,
+        kind: ExchangeKind,
+        dest: &Destination,
+        key: &str,
+        args: &FieldTable,
+    ) {
+        match kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = self.direct.get_mut(key) {
+                    if let Some(i) = v.iter().position(|d| d == dest) {
+                        v.swap_remove(i);
+                    }
+                    if v.is_empty() {
+                        self.direct.remove(key);
+                    }
+                }
+            }
+            ExchangeKind::Fanout => {
+                if let Some(i) = self.fanout.iter().position(|d| d == dest) {
+                    self.fanout.swap_remove(i);
+                }
+            }
+            ExchangeKind::Topic => {
+                let pair = (key.to_string(), dest.clone());
+                if let Some(n) = self.topic_pairs.get_mut(&pair) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.topic_pairs.remove(&pair);
+                        self.topic.remove(key, dest);
+                    }
+                }
+            }
+            ExchangeKind::Headers => {
+                if let Some(i) = self
+                    .headers
+                    .iter()
+                    .position(|(a, d)| d == dest && a == args)
+                {
+                    self.headers.remove(i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! A virtual host: its exchanges, queues and bindings, and routing between them.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::message::Message;
+use crate::queue::Queue;
+use amqp_codec::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A virtual host.
+#[derive(Debug)]
+pub struct VHost {
+    /// Name.
+    pub name: String,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+}
+
+/// The exchanges every vhost has from the start.
+const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("", ExchangeKind::Direct, false),
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+impl VHost {
+    /// A vhost with the pre-declared exchanges.
+    pub fn new(name: &str) -> Self {
+        let exchanges = PREDECLARED
+            .iter()
+            .map(|(n, kind, internal)| {
+                let x = Exchange::new(
+                    n.to_string(),
+                    *kind,
+                    true,
+                    false,
+                    *internal,
+                    FieldTable::default(),
+                );
+                (n.to_string(), Arc::new(x))
+            })
+            .collect();
+        VHost {
+            name: name.to_string(),
+            exchanges: RwLock::new(exchanges),
+            queues: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn xs(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn xs_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn qs(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn qs_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `NOT_FOUND - no exchange 'x' in vhost '/'`
+    pub fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{}' in vhost '{}'", name, self.name))
+    }
+
+    /// `NOT_FOUND - no queue 'q' in vhost '/'`
+    pub fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{}' in vhost '{}'", name, self.name))
+    }
+
+    /// Looks an exchange up.
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.xs().get(name).cloned()
+    }
+
+    /// Looks an exchange up or fails with 404.
+    pub fn get_exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name).ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Looks a queue up.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.qs().get(name).cloned()
+    }
+
+    /// All queues (for listing and shutdown).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.qs().values().cloned().collect()
+    }
+
+    /// exchange.declare (non-passive): creates, or checks equivalence with the existing one.
+    pub fn declare_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) -> AmqpResult<Arc<Exchange>> {
+        let mut xs = self.xs_mut();
+        if let Some(x) = xs.get(name) {
+            let mismatch = |arg: &str, got: &str, cur: &str| {
+                AmqpError::precondition_failed(format!(
+                    "inequivalent arg '{arg}' for exchange '{name}' in vhost '{}': received '{got}' but current is '{cur}'",
+                    self.name
+                ))
+            };
+            if x.kind != kind {
+                return Err(mismatch("type", kind.name(), x.kind.name()));
+            }
+            if x.durable != durable {
+                return Err(mismatch("durable", yes_no(durable), yes_no(x.durable)));
+            }
+            if x.auto_delete != auto_delete {
+                return Err(mismatch(
+                    "auto_delete",
+                    yes_no(auto_delete),
+                    yes_no(x.auto_delete),
+                ));
+            }
+            if x.internal != internal {
+                return Err(mismatch("internal", yes_no(internal), yes_no(x.internal)));
+            }
+            if x.alternate
+                != Exchange::new(String::new(), kind, false, false, false, arguments.clone())
+                    .alternate
+            {
+                return Err(AmqpError::precondition_failed(format!(
+                    "inequivalent arg 'alternate-exchange' for exchange '{name}' in vhost '{}'",
+                    self.name
+                )));
+            }
+            return Ok(x.clone());
+        }
+        let x = Arc::new(Exchange::new(
+            name.to_string(),
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments.clone(),
+        ));
+        xs.insert(name.to_string(), x.clone());
+        Ok(x)
+    }
+
+    /// exchange.delete.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        let x = {
+            let mut xs = self.xs_mut();
+            let Some(x) = xs.get(name) else {
+                // RabbitMQ answers delete-ok for an exchange that does not exist.
+                return Ok(());
+            };
+            if if_unused && x.binding_count() > 0 {
+                return Err(AmqpError::precondition_failed(format!(
+                    "exchange '{}' in vhost '{}' in use",
+                    name, self.name
+                )));
+            }
+            xs.remove(name).expect("present")
+        };
+        self.unbind_everywhere(&Destination::Exchange(x.name.clone()));
+        Ok(())
+    }
+
+    /// Removes every binding that leads to `dest`, then auto-deletes exchanges left without bindings.
+    fn unbind_everywhere(&self, dest: &Destination) {
+        let emptied: Vec<String> = self
+            .xs()
+            .values()
+            .filter(|x| x.unbind_destination(dest) > 0 && x.auto_delete && x.binding_count() == 0)
+            .map(|x| x.name.clone())
+            .collect();
+        for name in emptied {
+            let _ = self.delete_exchange(&name, true);
+        }
+    }
+
+    /// Deletes an auto-delete exchange whose last binding went.
+    pub fn auto_delete_exchange_if_unused(&self, x: &Exchange) {
+        if x.auto_delete && x.binding_count() == 0 {
+            let _ = self.delete_exchange(&x.name, true);
+        }
+    }
+
+    /// Adds a queue created by the caller, unless one of that name exists (then returns it).
+    pub fn insert_queue(&self, q: Queue) -> Result<Arc<Queue>, Arc<Queue>> {
+        let mut qs = self.qs_mut();
+        if let Some(existing) = qs.get(&q.name) {
+            return Err(existing.clone());
+        }
+        let q = Arc::new(q);
+        qs.insert(q.name.clone(), q.clone());
+        Ok(q)
+    }
+
+    /// Deletes a queue and its bindings, cancelling its consumers; returns the messages dropped.
+    pub fn delete_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut qs = self.qs_mut();
+            match qs.get(&q.name) {
+                Some(cur) if Arc::ptr_eq(cur, q) => {
+                    qs.remove(&q.name);
+                }
+                _ => return 0,
+            }
+        }
+        let n = q.delete();
+        self.unbind_everywhere(&Destination::Queue(q.name.clone()));
+        n
+    }
+
+    /// The queues a message published to `exchange` with `routing_key` goes to: follows
+    /// exchange-to-exchange bindings (each exchange visited once) and alternate exchanges (used by an
+    /// exchange that matched nothing).
+    pub fn route(&self, exchange: &Exchange, message: &Message, out: &mut Vec<Arc<Queue>>) {
+        if exchange.is_default() {
+            if let Some(q) = self.queue(&message.routing_key) {
+                out.push(q);
+            }
+            return;
+        }
+        let xs = self.xs();
+        let mut headers_cache: Option<Option<FieldTable>> = None;
+        let mut headers = || {
+            headers_cache
+                .get_or_insert_with(|| message.properties.headers())
+                .clone()
+        };
+        let mut visited: Vec<&str> = vec![exchange.name.as_str()];
+        let mut stack: Vec<&Exchange> = vec![exchange];
+        let mut queue_names: Vec<String> = Vec::new();
+        while let Some(x) = stack.pop() {
+            let mut matched = false;
+            x.route(&message.routing_key, &mut headers, &mut |d| {
+                matched = true;
+                match d {
+                    Destination::Queue(n) => {
+                        if !queue_names.contains(n) {
+                            queue_names.push(n.clone())
+                        }
+                    }
+                    Destination::Exchange(n) => {
+                        if let Some((name, next)) = xs.get_key_value(n.as_str()) {
+                            if !visited.contains(&name.as_str()) {
+                                visited.push(name.as_str());
+                                stack.push(next);
+                            }
+                        }
+                    }
+                }
+            });
+            if !matched {
+                if let Some((name, ae)) = x.alternate.as_deref().and_then(|a| xs.get_key_value(a)) {
+                    if !visited.contains(&name.as_str()) {
+                        visited.push(name.as_str());
+                        stack.push(ae);
+                    }
+                }
+            }
+        }
+        drop(xs);
+        if queue_names.is_empty() {
+            return;
+        }
+        let qs = self.qs();
+        out.extend(queue_names.iter().filter_map(|n| qs.get(n).cloned()));
+    }
+}
