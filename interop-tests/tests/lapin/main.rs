@@ -1,0 +1,3 @@
+//! Interop tests through lapin (one test binary; modules by area).
+
+mod smoke;
