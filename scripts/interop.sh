@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the lapin and pika interop suites against the broker at the given URL (or $AMQP_URL).
+# Usage: scripts/interop.sh [amqp://user:pass@host:port/vhost]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export AMQP_URL="${1:-${AMQP_URL:?give a URL or set AMQP_URL}}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/warren-target}"
+echo "=== lapin suite against $AMQP_URL"
+cargo test --release -p interop-tests --test lapin
+echo "=== pika suite against $AMQP_URL"
+interop-tests/run-pika.sh
