@@ -29,7 +29,7 @@ pub enum ContentError {
     #[error("expected content body, got non content body frame instead")]
     ExpectedBody,
     /// The header names a class other than basic (505).
-    #[error("content header for class {0} does not match method class 60")]
+    #[error("expected content header for class 60, got one for class {0} instead")]
     WrongClass(u16),
     /// More body bytes than the header announced (501).
     #[error("received body of {got} bytes, exceeding the declared size {declared}")]

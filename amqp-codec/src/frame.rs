@@ -74,10 +74,30 @@ pub enum FrameError {
         channel: u16,
         /// The octet found instead of 0xCE.
         found: u8,
+        /// The frame's payload (for the error text).
+        payload: Bytes,
     },
-    /// An unknown frame type octet.
-    #[error("unknown frame type {0}")]
-    UnknownType(u8),
+    /// What RabbitMQ calls `unknown_frame`: an unknown frame type, a method payload too short to
+    /// name a method, or a heartbeat with a payload.
+    #[error("unknown frame of type {frame_type}")]
+    Unknown {
+        /// The frame type octet.
+        frame_type: u8,
+        /// The channel.
+        channel: u16,
+        /// The frame's payload (for the error text).
+        payload: Bytes,
+    },
+    /// A method frame naming a class and method that AMQP 0-9-1 does not have.
+    #[error("unknown method {class_id}.{method_id}")]
+    UnknownMethod {
+        /// The channel.
+        channel: u16,
+        /// Class id.
+        class_id: u16,
+        /// Method id.
+        method_id: u16,
+    },
     /// A method payload that does not parse.
     #[error("cannot parse method frame payload on channel {channel}")]
     BadMethod {
@@ -87,6 +107,8 @@ pub enum FrameError {
         class_id: u16,
         /// Method id, if the payload had one.
         method_id: u16,
+        /// The method's arguments as received (for the error text).
+        arguments: Bytes,
     },
     /// basic.qos with a non-zero prefetch_size, which RabbitMQ refuses (540 NOT_IMPLEMENTED).
     /// Reported here because `amq-protocol`'s `Qos` drops the field.
@@ -102,8 +124,8 @@ pub enum FrameError {
     BadHeader(u16),
 }
 
-/// Decodes one frame from the front of `buf`, whose payload may be at most `frame_max - 8` bytes
-/// (0 means no limit). `Ok(None)` means more bytes are needed.
+/// Decodes one frame from the front of `buf`, whose payload may be at most `frame_max` bytes
+/// (0 means no limit; see the comment on the check for why not `frame_max - 8`). `Ok(None)` means more bytes are needed.
 pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 7 {
         return Ok(None);
@@ -111,18 +133,11 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let frame_type = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if !matches!(
-        frame_type,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(FrameError::UnknownType(frame_type));
-    }
-    let max = if frame_max == 0 {
-        u32::MAX - FRAME_OVERHEAD as u32
-    } else {
-        frame_max.saturating_sub(FRAME_OVERHEAD as u32)
-    };
-    if size > max {
+    // RabbitMQ accepts a payload of up to frame_max bytes (8 more than the spec allows) and reports the
+    // limit as frame_max - 8 when it refuses one; we do the same, so clients see the same thing.
+    let limit = if frame_max == 0 { u32::MAX } else { frame_max };
+    if size > limit {
+        let max = limit.saturating_sub(FRAME_OVERHEAD as u32);
         return Err(FrameError::TooLarge {
             frame_type,
             channel,
@@ -137,10 +152,12 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     }
     let end = buf[total - 1];
     if end != FRAME_END {
+        let payload = Bytes::copy_from_slice(&buf[7..total - 1]);
         return Err(FrameError::BadFrameEnd {
             frame_type,
             channel,
             found: end,
+            payload,
         });
     }
     let mut frame = buf.split_to(total);
@@ -148,10 +165,19 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     frame.truncate(size as usize);
     let payload = frame.freeze();
     Ok(Some(match frame_type {
-        FRAME_METHOD => Frame::Method(channel, parse_method(channel, &payload)?),
+        FRAME_METHOD if payload.len() >= 4 => {
+            Frame::Method(channel, parse_method(channel, &payload)?)
+        }
         FRAME_HEADER => Frame::Header(channel, parse_header(channel, payload)?),
         FRAME_BODY => Frame::Body(channel, payload),
-        _ => Frame::Heartbeat(channel),
+        FRAME_HEARTBEAT if payload.is_empty() => Frame::Heartbeat(channel),
+        _ => {
+            return Err(FrameError::Unknown {
+                frame_type,
+                channel,
+                payload,
+            })
+        }
     }))
 }
 
@@ -163,21 +189,43 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
         }
     }
     match parse_class(payload) {
-        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        Ok(([], method)) => Ok(method),
         _ => {
-            let id = |i: usize| {
-                payload
-                    .get(i..i + 2)
-                    .map(|b| u16::from_be_bytes([b[0], b[1]]))
-                    .unwrap_or(0)
-            };
+            let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+            let method_id = u16::from_be_bytes([payload[2], payload[3]]);
+            if !is_known_method(class_id, method_id) {
+                return Err(FrameError::UnknownMethod {
+                    channel,
+                    class_id,
+                    method_id,
+                });
+            }
             Err(FrameError::BadMethod {
                 channel,
-                class_id: id(0),
-                method_id: id(2),
+                class_id,
+                method_id,
+                arguments: Bytes::copy_from_slice(payload.get(4..).unwrap_or_default()),
             })
         }
     }
+}
+
+/// True if AMQP 0-9-1 (with RabbitMQ's extensions) defines this class and method.
+pub fn is_known_method(class_id: u16, method_id: u16) -> bool {
+    let methods: &[u16] = match class_id {
+        10 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
+        20 => &[10, 11, 20, 21, 40, 41],
+        30 => &[10, 11],
+        40 => &[10, 11, 20, 21, 30, 31, 40, 51],
+        50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
+        85 => &[10, 11],
+        90 => &[10, 11, 20, 21, 30, 31],
+        _ => &[],
+    };
+    methods.contains(&method_id)
 }
 
 fn parse_header(channel: u16, mut payload: Bytes) -> Result<ContentHeader, FrameError> {
@@ -334,7 +382,7 @@ mod tests {
 
     #[test]
     fn refuses_oversized_frame_from_its_header_alone() {
-        let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 2, 0, 0][..]);
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 2, 0, 1][..]);
         assert!(matches!(
             decode_frame(&mut buf, 131072),
             Err(FrameError::TooLarge {

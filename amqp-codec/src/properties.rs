@@ -80,7 +80,7 @@ impl Cursor<'_> {
         let r = start as u32..self.pos as u32;
         // Parse once to reject a table with bad field types or lengths at the door.
         match parse_field_table(&self.b[r.start as usize..r.end as usize]) {
-            Ok((rest, _)) if rest.is_empty() => Ok(r),
+            Ok(([], _)) => Ok(r),
             _ => Err(PropertiesError),
         }
     }

@@ -40,15 +40,17 @@ impl AmqpError {
         self
     }
 
-    /// The reply text as RabbitMQ writes it: `NOT_FOUND - no queue 'q' in vhost '/'`, cut to 255 bytes.
+    /// The reply text as RabbitMQ writes it: `NOT_FOUND - no queue 'q' in vhost '/'`. A text over 255
+    /// bytes is cut to 252 and ends in `...`, as RabbitMQ does.
     pub fn reply_text(&self) -> String {
         let mut text = format!("{} - {}", self.code.name(), self.explanation);
         if text.len() > 255 {
-            let mut cut = 255;
+            let mut cut = 252;
             while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
             text.truncate(cut);
+            text.push_str("...");
         }
         text
     }

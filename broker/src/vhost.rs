@@ -137,15 +137,12 @@ impl VHost {
             if x.internal != internal {
                 return Err(mismatch("internal", yes_no(internal), yes_no(x.internal)));
             }
-            if x.alternate
-                != Exchange::new(String::new(), kind, false, false, false, arguments.clone())
-                    .alternate
-            {
-                return Err(AmqpError::precondition_failed(format!(
-                    "inequivalent arg 'alternate-exchange' for exchange '{name}' in vhost '{}'",
-                    self.name
-                )));
-            }
+            crate::args::check_equivalence(
+                &format!("exchange '{name}' in vhost '{}'", self.name),
+                &x.arguments,
+                arguments,
+                &["alternate-exchange"],
+            )?;
             return Ok(x.clone());
         }
         let x = Arc::new(Exchange::new(

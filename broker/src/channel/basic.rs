@@ -27,7 +27,10 @@ impl Channel {
                     // A raised limit may let consumers on this channel take more now.
                     self.dispatch_consumed_queues();
                 } else {
+                    // As RabbitMQ 3.10: a per-consumer limit also lifts the channel-wide one.
                     self.consumer_prefetch = qos.prefetch_count as u32;
+                    self.shared.deliveries().channel_prefetch = 0;
+                    self.dispatch_consumed_queues();
                 }
                 self.send(AMQPClass::Basic(b::AMQPMethod::QosOk(b::QosOk {})));
             }
@@ -120,6 +123,12 @@ impl Channel {
             no_ack: c.no_ack,
             exclusive: c.exclusive,
             prefetch: self.consumer_prefetch,
+            priority: c
+                .arguments
+                .inner()
+                .get("x-priority")
+                .and_then(crate::args::as_int)
+                .unwrap_or(0) as i64,
             unacked: AtomicU32::new(0),
         });
         let ok = (!c.nowait).then(|| {

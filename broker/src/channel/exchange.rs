@@ -29,7 +29,7 @@ impl Channel {
                 } else {
                     let kind = ExchangeKind::parse(d.kind.as_str()).ok_or_else(|| {
                         AmqpError::command_invalid(format!(
-                            "invalid exchange type '{}'",
+                            "unknown exchange type '{}'",
                             d.kind.as_str()
                         ))
                     })?;

@@ -148,6 +148,16 @@ impl Channel {
                 _ => After::Keep,
             });
         }
+        // Errors in the content sequence name the publish that started it, as RabbitMQ's do.
+        let in_content = !self.assembler.is_idle();
+        let content_error = |e: ContentError| {
+            let e = content_error(e);
+            if in_content {
+                e.on_method(60, 40)
+            } else {
+                e
+            }
+        };
         match frame {
             Frame::Method(_, AMQPClass::Basic(b::AMQPMethod::Publish(p))) => {
                 self.assembler

@@ -6,7 +6,6 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
 use crate::queue::Queue;
 use amqp_codec::protocol::queue as q;
-use amqp_codec::types::{AMQPValue, FieldTable};
 use amqp_codec::AMQPClass;
 use rand::Rng;
 
@@ -25,95 +24,6 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-single-active-consumer",
     "x-delivery-limit",
 ];
-
-/// RabbitMQ's name for a field type, as it appears in reply texts.
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
-fn as_int(v: &AMQPValue) -> Option<i128> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => *n as i128,
-        AMQPValue::ShortShortUInt(n) => *n as i128,
-        AMQPValue::ShortInt(n) => *n as i128,
-        AMQPValue::ShortUInt(n) => *n as i128,
-        AMQPValue::LongInt(n) => *n as i128,
-        AMQPValue::LongUInt(n) => *n as i128,
-        AMQPValue::LongLongInt(n) => *n as i128,
-        AMQPValue::Timestamp(n) => *n as i128,
-        _ => return None,
-    })
-}
-
-fn value_text(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_string(),
-        AMQPValue::Boolean(b) => b.to_string(),
-        other => as_int(other)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("{other:?}")),
-    }
-}
-
-fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
-    match (as_int(a), as_int(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => match (a, b) {
-            (AMQPValue::LongString(x), AMQPValue::ShortString(y))
-            | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => {
-                x.as_bytes() == y.as_str().as_bytes()
-            }
-            _ => a == b,
-        },
-    }
-}
-
-fn describe(v: Option<&AMQPValue>) -> String {
-    match v {
-        None => "none".into(),
-        Some(v) => format!("the value '{}' of type '{}'", value_text(v), type_name(v)),
-    }
-}
-
-fn check_args_equivalence(queue: &Queue, args: &FieldTable) -> AmqpResult<()> {
-    for key in EQUIVALENCE_ARGS {
-        let (cur, new) = (queue.arguments.inner().get(*key), args.inner().get(*key));
-        let same = match (cur, new) {
-            (None, None) => true,
-            (Some(a), Some(b)) => equivalent(a, b),
-            _ => false,
-        };
-        if !same {
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for queue '{}' in vhost '{}': received {} but current is {}",
-                queue.name,
-                queue.vhost,
-                describe(new),
-                describe(cur)
-            )));
-        }
-    }
-    Ok(())
-}
 
 fn yes_no(b: bool) -> &'static str {
     if b {
@@ -169,13 +79,12 @@ impl Channel {
                     ));
                 }
                 let queue = self.usable_queue(ctx, &name)?;
-                let exchange = ctx.vhost.get_exchange(u.exchange.as_str())?;
-                if exchange.unbind(
-                    &Destination::Queue(queue.name.clone()),
-                    u.routing_key.as_str(),
-                    &u.arguments,
-                ) {
-                    ctx.vhost.auto_delete_exchange_if_unused(&exchange);
+                // Unbinding from an exchange that does not exist succeeds in RabbitMQ 3.10.
+                if let Some(exchange) = ctx.vhost.exchange(u.exchange.as_str()) {
+                    let dest = Destination::Queue(queue.name.clone());
+                    if exchange.unbind(&dest, u.routing_key.as_str(), &u.arguments) {
+                        ctx.vhost.auto_delete_exchange_if_unused(&exchange);
+                    }
                 }
                 self.send(AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
                 Ok(())
@@ -207,7 +116,7 @@ impl Channel {
                         }
                         if d.if_empty && ready > 0 {
                             return Err(AmqpError::precondition_failed(format!(
-                                "queue '{}' in vhost '{}' is not empty",
+                                "queue '{}' in vhost '{}' not empty",
                                 queue.name, queue.vhost
                             )));
                         }
@@ -233,8 +142,8 @@ impl Channel {
     fn queue_declare(&mut self, ctx: &mut ConnectionContext<'_>, d: q::Declare) -> AmqpResult<()> {
         let requested = d.queue.as_str();
         let queue = if d.passive {
-            let name = self.queue_name(requested)?;
-            self.usable_queue(ctx, &name)?
+            // No empty-name shortcut here: RabbitMQ answers `no queue ''`.
+            self.usable_queue(ctx, requested)?
         } else {
             let name = if requested.is_empty() {
                 generated_name("amq.gen")
@@ -281,7 +190,12 @@ impl Channel {
                             existing.name, existing.vhost, yes_no(d.auto_delete), yes_no(existing.auto_delete)
                         )));
                     }
-                    check_args_equivalence(&existing, &d.arguments)?;
+                    crate::args::check_equivalence(
+                        &format!("queue '{}' in vhost '{}'", existing.name, existing.vhost),
+                        &existing.arguments,
+                        &d.arguments,
+                        EQUIVALENCE_ARGS,
+                    )?;
                     existing
                 }
             }

@@ -203,21 +203,21 @@ impl Handshake<'_> {
         };
         let frame_max = tune_ok.frame_max;
         if frame_max < FRAME_MIN_SIZE {
-            return Err(not_allowed(format!(
-                "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
+            return Err(refuse_tuning(format!(
+                "negotiated frame_max = {frame_max} is lower than the minimum allowed value ({FRAME_MIN_SIZE})"
             )));
         }
         if frame_max > cfg.frame_max {
-            return Err(not_allowed(format!(
-                "frame_max={frame_max} > {} max size",
+            return Err(refuse_tuning(format!(
+                "negotiated frame_max = {frame_max} is higher than the maximum allowed value ({})",
                 cfg.frame_max
             )));
         }
         let channel_max = match tune_ok.channel_max {
             0 => cfg.channel_max,
             n if n > cfg.channel_max => {
-                return Err(not_allowed(format!(
-                    "channel_max={n} > {} max size",
+                return Err(refuse_tuning(format!(
+                    "negotiated channel_max = {n} is higher than the maximum allowed value ({})",
                     cfg.channel_max
                 )))
             }
@@ -249,8 +249,9 @@ impl Handshake<'_> {
     }
 }
 
-fn not_allowed(text: String) -> Failed {
-    Failed::Close(AmqpError::not_allowed(text.clone()).on_method(10, 31), text)
+/// A tune-ok out of bounds: RabbitMQ closes the socket without a connection.close, and so do we.
+fn refuse_tuning(text: String) -> Failed {
+    Failed::Silent(text)
 }
 
 fn unexpected(m: AMQPClass, expected: &str) -> Failed {

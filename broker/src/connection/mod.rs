@@ -185,6 +185,29 @@ fn send_connection_close(outbox: &Outbox, e: &AmqpError) {
     );
 }
 
+/// Formats bytes as Erlang prints a binary, as RabbitMQ's reply texts show them: `<<"text">>` when
+/// printable, else `<<1,2,3>>`.
+fn erlang_binary(b: &[u8]) -> String {
+    if !b.is_empty()
+        && b.iter()
+            .all(|c| (0x20..0x7f).contains(c) && *c != b'"' && *c != b'\\')
+    {
+        format!("<<\"{}\">>", String::from_utf8_lossy(b))
+    } else {
+        let parts: Vec<String> = b.iter().map(|c| c.to_string()).collect();
+        format!("<<{}>>", parts.join(","))
+    }
+}
+
+/// RabbitMQ's description of a frame's payload: all of it up to 16 octets, else the first 16.
+fn octets(payload: &[u8]) -> String {
+    if payload.len() <= 16 {
+        format!("all octets = {}", erlang_binary(payload))
+    } else {
+        format!("first 16 octets = {}", erlang_binary(&payload[..16]))
+    }
+}
+
 fn frame_error_text(e: &FrameError) -> AmqpError {
     match e {
         FrameError::TooLarge {
@@ -196,19 +219,35 @@ fn frame_error_text(e: &FrameError) -> AmqpError {
             "type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{max}}}"
         )),
         FrameError::BadFrameEnd {
-            frame_type, found, ..
+            frame_type,
+            found,
+            payload,
+            ..
         } => AmqpError::frame_error(format!(
-            "type {frame_type}, first 16 octets = <<>>: {{invalid_frame_end_marker,{found}}}"
+            "type {frame_type}, {}: {{invalid_frame_end_marker,{found}}}",
+            octets(payload)
         )),
-        FrameError::UnknownType(t) => AmqpError::frame_error(format!("unknown frame type {t}")),
-        FrameError::BadMethod {
+        FrameError::Unknown {
+            frame_type,
+            payload,
+            ..
+        } => AmqpError::frame_error(format!(
+            "type {frame_type}, {}: unknown_frame",
+            octets(payload)
+        )),
+        FrameError::UnknownMethod {
             class_id,
             method_id,
             ..
-        } => AmqpError::frame_error(format!(
-            "cannot decode method frame for class {class_id}, method {method_id}"
-        ))
-        .on_method(*class_id, *method_id),
+        } => AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}"))
+            .on_method(*class_id, *method_id),
+        FrameError::BadMethod {
+            class_id,
+            method_id,
+            arguments,
+            ..
+        } => AmqpError::frame_error(format!("cannot decode {}", erlang_binary(arguments)))
+            .on_method(*class_id, *method_id),
         FrameError::BadHeader(_) => AmqpError::frame_error("cannot decode content header"),
         FrameError::PrefetchSize { size, .. } => {
             AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10)
@@ -338,12 +377,8 @@ impl Connection {
                 Frame::Heartbeat(_) => Ok(()),
                 Frame::Method(_, AMQPClass::Connection(m)) => self.handle_connection_method(m),
                 Frame::Method(_, m) => Err(Stop::Error(
-                    AmqpError::command_invalid(format!(
-                        "method {}.{} is not allowed on channel 0",
-                        m.get_amqp_class_id(),
-                        m.get_amqp_method_id()
-                    ))
-                    .on_method(m.get_amqp_class_id(), m.get_amqp_method_id()),
+                    AmqpError::channel_error("unexpected method in connection state running")
+                        .on_method(m.get_amqp_class_id(), m.get_amqp_method_id()),
                 )),
                 _ => Err(Stop::Error(AmqpError::unexpected_frame(
                     "expected method frame, got non method frame instead",
@@ -351,9 +386,9 @@ impl Connection {
             };
         }
         if let Frame::Heartbeat(_) = frame {
-            return Err(Stop::Error(AmqpError::frame_error(format!(
-                "heartbeat frame on channel {channel}"
-            ))));
+            return Err(Stop::Error(AmqpError::unexpected_frame(
+                "type 8, all octets = <<>>",
+            )));
         }
         if !self.channels.contains_key(&channel) {
             return self.handle_unopened_channel(channel, frame);
@@ -392,13 +427,14 @@ impl Connection {
     fn handle_unopened_channel(&mut self, channel: u16, frame: Frame) -> Result<(), Stop> {
         match frame {
             Frame::Method(_, AMQPClass::Channel(chan::AMQPMethod::Open(_))) => {
-                if channel > self.channel_max {
+                // RabbitMQ 3.10 limits how many channels are open, not their numbers.
+                if self.channels.len() >= self.channel_max as usize {
                     return Err(Stop::Error(
                         AmqpError::not_allowed(format!(
-                            "channel number {channel} exceeds the negotiated channel_max ({})",
+                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                            self.channels.len(),
                             self.channel_max
-                        ))
-                        .on_method(20, 10),
+                        )),
                     ));
                 }
                 let ch = Channel::new(
@@ -452,11 +488,8 @@ impl Connection {
             other => {
                 let m = AMQPClass::Connection(other);
                 Err(Stop::Error(
-                    AmqpError::command_invalid(format!(
-                        "connection method {} not allowed after the handshake",
-                        m.get_amqp_method_id()
-                    ))
-                    .on_method(10, m.get_amqp_method_id()),
+                    AmqpError::channel_error("unexpected method in connection state running")
+                        .on_method(10, m.get_amqp_method_id()),
                 ))
             }
         }

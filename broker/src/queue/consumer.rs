@@ -21,6 +21,8 @@ pub struct Consumer {
     pub exclusive: bool,
     /// basic.qos global=false in force when it was created: max unacked (0: none).
     pub prefetch: u32,
+    /// The `x-priority` consume argument: higher priorities are served first.
+    pub priority: i64,
     /// Unacked deliveries of this consumer.
     pub unacked: AtomicU32,
 }

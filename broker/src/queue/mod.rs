@@ -37,8 +37,8 @@ pub struct Ready {
 pub struct QueueState {
     ready: VecDeque<Ready>,
     next_seq: u64,
+    /// Highest priority first; within a priority, the next to serve first (round-robin by rotation).
     consumers: Vec<Arc<Consumer>>,
-    next_consumer: usize,
     unacked: usize,
     had_consumers: bool,
 }
@@ -209,7 +209,10 @@ impl Queue {
             .deliveries()
             .consumers
             .insert(consumer.tag.clone(), consumer.clone());
-        st.consumers.push(consumer);
+        let at = st
+            .consumers
+            .partition_point(|c| c.priority >= consumer.priority);
+        st.consumers.insert(at, consumer);
         st.had_consumers = true;
         self.dispatch_locked(&mut st);
         ConsumeCheck::Ok
@@ -219,9 +222,6 @@ impl Queue {
     pub fn cancel(&self, consumer: &Arc<Consumer>) -> bool {
         let mut st = self.lock();
         st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-        if st.next_consumer >= st.consumers.len() {
-            st.next_consumer = 0;
-        }
         self.auto_delete && st.had_consumers && st.consumers.is_empty() && !self.is_deleted()
     }
 
@@ -265,21 +265,23 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+        // Consumers are ordered by priority, and a consumer that takes a message moves behind the
+        // others of its priority: the first one able to take a message is the right one.
         while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let n = st.consumers.len();
-            let mut delivered = false;
-            for i in 0..n {
-                let idx = (st.next_consumer + i) % n;
-                let c = st.consumers[idx].clone();
+            let mut taken = None;
+            for i in 0..st.consumers.len() {
+                let c = st.consumers[i].clone();
                 if c.try_deliver(self, st) {
-                    st.next_consumer = (idx + 1) % n;
-                    delivered = true;
+                    taken = Some(i);
                     break;
                 }
             }
-            if !delivered {
+            let Some(i) = taken else {
                 break;
-            }
+            };
+            let priority = st.consumers[i].priority;
+            let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
+            st.consumers[i..end].rotate_left(1);
         }
     }
 }

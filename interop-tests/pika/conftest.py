@@ -1,0 +1,531 @@
+"""Shared fixtures and helpers for the pika interop suite.
+
+Run with ``interop-tests/run-pika.sh [pytest args]`` (sets up the venv).
+The broker under test is taken from ``AMQP_URL`` (default
+``amqp://guest:guest@localhost:5672/%2F``).  Every test must pass against
+RabbitMQ 3.10.8; Warren has to behave the same way.  Tests marked
+``warren_only`` (currently none) are skipped when the broker reports
+product "RabbitMQ" (set WARREN_ONLY_TESTS=1 to force them).
+
+Helpers provided here:
+
+* ``connect`` fixture: factory for ``pika.BlockingConnection`` objects that
+  are closed at teardown.
+* ``conn`` / ``ch`` fixtures: one connection and one channel on it.
+* ``names`` fixture: unique queue/exchange names that are deleted (through a
+  fresh connection) at teardown.
+* ``channel_closed`` / ``connection_closed``: context managers asserting that
+  the broker closed the channel/connection with a given code and reply-text
+  prefix.
+* ``wait_for``: drive pika's I/O loop until a condition holds or a deadline
+  passes (never sleep as synchronisation).
+* ``RawAMQP``: a minimal hand-written AMQP 0-9-1 client over a plain socket,
+  for feeding the broker malformed input (exposed as the ``raw`` fixture).
+"""
+
+import contextlib
+import os
+import socket
+import struct
+import time
+import urllib.parse
+import uuid
+
+import pika
+import pika.exceptions
+import pytest
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/%2F")
+
+_URL = urllib.parse.urlparse(AMQP_URL)
+BROKER_HOST = _URL.hostname or "localhost"
+BROKER_PORT = _URL.port or 5672
+BROKER_USER = urllib.parse.unquote(_URL.username or "guest")
+BROKER_PASSWORD = urllib.parse.unquote(_URL.password or "guest")
+_vhost_path = _URL.path[1:] if _URL.path.startswith("/") else _URL.path
+BROKER_VHOST = urllib.parse.unquote(_vhost_path) if _vhost_path else "/"
+
+# Deadline used by every bounded wait in the suite.
+WAIT = 10.0
+
+
+# --------------------------------------------------------------------------
+# pytest configuration
+# --------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "warren_only: behaviour specific to Warren (not RabbitMQ); skipped when "
+        "the broker at AMQP_URL reports product 'RabbitMQ' unless "
+        "WARREN_ONLY_TESTS=1",
+    )
+
+
+def _server_product():
+    try:
+        c = pika.BlockingConnection(params())
+    except Exception:  # pragma: no cover - broker down: let tests report it
+        return None
+    try:
+        return c._impl.server_properties.get("product")
+    finally:
+        c.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [i for i in items if i.get_closest_marker("warren_only")]
+    if not marked or os.environ.get("WARREN_ONLY_TESTS") == "1":
+        return
+    product = _server_product()
+    if isinstance(product, bytes):
+        product = product.decode()
+    if product == "RabbitMQ":
+        skip = pytest.mark.skip(reason="warren_only test, broker is RabbitMQ")
+        for item in marked:
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------
+# pika helpers
+# --------------------------------------------------------------------------
+
+
+def params(**overrides):
+    """Fresh ``pika.URLParameters`` for AMQP_URL, with attribute overrides."""
+    p = pika.URLParameters(AMQP_URL)
+    # Fail fast instead of retrying against a dead broker.
+    p.connection_attempts = 1
+    p.retry_delay = 0
+    p.socket_timeout = 5
+    p.blocked_connection_timeout = 30
+    for key, value in overrides.items():
+        setattr(p, key, value)
+    return p
+
+
+def uid(prefix="t"):
+    return f"warren-test.{prefix}.{uuid.uuid4().hex}"
+
+
+def wait_for(connection, predicate, timeout=WAIT, step=0.05):
+    """Process I/O on ``connection`` until ``predicate()`` is true.
+
+    Returns True when the condition was met, False if the deadline passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        connection.process_data_events(time_limit=min(step, remaining))
+
+
+def drain(connection, seconds):
+    """Process I/O for a bounded time (used to *prove a negative*, e.g. that
+    no further delivery arrives, never as synchronisation)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        connection.process_data_events(time_limit=remaining)
+
+
+def get_all(channel, queue, auto_ack=True, limit=100000):
+    """basic.get until get-empty; returns list of (method, props, body)."""
+    out = []
+    for _ in range(limit):
+        method, props, body = channel.basic_get(queue, auto_ack=auto_ack)
+        if method is None:
+            return out
+        out.append((method, props, body))
+    raise AssertionError("queue never drained")
+
+
+class _Expected:
+    def __init__(self):
+        self.exc = None
+
+    @property
+    def reply_code(self):
+        return self.exc.reply_code
+
+    @property
+    def reply_text(self):
+        return self.exc.reply_text
+
+
+def _check(exc, code, text):
+    assert exc.reply_code == code, (exc.reply_code, exc.reply_text)
+    if text is not None:
+        assert exc.reply_text.startswith(text), (exc.reply_code, exc.reply_text)
+
+
+@contextlib.contextmanager
+def channel_closed(code, text=None):
+    """Expect the body to raise ChannelClosedByBroker(code, text...)."""
+    result = _Expected()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        yield result
+    result.exc = info.value
+    _check(info.value, code, text)
+
+
+@contextlib.contextmanager
+def connection_closed(code, text=None):
+    """Expect the body to raise ConnectionClosedByBroker(code, text...)."""
+    result = _Expected()
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+        yield result
+    result.exc = info.value
+    _check(info.value, code, text)
+
+
+class Names:
+    """Unique names, deleted at teardown through a fresh connection."""
+
+    def __init__(self):
+        self.queues = []
+        self.exchanges = []
+
+    def queue(self, prefix="q"):
+        name = uid(prefix)
+        self.queues.append(name)
+        return name
+
+    def exchange(self, prefix="x"):
+        name = uid(prefix)
+        self.exchanges.append(name)
+        return name
+
+    def track_queue(self, name):
+        self.queues.append(name)
+        return name
+
+    def cleanup(self):
+        if not (self.queues or self.exchanges):
+            return
+        c = pika.BlockingConnection(params())
+        try:
+            ch = c.channel()
+            for q in self.queues:
+                try:
+                    ch.queue_delete(q)
+                except pika.exceptions.ChannelClosedByBroker:
+                    ch = c.channel()
+            for x in self.exchanges:
+                try:
+                    ch.exchange_delete(x)
+                except pika.exceptions.ChannelClosedByBroker:
+                    ch = c.channel()
+        finally:
+            if c.is_open:
+                c.close()
+
+
+# --------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def amqp_url():
+    return AMQP_URL
+
+
+@pytest.fixture
+def names():
+    n = Names()
+    yield n
+    n.cleanup()
+
+
+@pytest.fixture
+def connect():
+    opened = []
+
+    def factory(**overrides):
+        c = pika.BlockingConnection(params(**overrides))
+        opened.append(c)
+        return c
+
+    yield factory
+    for c in opened:
+        if c.is_open:
+            try:
+                c.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def conn(connect):
+    return connect()
+
+
+@pytest.fixture
+def ch(conn):
+    return conn.channel()
+
+
+# --------------------------------------------------------------------------
+# raw AMQP client (for malformed input)
+# --------------------------------------------------------------------------
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+FRAME_METHOD = 1
+FRAME_HEADER = 2
+FRAME_BODY = 3
+FRAME_HEARTBEAT = 8
+FRAME_END = 0xCE
+
+
+def shortstr(s):
+    if isinstance(s, str):
+        s = s.encode()
+    assert len(s) < 256
+    return struct.pack(">B", len(s)) + s
+
+
+def longstr(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack(">I", len(s)) + s
+
+
+def table(d):
+    """Encode a field table with string / bool / nested-table values only."""
+    out = b""
+    for k, v in d.items():
+        out += shortstr(k)
+        if isinstance(v, bool):
+            out += b"t" + (b"\x01" if v else b"\x00")
+        elif isinstance(v, dict):
+            out += b"F" + table(v)
+        else:
+            out += b"S" + longstr(v)
+    return struct.pack(">I", len(out)) + out
+
+
+def parse_shortstr(buf, off):
+    n = buf[off]
+    return buf[off + 1 : off + 1 + n].decode(), off + 1 + n
+
+
+class RawAMQP:
+    """A tiny blocking AMQP 0-9-1 client speaking raw frames."""
+
+    def __init__(self, host=BROKER_HOST, port=BROKER_PORT, timeout=WAIT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.tune = None
+        self.start_payload = None
+
+    # --- low level -------------------------------------------------------
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def send_frame(self, ftype, channel, payload, frame_end=FRAME_END, size=None):
+        if size is None:
+            size = len(payload)
+        self.send(
+            struct.pack(">BHI", ftype, channel, size) + payload + bytes([frame_end])
+        )
+
+    def send_method(self, channel, class_id, method_id, args=b""):
+        self.send_frame(FRAME_METHOD, channel, struct.pack(">HH", class_id, method_id) + args)
+
+    def _recv_exact(self, n):
+        """Returns exactly n bytes, or fewer if the peer closed/reset."""
+        while len(self.buf) < n:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                break
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_bytes(self, n):
+        return self._recv_exact(n)
+
+    def read_frame(self):
+        """Returns (type, channel, payload) or None at EOF."""
+        head = self._recv_exact(7)
+        if len(head) < 7:
+            return None
+        ftype, channel, size = struct.unpack(">BHI", head)
+        payload = self._recv_exact(size)
+        end = self._recv_exact(1)
+        assert len(payload) == size and end == bytes([FRAME_END]), "truncated frame"
+        return ftype, channel, payload
+
+    def read_method(self):
+        """Next method frame as (channel, class_id, method_id, args)."""
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                return None
+            ftype, channel, payload = frame
+            if ftype == FRAME_METHOD:
+                cls, meth = struct.unpack(">HH", payload[:4])
+                return channel, cls, meth, payload[4:]
+
+    def at_eof(self):
+        """True once the server has closed the TCP connection (EOF or RST)."""
+        if self.buf:
+            return False
+        try:
+            data = self.sock.recv(1)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        if data:
+            self.buf += data
+            return False
+        return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # --- handshake ---------------------------------------------------------
+    def handshake(self, user=BROKER_USER, password=BROKER_PASSWORD, vhost=BROKER_VHOST,
+                  channel_max=0, frame_max=0, heartbeat=0):
+        self.send(PROTOCOL_HEADER)
+        m = self.read_method()
+        assert m is not None and m[1:3] == (10, 10), m  # connection.start
+        self.start_payload = m[3]
+        response = b"\x00" + user.encode() + b"\x00" + password.encode()
+        self.send_method(
+            0, 10, 11,
+            table({"product": "warren-raw-test", "capabilities": {"authentication_failure_close": True}})
+            + shortstr("PLAIN") + longstr(response) + shortstr("en_US"),
+        )
+        m = self.read_method()
+        assert m is not None and m[1:3] == (10, 30), m  # connection.tune
+        self.tune = struct.unpack(">HIH", m[3][:8])
+        cm = channel_max or self.tune[0]
+        fm = frame_max or self.tune[1]
+        self.send_method(0, 10, 31, struct.pack(">HIH", cm, fm, heartbeat))
+        self.send_method(0, 10, 40, shortstr(vhost) + shortstr("") + b"\x00")
+        m = self.read_method()
+        assert m is not None and m[1:3] == (10, 41), m  # connection.open-ok
+        return self
+
+    def open_channel(self, channel):
+        self.send_method(channel, 20, 10, shortstr(""))
+        m = self.read_method()
+        assert m is not None and m[:3] == (channel, 20, 11), m
+        return m
+
+    def queue_declare(self, channel, name, passive=False, durable=False,
+                      exclusive=False, auto_delete=False):
+        bits = passive | (durable << 1) | (exclusive << 2) | (auto_delete << 3)
+        self.send_method(channel, 50, 10,
+                         struct.pack(">H", 0) + shortstr(name) + bytes([bits]) + table({}))
+
+    def publish(self, channel, exchange, routing_key, body, props=b"\x00\x00",
+                mandatory=False, immediate=False, max_body_frame=None):
+        """basic.publish + content header (raw property bytes: flags+list)
+        + body frames."""
+        self.send_method(channel, 60, 40,
+                         struct.pack(">H", 0) + shortstr(exchange) + shortstr(routing_key)
+                         + bytes([mandatory | (immediate << 1)]))
+        self.send_frame(FRAME_HEADER, channel, struct.pack(">HHQ", 60, 0, len(body)) + props)
+        step = max_body_frame or (self.tune[1] - 8)
+        for i in range(0, len(body), step):
+            self.send_frame(FRAME_BODY, channel, body[i : i + step])
+
+    def consume(self, channel, queue, tag="", no_ack=False, exclusive=False):
+        bits = (no_ack << 1) | (exclusive << 2)
+        self.send_method(channel, 60, 20,
+                         struct.pack(">H", 0) + shortstr(queue) + shortstr(tag) + bytes([bits]) + table({}))
+
+    def basic_get(self, channel, queue, no_ack=True):
+        """Returns (get-ok args, raw property bytes, body) or None if empty."""
+        self.send_method(channel, 60, 70, struct.pack(">H", 0) + shortstr(queue) + bytes([no_ack]))
+        m = self.read_method()
+        assert m is not None and m[0] == channel, m
+        if m[1:3] == (60, 72):  # get-empty
+            return None
+        assert m[1:3] == (60, 71), m
+        props, body = self.read_content(channel)
+        return m[3], props, body
+
+    def read_content(self, channel):
+        frame = self.read_frame()
+        assert frame is not None and frame[0] == FRAME_HEADER and frame[1] == channel, frame
+        payload = frame[2]
+        size = struct.unpack(">Q", payload[4:12])[0]
+        body = b""
+        while len(body) < size:
+            frame = self.read_frame()
+            assert frame is not None and frame[0] == FRAME_BODY and frame[1] == channel, frame
+            body += frame[2]
+        return payload[12:], body
+
+    def expect_connection_close(self):
+        """Read until connection.close; reply close-ok.  Returns (code, text,
+        class_id, method_id)."""
+        while True:
+            m = self.read_method()
+            assert m is not None, "server closed the socket without connection.close"
+            channel, cls, meth, args = m
+            if (cls, meth) == (10, 50):
+                assert channel == 0
+                code = struct.unpack(">H", args[:2])[0]
+                text, off = parse_shortstr(args, 2)
+                c_id, m_id = struct.unpack(">HH", args[off : off + 4])
+                try:
+                    self.send_method(0, 10, 51)
+                except OSError:
+                    pass
+                return code, text, c_id, m_id
+
+    def expect_channel_close(self, channel):
+        while True:
+            m = self.read_method()
+            assert m is not None, "server closed the socket without channel.close"
+            ch, cls, meth, args = m
+            if (cls, meth) == (10, 50):
+                raise AssertionError(f"got connection.close instead: {args!r}")
+            if ch == channel and (cls, meth) == (20, 40):
+                code = struct.unpack(">H", args[:2])[0]
+                text, off = parse_shortstr(args, 2)
+                c_id, m_id = struct.unpack(">HH", args[off : off + 4])
+                self.send_method(channel, 20, 41)
+                return code, text, c_id, m_id
+
+    def wait_eof(self, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if self.at_eof():
+                return True
+            # discard whatever else arrives
+            self.buf = b""
+        return False
+
+
+@pytest.fixture
+def raw():
+    clients = []
+
+    def factory():
+        c = RawAMQP()
+        clients.append(c)
+        return c
+
+    yield factory
+    for c in clients:
+        c.close()
