@@ -7,6 +7,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use futures::StreamExt;
+
+pub mod raw;
+
 static URL: OnceLock<String> = OnceLock::new();
 
 /// True when the tests run against an in-process Warren rather than an external `AMQP_URL`.
@@ -102,4 +106,156 @@ pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T 
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .expect("timed out waiting for the broker")
+}
+
+/// Asserts that `r` failed with the AMQP reply `code` and a reply text starting with `prefix`;
+/// returns the full reply text.
+#[track_caller]
+pub fn assert_amqp_error<T: std::fmt::Debug>(
+    r: lapin::Result<T>,
+    code: u16,
+    prefix: &str,
+) -> String {
+    match r {
+        Ok(v) => panic!("expected AMQP error {code} {prefix:?}, got Ok({v:?})"),
+        Err(e) => {
+            let (got_code, text) = protocol_error(&e)
+                .unwrap_or_else(|| panic!("expected AMQP error {code} {prefix:?}, got {e}"));
+            assert!(
+                got_code == code && text.starts_with(prefix),
+                "expected AMQP error {code} {prefix:?}..., got {got_code} {text:?}"
+            );
+            text
+        }
+    }
+}
+
+/// Watches a channel (or its connection) for the broker closing it, for errors provoked by
+/// asynchronous methods (publish, ack, ...) that have no reply of their own.
+///
+/// It is a consumer on an exclusive server-named queue of that channel: lapin ends its stream
+/// with the close error whenever the channel or connection is closed by the broker.
+pub struct CloseWatch {
+    consumer: lapin::Consumer,
+}
+
+/// Starts watching `ch` for a close by the broker; see [`CloseWatch`].
+pub async fn watch_close(ch: &lapin::Channel) -> CloseWatch {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the watch queue");
+    let consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("consume from the watch queue");
+    CloseWatch { consumer }
+}
+
+impl CloseWatch {
+    /// Waits (at most 10 s) for the broker to close the channel; returns the reply code and text.
+    pub async fn closed(mut self) -> (u16, String) {
+        loop {
+            match within(10, self.consumer.next()).await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return protocol_error(&e)
+                        .unwrap_or_else(|| panic!("channel ended without an AMQP error: {e}"))
+                }
+                None => panic!("the watch consumer was cancelled instead of the channel closed"),
+            }
+        }
+    }
+}
+
+/// A publish and consume round trip on a fresh connection: the broker still serves clients.
+pub async fn assert_broker_alive() {
+    use lapin::options::*;
+    let conn = connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    ch.basic_publish(
+        "".into(),
+        q.name().clone(),
+        BasicPublishOptions::default(),
+        b"alive",
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let got = within(10, async {
+        loop {
+            if let Some(m) = ch
+                .basic_get(q.name().clone(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
+                return m;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(got.delivery.data, b"alive");
+    conn.close(200, "bye".into()).await.expect("close");
+}
+
+/// User, password and vhost (decoded) of the broker URL.
+pub fn credentials() -> (String, String, String) {
+    let url = amqp_url();
+    let rest = url.split("://").nth(1).unwrap_or(&url);
+    let (userinfo, hostpath) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let vhost = hostpath.split_once('/').map(|(_, v)| v).unwrap_or("");
+    let vhost = if vhost.is_empty() {
+        "/".to_string()
+    } else {
+        percent_decode(vhost)
+    };
+    (percent_decode(user), percent_decode(pass), vhost)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

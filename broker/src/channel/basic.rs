@@ -80,10 +80,11 @@ impl Channel {
                 self.settle_or_hold(entries, outcome);
             }
             b::AMQPMethod::Recover(r) => {
-                self.recover(r.requeue)?;
-                self.send(AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})));
+                // recover-ok goes out before the redeliveries, as RabbitMQ does (lapin drops
+                // deliveries that arrive between recover and recover-ok).
+                self.recover(r.requeue, true)?;
             }
-            b::AMQPMethod::RecoverAsync(r) => self.recover(r.requeue)?,
+            b::AMQPMethod::RecoverAsync(r) => self.recover(r.requeue, false)?,
             other => {
                 return Err(AmqpError::command_invalid(format!(
                     "unexpected basic method {}",
@@ -94,9 +95,12 @@ impl Channel {
         Ok(())
     }
 
-    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+    fn recover(&mut self, requeue: bool, reply: bool) -> AmqpResult<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        if reply {
+            self.send(AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})));
         }
         let entries: Vec<_> = std::mem::take(&mut self.shared.deliveries().unacked).into();
         self.settle(entries, Outcome::Requeue);

@@ -173,20 +173,15 @@ impl Channel {
                     .map_err(|e| e.on_method(class_id, method_id))
             }
             Frame::Header(_, h) => {
-                match self
-                    .assembler
-                    .header(h, self.max_message_size)
-                    .map_err(content_error)?
-                {
-                    Some(done) => self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?,
-                    None => {}
+                let header = self.assembler.header(h, self.max_message_size);
+                if let Some(done) = header.map_err(content_error)? {
+                    self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?;
                 }
                 Ok(After::Keep)
             }
             Frame::Body(_, body) => {
-                match self.assembler.body(body).map_err(content_error)? {
-                    Some(done) => self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?,
-                    None => {}
+                if let Some(done) = self.assembler.body(body).map_err(content_error)? {
+                    self.publish(ctx, done).map_err(|e| e.on_method(60, 40))?;
                 }
                 Ok(After::Keep)
             }
