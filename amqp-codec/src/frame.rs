@@ -188,8 +188,20 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
             return Err(FrameError::PrefetchSize { channel, size });
         }
     }
-    match parse_class(payload) {
-        Ok(([], method)) => Ok(method),
+    // Tables are checked without recursion first: parse_class recurses into nested tables.
+    let tables_ok = crate::table::check_method_tables(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        u16::from_be_bytes([payload[2], payload[3]]),
+        &payload[4..],
+    )
+    .is_ok();
+    let parsed = if tables_ok {
+        parse_class(payload).ok()
+    } else {
+        None
+    };
+    match parsed {
+        Some(([], method)) => Ok(method),
         _ => {
             let class_id = u16::from_be_bytes([payload[0], payload[1]]);
             let method_id = u16::from_be_bytes([payload[2], payload[3]]);
@@ -386,8 +398,38 @@ mod tests {
         assert!(matches!(
             decode_frame(&mut buf, 131072),
             Err(FrameError::TooLarge {
-                size: 131072,
+                size: 131073,
                 max: 131064,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn deeply_nested_method_arguments_are_refused_without_recursion() {
+        // queue.declare whose arguments nest 5000 arrays: ~25 KB, which once overflowed the stack.
+        let mut inner = b"V".to_vec();
+        for _ in 0..5000 {
+            let mut next = vec![b'A'];
+            next.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+            next.extend_from_slice(&inner);
+            inner = next;
+        }
+        let mut payload = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+        payload.extend_from_slice(&((2 + inner.len()) as u32).to_be_bytes());
+        payload.extend_from_slice(&[1, b'k']);
+        payload.extend_from_slice(&inner);
+        let mut buf = BytesMut::new();
+        buf.put_u8(FRAME_METHOD);
+        buf.put_u16(1);
+        buf.put_u32(payload.len() as u32);
+        buf.extend_from_slice(&payload);
+        buf.put_u8(FRAME_END);
+        assert!(matches!(
+            decode_frame(&mut buf, 131072),
+            Err(FrameError::BadMethod {
+                class_id: 50,
+                method_id: 10,
                 ..
             })
         ));

@@ -78,9 +78,10 @@ impl Cursor<'_> {
         let n = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
         self.take(n)?;
         let r = start as u32..self.pos as u32;
-        // Parse once to reject a table with bad field types or lengths at the door.
-        match parse_field_table(&self.b[r.start as usize..r.end as usize]) {
-            Ok(([], _)) => Ok(r),
+        // Check the table's structure at the door, without building it (and without recursion:
+        // see `table.rs`).
+        match crate::table::check_table(&self.b[r.start as usize..r.end as usize]) {
+            Ok(n) if n == r.len() => Ok(r),
             _ => Err(PropertiesError),
         }
     }

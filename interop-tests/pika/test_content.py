@@ -182,3 +182,30 @@ def test_interleaved_large_messages_on_two_channels(conn, names):
     b.basic_publish("", q, big_b)
     got = sorted(x for _, _, x in get_all(a, q))
     assert got == sorted([big_a, big_b])
+
+
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ 3.10's default max_message_size, and Warren's
+
+
+def test_message_of_exactly_max_size_is_accepted(ch, names):
+    q = names.queue()
+    ch.queue_declare(q)
+    body = b"m" * MAX_MESSAGE_SIZE
+    ch.basic_publish("", q, body)
+    got = get_all(ch, q)
+    assert len(got) == 1 and got[0][2] == body
+
+
+def test_message_over_max_size_closes_the_channel(conn, names):
+    q = names.queue()
+    conn.channel().queue_declare(q)
+    ch = conn.channel()
+    size = MAX_MESSAGE_SIZE + 1
+    with channel_closed(
+        406, f"PRECONDITION_FAILED - message size {size} is larger than configured max size {MAX_MESSAGE_SIZE}"
+    ):
+        ch.basic_publish("", q, b"x" * size)
+        # The close is asynchronous to the publish: a synchronous call on the channel waits for it.
+        ch.queue_declare(q, passive=True)
+    # The connection and the queue are unaffected.
+    assert conn.channel().queue_declare(q, passive=True).method.message_count == 0

@@ -569,3 +569,57 @@ def test_tune_ok_with_too_small_frame_max_is_silently_dropped(raw):
     r.send_method(0, 10, 31, struct.pack(">HIH", 2047, 1000, 0))
     r.send_method(0, 10, 40, shortstr(BROKER_VHOST) + shortstr("") + b"\x00")
     assert r.read_method() is None
+
+
+# ---------------------------------------------------------------------------
+# hostile nesting: a small frame with deeply nested tables must not take the broker down
+# (it once overflowed Warren's stack: amq-protocol parses nesting recursively)
+# ---------------------------------------------------------------------------
+
+
+def _nested_arrays_table(levels):
+    inner = b"V"
+    for _ in range(levels):
+        inner = b"A" + struct.pack(">I", len(inner)) + inner
+    entry = bytes([1]) + b"k" + inner
+    return struct.pack(">I", len(entry)) + entry
+
+
+def _refused_or_accepted(r, ok_method):
+    """The broker either accepts the frame (RabbitMQ parses any depth) or closes the connection
+    with a frame error (Warren caps nesting at 64 levels)."""
+    m = r.read_method()
+    assert m is not None, "connection dropped without a close"
+    if m[1:3] == (10, 50):
+        (code,) = struct.unpack(">H", m[3][:2])
+        assert code == 501, m
+        r.send_method(0, 10, 51)
+    else:
+        assert m[1:3] == ok_method, m
+
+
+@pytest.mark.parametrize("levels", [5000])
+def test_deeply_nested_declare_arguments(raw, names, levels):
+    r = raw().handshake()
+    r.open_channel(1)
+    q = names.queue()
+    r.send_method(1, 50, 10, struct.pack(">H", 0) + shortstr(q) + bytes([8]) + _nested_arrays_table(levels))
+    _refused_or_accepted(r, (50, 11))
+    # Everyone else is still served.
+    other = raw().handshake()
+    other.open_channel(1)
+
+
+def test_deeply_nested_message_headers(raw, names):
+    r = raw().handshake()
+    r.open_channel(1)
+    props = struct.pack(">H", 0x2000) + _nested_arrays_table(5000)
+    r.publish(1, "", names.queue(), b"x", props=props)
+    # A publish has no reply: follow it with a synchronous method to see whether the broker
+    # is still talking to us.
+    r.send_method(1, 85, 10, b"\x00")  # confirm.select
+    m = r.read_method()
+    assert m is not None, "connection dropped without a close"
+    assert m[1:3] in ((85, 11), (10, 50), (20, 40)), m
+    other = raw().handshake()
+    other.open_channel(1)

@@ -58,7 +58,12 @@ pub fn frame(kind: u8, channel: u16, payload: &[u8], end: u8) -> Vec<u8> {
 impl Raw {
     /// Opens a TCP connection to the broker (nothing sent yet).
     pub async fn connect() -> Raw {
-        let stream = crate::within(10, TcpStream::connect(crate::broker_addr()))
+        Raw::connect_to(&crate::broker_addr()).await
+    }
+
+    /// Opens a TCP connection to the broker at `addr` (host:port).
+    pub async fn connect_to(addr: &str) -> Raw {
+        let stream = crate::within(10, TcpStream::connect(addr))
             .await
             .expect("tcp connect");
         stream.set_nodelay(true).expect("nodelay");
@@ -67,7 +72,12 @@ impl Raw {
 
     /// Connects and runs the handshake up to connection.open-ok, with the URL's credentials.
     pub async fn open() -> (Raw, Handshake) {
-        let mut r = Raw::connect().await;
+        Raw::open_at(&crate::broker_addr()).await
+    }
+
+    /// Like [`Raw::open`], to the broker at `addr` (host:port).
+    pub async fn open_at(addr: &str) -> (Raw, Handshake) {
+        let mut r = Raw::connect_to(addr).await;
         r.send(PROTOCOL_HEADER).await;
         let start = match r.read_method().await {
             Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => s,

@@ -13,5 +13,6 @@ mod exchanges;
 mod qos;
 mod queues;
 mod routing;
+mod shutdown;
 mod smoke;
 mod util;
