@@ -21,6 +21,7 @@ from conftest import (
     FRAME_METHOD,
     PROTOCOL_HEADER,
     longstr,
+    parse_shortstr,
     params,
     shortstr,
     table,
@@ -623,3 +624,49 @@ def test_deeply_nested_message_headers(raw, names):
     assert m[1:3] in ((85, 11), (10, 50), (20, 40)), m
     other = raw().handshake()
     other.open_channel(1)
+
+
+# ---------------------------------------------------------------------------
+# SASL mechanisms
+# ---------------------------------------------------------------------------
+
+
+def _amqplain(user, password):
+    """AMQPLAIN's response: a field table without its length prefix."""
+    return table({"LOGIN": user, "PASSWORD": password})[4:]
+
+
+def _start_ok(r, mechanism, response):
+    r.send(PROTOCOL_HEADER)
+    assert r.read_method()[1:3] == (10, 10)
+    r.send_method(
+        0, 10, 11,
+        table({"capabilities": {"authentication_failure_close": True}})
+        + shortstr(mechanism) + longstr(response) + shortstr("en_US"),
+    )
+
+
+def test_amqplain_login(raw):
+    r = raw()
+    _start_ok(r, "AMQPLAIN", _amqplain(BROKER_USER, BROKER_PASSWORD))
+    m = r.read_method()
+    assert m[1:3] == (10, 30), m  # connection.tune: accepted
+
+
+def test_amqplain_wrong_password(raw):
+    r = raw()
+    _start_ok(r, "AMQPLAIN", _amqplain(BROKER_USER, "wrong-" + uid()))
+    code, text, c_id, m_id = r.expect_connection_close()
+    assert (code, c_id, m_id) == (403, 0, 0)
+    assert text == (
+        "ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN. "
+        "For details see the broker logfile."
+    )
+
+
+def test_unknown_sasl_mechanism(raw):
+    """RabbitMQ 3.10.8 drops the socket without a connection.close."""
+    r = raw()
+    _start_ok(r, "NOSUCHMECH", b"\x00guest\x00guest")
+    assert r.read_method() is None
+    assert r.wait_eof()

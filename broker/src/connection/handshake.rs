@@ -163,10 +163,10 @@ impl Handshake<'_> {
         ) {
             Ok(u) => u,
             Err(AuthError::UnsupportedMechanism(m)) => {
-                return Err(Failed::Close(
-                    AmqpError::command_invalid(format!("unknown authentication mechanism '{m}'")),
-                    format!("unknown authentication mechanism '{m}'"),
-                ))
+                // RabbitMQ drops the socket without a connection.close here.
+                return Err(Failed::Silent(format!(
+                    "unknown authentication mechanism '{m}'"
+                )));
             }
             Err(why) => {
                 let detail = match &why {
