@@ -11,4 +11,6 @@ if ! rabbitmqctl status >/dev/null 2>&1; then
   rabbitmq-server -detached
 fi
 rabbitmqctl await_startup --timeout 120 >/dev/null
+# The restart tests restart RabbitMQ's application the way scripts/test.sh restarts Warren.
+export BROKER_RESTART="rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup"
 exec scripts/interop.sh "amqp://guest:guest@localhost:5672/%2F"

@@ -16,6 +16,8 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# RocksDB's bindings are generated with libclang.
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -34,23 +36,20 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test (unit, property, and lapin interop against in-process Warren)"
 cargo test --release --workspace
 
-step "pika interop suite against a fresh warren"
+step "pika interop suite (with restart tests) against a fresh warren"
 cargo build --release -p warren
-bin="$CARGO_TARGET_DIR/release/warren"
 data=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" --bind 127.0.0.1 --port "$port" --data-dir "$data" --log-level warn >"$data/warren.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then break; fi
-  kill -0 $pid 2>/dev/null || { cat "$data/warren.log"; echo "warren exited" >&2; exit 1; }
-  python3 -c 'import time; time.sleep(0.1)'
-done
-AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" "$root/interop-tests/run-pika.sh"
-kill -TERM $pid
-wait $pid || { echo "warren did not shut down cleanly" >&2; cat "$data/warren.log"; exit 1; }
-trap 'rm -rf "$data"' EXIT
+export WARREN_BIN="$CARGO_TARGET_DIR/release/warren" WARREN_DATA="$data/broker" WARREN_LOG="$data/warren.log"
+WARREN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export WARREN_PORT
+ctl="$root/interop-tests/warren-ctl.sh"
+trap '"$ctl" stop || true; rm -rf "$data"' EXIT
+"$ctl" start
+AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
+  BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
+  "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
+"$ctl" stop
+bin="$WARREN_BIN"
 
 step "reference pika scripts, verbatim, in a private network namespace"
 "$root/interop-tests/run-examples.sh" "$bin" --data-dir "$data/examples"

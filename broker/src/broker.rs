@@ -6,6 +6,7 @@ use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use storage::Store;
 
 /// The broker.
 #[derive(Debug)]
@@ -14,13 +15,16 @@ pub struct Broker {
     pub config: Config,
     /// Users.
     pub users: Users,
+    /// The store.
+    pub store: Arc<Store>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_connection_id: AtomicU64,
 }
 
 impl Broker {
-    /// A broker with the default vhost and user.
-    pub fn new(config: Config) -> Self {
+    /// A broker with the default vhost and user, on `store` (nothing is recovered yet: see
+    /// `recovery::recover`).
+    pub fn new(config: Config, store: Arc<Store>) -> Self {
         let mut users = Users::default();
         users.add(User {
             name: config.default_user.clone(),
@@ -30,11 +34,12 @@ impl Broker {
         let mut vhosts = HashMap::new();
         vhosts.insert(
             config.default_vhost.clone(),
-            Arc::new(VHost::new(&config.default_vhost)),
+            Arc::new(VHost::new(&config.default_vhost, store.clone())),
         );
         Broker {
             config,
             users,
+            store,
             vhosts: RwLock::new(vhosts),
             next_connection_id: AtomicU64::new(1),
         }

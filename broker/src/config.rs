@@ -34,6 +34,9 @@ pub struct Config {
     pub heartbeat: u16,
     /// Seconds a client has to finish the handshake.
     pub handshake_timeout: u64,
+    /// Sync the store's write-ahead log before confirming (off trades durability on power loss for
+    /// speed, like RabbitMQ, which does not fsync before confirming).
+    pub fsync: bool,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: 60,
             handshake_timeout: 10,
+            fsync: true,
         }
     }
 }

@@ -13,7 +13,9 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod persist;
 pub mod queue;
+pub mod recovery;
 pub mod server;
 pub mod vhost;
 

@@ -39,10 +39,30 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Opens the store under the data directory, builds the broker and recovers its durable state.
+fn open_broker(config: Config) -> io::Result<Arc<Broker>> {
+    let dir = config.data_dir.join("store");
+    let store_config = storage::StoreConfig {
+        sync: config.fsync,
+        ..Default::default()
+    };
+    let store =
+        storage::Store::open(&dir, store_config).map_err(|e| io::Error::other(e.to_string()))?;
+    let broker = Broker::new(config, Arc::new(store));
+    crate::recovery::recover(&broker)
+        .map_err(|e| io::Error::other(format!("recovery failed: {e}")))?;
+    Ok(Arc::new(broker))
+}
+
 impl Server {
     /// Binds every configured address. An IPv6 address that cannot be bound (no IPv6 on this host)
     /// is skipped with a warning as long as another address was bound.
     pub async fn bind(config: Config) -> io::Result<Server> {
+        // Open the store and recover before listening, so no client sees a half-recovered broker.
+        let broker = tokio::task::spawn_blocking(move || open_broker(config))
+            .await
+            .map_err(io::Error::other)??;
+        let config = &broker.config;
         let mut listeners = Vec::new();
         let mut last_err = None;
         for addr in config.listen_addrs() {
@@ -66,10 +86,7 @@ impl Server {
         if listeners.is_empty() {
             return Err(last_err.unwrap_or_else(|| io::Error::other("no address to listen on")));
         }
-        Ok(Server {
-            listeners,
-            broker: Arc::new(Broker::new(config)),
-        })
+        Ok(Server { listeners, broker })
     }
 
     /// The first listener's address (useful with port 0).
@@ -137,6 +154,7 @@ impl Server {
             warn!("{} connection(s) did not close in time", connections.len());
             connections.abort_all();
         }
+        self.broker.store.close();
         info!("stopped");
         Ok(())
     }

@@ -3,18 +3,24 @@
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::Message;
+use crate::persist;
 use crate::queue::Queue;
 use amqp_codec::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use storage::{ExchangeDef, Op, QueueDef, Store};
 
 /// A virtual host.
+///
+/// Changes to durable entities are handed to the store as they are made (without waiting: the store
+/// writes in order, so a definition is durable before any message that a later confirm covers).
 #[derive(Debug)]
 pub struct VHost {
     /// Name.
     pub name: String,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
+    store: Arc<Store>,
 }
 
 /// The exchanges every vhost has from the start.
@@ -38,7 +44,7 @@ fn yes_no(b: bool) -> &'static str {
 
 impl VHost {
     /// A vhost with the pre-declared exchanges.
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, store: Arc<Store>) -> Self {
         let exchanges = PREDECLARED
             .iter()
             .map(|(n, kind, internal)| {
@@ -57,6 +63,57 @@ impl VHost {
             name: name.to_string(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
+            store,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn persist(&self, ops: Vec<Op>) {
+        if !ops.is_empty() {
+            self.store.submit(ops, None);
+        }
+    }
+
+    /// True if `dest` survives a restart (so a binding to it from a durable exchange is stored).
+    fn is_durable(&self, dest: &Destination) -> bool {
+        match dest {
+            Destination::Queue(q) => self.queue(q).is_some_and(|q| q.persist.is_some()),
+            Destination::Exchange(x) => self.exchange(x).is_some_and(|x| x.durable),
+        }
+    }
+
+    /// Adds a binding, storing it when both ends are durable.
+    pub fn bind(
+        &self,
+        source: &Exchange,
+        dest: Destination,
+        key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
+        let durable = source.durable && self.is_durable(&dest);
+        source.bind(dest.clone(), key, args)?;
+        if durable {
+            let def = persist::binding_def(&self.name, &source.name, &dest, key, args);
+            self.persist(vec![Op::PutDef {
+                key: def.key(),
+                value: def.encode(),
+            }]);
+        }
+        Ok(())
+    }
+
+    /// Removes a binding (and its stored copy); auto-deletes the source if it was its last.
+    pub fn unbind(&self, source: &Exchange, dest: &Destination, key: &str, args: &FieldTable) {
+        if source.unbind(dest, key, args) {
+            if source.durable {
+                let def = persist::binding_def(&self.name, &source.name, dest, key, args);
+                self.persist(vec![Op::DeleteDef { key: def.key() }]);
+            }
+            self.auto_delete_exchange_if_unused(source);
         }
     }
 
@@ -154,6 +211,9 @@ impl VHost {
             arguments.clone(),
         ));
         xs.insert(name.to_string(), x.clone());
+        if durable {
+            self.persist(vec![persist::exchange_def(&self.name, &x)]);
+        }
         Ok(x)
     }
 
@@ -173,18 +233,40 @@ impl VHost {
             }
             xs.remove(name).expect("present")
         };
+        if x.durable {
+            let mut ops = vec![Op::DeleteDef {
+                key: ExchangeDef::key(&self.name, &x.name),
+            }];
+            for (dest, key, args) in x.bindings() {
+                let def = persist::binding_def(&self.name, &x.name, &dest, &key, &args);
+                ops.push(Op::DeleteDef { key: def.key() });
+            }
+            self.persist(ops);
+        }
         self.unbind_everywhere(&Destination::Exchange(x.name.clone()));
         Ok(())
     }
 
     /// Removes every binding that leads to `dest`, then auto-deletes exchanges left without bindings.
     fn unbind_everywhere(&self, dest: &Destination) {
-        let emptied: Vec<String> = self
-            .xs()
-            .values()
-            .filter(|x| x.unbind_destination(dest) > 0 && x.auto_delete && x.binding_count() == 0)
-            .map(|x| x.name.clone())
-            .collect();
+        let mut emptied = Vec::new();
+        let mut ops = Vec::new();
+        for x in self.xs().values() {
+            let removed = x.unbind_destination(dest);
+            if removed.is_empty() {
+                continue;
+            }
+            if x.durable {
+                for (key, args) in &removed {
+                    let def = persist::binding_def(&self.name, &x.name, dest, key, args);
+                    ops.push(Op::DeleteDef { key: def.key() });
+                }
+            }
+            if x.auto_delete && x.binding_count() == 0 {
+                emptied.push(x.name.clone());
+            }
+        }
+        self.persist(ops);
         for name in emptied {
             let _ = self.delete_exchange(&name, true);
         }
@@ -197,6 +279,18 @@ impl VHost {
         }
     }
 
+    /// Puts back an exchange recovered from the store (not written again).
+    pub fn restore_exchange(&self, x: Exchange) {
+        self.xs_mut().insert(x.name.clone(), Arc::new(x));
+    }
+
+    /// Puts back a queue recovered from the store (not written again).
+    pub fn restore_queue(&self, q: Queue) -> Arc<Queue> {
+        let q = Arc::new(q);
+        self.qs_mut().insert(q.name.clone(), q.clone());
+        q
+    }
+
     /// Adds a queue created by the caller, unless one of that name exists (then returns it).
     pub fn insert_queue(&self, q: Queue) -> Result<Arc<Queue>, Arc<Queue>> {
         let mut qs = self.qs_mut();
@@ -205,6 +299,15 @@ impl VHost {
         }
         let q = Arc::new(q);
         qs.insert(q.name.clone(), q.clone());
+        if let Some(p) = &q.persist {
+            self.persist(vec![persist::queue_def(
+                &self.name,
+                &q.name,
+                p.id,
+                q.auto_delete,
+                &q.arguments,
+            )]);
+        }
         Ok(q)
     }
 
@@ -220,6 +323,14 @@ impl VHost {
             }
         }
         let n = q.delete();
+        if let Some(p) = &q.persist {
+            self.persist(vec![
+                Op::DeleteDef {
+                    key: QueueDef::key(&self.name, &q.name),
+                },
+                Op::DropQueueMessages { queue: p.id },
+            ]);
+        }
         self.unbind_everywhere(&Destination::Queue(q.name.clone()));
         n
     }

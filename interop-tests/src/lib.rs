@@ -42,6 +42,8 @@ fn start_warren() -> String {
             rt.block_on(async move {
                 let dir =
                     std::env::temp_dir().join(format!("warren-interop-{}", std::process::id()));
+                // A fresh store: nothing left over from an earlier run with the same pid.
+                let _ = std::fs::remove_dir_all(&dir);
                 let server = warren::Server::bind(warren::Config::for_test(dir))
                     .await
                     .expect("bind");

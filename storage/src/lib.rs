@@ -1,1 +1,25 @@
-//! Warren storage (interface only for now).
+//! Warren's store: definitions and persistent messages in an embedded RocksDB.
+//!
+//! * Column families: `meta` (format version), `defs` (vhosts, exchanges, queues, bindings),
+//!   `msgs` (messages, keyed by big-endian `(queue id, sequence)` so a queue is one contiguous,
+//!   ordered key range), `counts` (per-queue message count and bytes, kept by a merge operator so that
+//!   start-up reads counters instead of scanning messages).
+//! * Writes go through one writer thread that commits everything waiting as one `WriteBatch` with one
+//!   WAL sync (group commit), then runs the completions (publisher confirms, declare-ok). A message
+//!   deleted before its batch was written is neither written nor deleted.
+//! * RocksDB is never called from an async task: writes go to the writer thread, and reads are meant
+//!   to run on blocking threads (`tokio::task::spawn_blocking`).
+
+mod codec;
+pub mod defs;
+mod error;
+pub mod keys;
+pub mod record;
+mod store;
+mod writer;
+
+pub use defs::{BindingDef, ExchangeDef, QueueDef};
+pub use error::StoreError;
+pub use record::MessageRecord;
+pub use store::{Recovered, RecoveredQueue, Store, StoreConfig};
+pub use writer::{Completion, Op};

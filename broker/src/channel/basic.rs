@@ -7,6 +7,7 @@ use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::persist::ConfirmWait;
 use crate::queue::{ConsumeCheck, Consumer};
 use amqp_codec::protocol::basic as b;
 use amqp_codec::{AMQPClass, Assembled};
@@ -198,12 +199,12 @@ impl Channel {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        let message = Arc::new(Message {
-            exchange: p.exchange.as_str().to_string(),
-            routing_key: p.routing_key.as_str().to_string(),
-            properties: a.properties,
-            body: a.body,
-        });
+        let message = Arc::new(Message::new(
+            p.exchange.as_str().to_string(),
+            p.routing_key.as_str().to_string(),
+            a.properties,
+            a.body,
+        ));
         if let Some(tx) = &mut self.tx {
             tx.publishes.push(HeldPublish {
                 mandatory: p.mandatory,
@@ -212,10 +213,11 @@ impl Channel {
             });
             return Ok(());
         }
-        self.route_and_enqueue(ctx, &exchange, message, p.mandatory);
-        if let Some(seq) = &mut self.confirm {
-            *seq += 1;
-            self.unsent_confirm = Some(*seq);
+        let confirm = self.start_confirm(ctx.events);
+        let wait = confirm.as_ref().map(|(_, w)| w);
+        self.route_and_enqueue(ctx, &exchange, message, p.mandatory, wait);
+        if let Some((seq, wait)) = confirm {
+            self.finish_confirm(seq, wait);
         }
         Ok(())
     }
@@ -228,6 +230,7 @@ impl Channel {
         exchange: &Exchange,
         message: Arc<Message>,
         mandatory: bool,
+        wait: Option<&Arc<ConfirmWait>>,
     ) {
         let mut queues = std::mem::take(&mut self.route_buf);
         ctx.vhost.route(exchange, &message, &mut queues);
@@ -242,7 +245,7 @@ impl Channel {
             }
         } else {
             for q in queues.drain(..) {
-                q.enqueue(message.clone());
+                q.enqueue(message.clone(), wait);
             }
         }
         self.route_buf = queues;

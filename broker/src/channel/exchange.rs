@@ -79,7 +79,8 @@ impl Channel {
                 }
                 let source = ctx.vhost.get_exchange(src)?;
                 ctx.vhost.get_exchange(dst)?;
-                source.bind(
+                ctx.vhost.bind(
+                    &source,
                     Destination::Exchange(dst.to_string()),
                     bnd.routing_key.as_str(),
                     &bnd.arguments,
@@ -95,13 +96,12 @@ impl Channel {
                 }
                 let source = ctx.vhost.get_exchange(src)?;
                 ctx.vhost.get_exchange(dst)?;
-                if source.unbind(
+                ctx.vhost.unbind(
+                    &source,
                     &Destination::Exchange(dst.to_string()),
                     u.routing_key.as_str(),
                     &u.arguments,
-                ) {
-                    ctx.vhost.auto_delete_exchange_if_unused(&source);
-                }
+                );
                 if !u.nowait {
                     self.send(AMQPClass::Exchange(x::AMQPMethod::UnbindOk(x::UnbindOk {})));
                 }

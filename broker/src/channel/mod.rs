@@ -3,12 +3,14 @@
 //! * `exchange.rs`: exchange.declare/delete/bind/unbind
 //! * `queue.rs`: queue.declare/bind/unbind/purge/delete
 //! * `basic.rs`: basic.qos/consume/cancel/publish/get/ack/nack/reject/recover
-//! * `tx.rs`: tx.select/commit/rollback and confirm.select
+//! * `tx.rs`: tx.select/commit/rollback
+//! * `confirm.rs`: confirm.select and publisher confirms
 //!
 //! The channel's private state lives here, owned by the connection's task; what queues need when they
 //! deliver (tags, unacked deliveries, consumers) is in [`shared::ChannelShared`].
 
 mod basic;
+mod confirm;
 mod exchange;
 mod queue;
 pub mod shared;
@@ -77,10 +79,11 @@ pub struct Channel {
     max_message_size: u64,
     /// basic.qos global=false: prefetch for consumers created from now on.
     consumer_prefetch: u32,
-    /// Confirm mode: the sequence number of the last publish.
-    confirm: Option<u64>,
-    /// Highest publish sequence confirmed but not yet sent.
-    unsent_confirm: Option<u64>,
+    /// Publisher confirms, once confirm.select was seen.
+    confirm: Option<confirm::Confirms>,
+    /// Tells this channel instance apart from an earlier one with the same number (events from the
+    /// store for a closed channel must not confirm a newer channel's publishes).
+    instance: u64,
     tx: Option<Tx>,
     /// Most recently declared queue, for the empty-name shortcut.
     last_queue: String,
@@ -114,7 +117,7 @@ impl Channel {
             max_message_size,
             consumer_prefetch: 0,
             confirm: None,
-            unsent_confirm: None,
+            instance: confirm::next_instance(),
             tx: None,
             last_queue: String::new(),
             route_buf: Vec::new(),
@@ -292,16 +295,6 @@ impl Channel {
         self.settle(entries, Outcome::Requeue);
     }
 
-    /// Sends the pending publisher confirm, if any: one basic.ack(multiple) per read batch.
-    pub fn flush_confirms(&mut self) {
-        if let Some(seq) = self.unsent_confirm.take() {
-            self.send(AMQPClass::Basic(b::AMQPMethod::Ack(b::Ack {
-                delivery_tag: seq,
-                multiple: true,
-            })));
-        }
-    }
-
     /// Applies an outcome to settled deliveries, then lets queues with freed credit deliver again.
     fn settle(&mut self, entries: Vec<Unacked>, outcome: Outcome) {
         if entries.is_empty() {
@@ -326,7 +319,7 @@ impl Channel {
                 j += 1;
             }
             match outcome {
-                Outcome::Ack | Outcome::Discard => q.acked(j - i),
+                Outcome::Ack | Outcome::Discard => q.acked(&entries[i..j]),
                 Outcome::Requeue => {
                     q.requeue(entries[i..j].iter().map(|u| (u.seq, u.message.clone())))
                 }

@@ -65,7 +65,8 @@ impl Channel {
                 }
                 let queue = self.usable_queue(ctx, &name)?;
                 let exchange = ctx.vhost.get_exchange(bnd.exchange.as_str())?;
-                exchange.bind(Destination::Queue(queue.name.clone()), &key, &bnd.arguments)?;
+                let dest = Destination::Queue(queue.name.clone());
+                ctx.vhost.bind(&exchange, dest, &key, &bnd.arguments)?;
                 if !bnd.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
                 }
@@ -82,9 +83,8 @@ impl Channel {
                 // Unbinding from an exchange that does not exist succeeds in RabbitMQ 3.10.
                 if let Some(exchange) = ctx.vhost.exchange(u.exchange.as_str()) {
                     let dest = Destination::Queue(queue.name.clone());
-                    if exchange.unbind(&dest, u.routing_key.as_str(), &u.arguments) {
-                        ctx.vhost.auto_delete_exchange_if_unused(&exchange);
-                    }
+                    ctx.vhost
+                        .unbind(&exchange, &dest, u.routing_key.as_str(), &u.arguments);
                 }
                 self.send(AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
                 Ok(())
@@ -155,6 +155,13 @@ impl Channel {
                 requested.to_string()
             };
             let owner = d.exclusive.then_some(ctx.id);
+            // Exclusive queues die with their connection, so they are never stored.
+            let persist =
+                (d.durable && !d.exclusive && ctx.vhost.queue(&name).is_none()).then(|| {
+                    let store = ctx.vhost.store().clone();
+                    let id = store.allocate_queue_id();
+                    crate::persist::Persistence { store, id }
+                });
             let fresh = Queue::new(
                 name.clone(),
                 ctx.vhost.name.clone(),
@@ -162,6 +169,7 @@ impl Channel {
                 owner,
                 d.auto_delete,
                 d.arguments.clone(),
+                persist,
             );
             match ctx.vhost.insert_queue(fresh) {
                 Ok(created) => {

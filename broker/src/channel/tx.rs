@@ -1,4 +1,4 @@
-//! tx.select, tx.commit, tx.rollback, and confirm.select.
+//! tx.select, tx.commit, tx.rollback.
 //!
 //! In a transaction, publishes and acks/nacks/rejects are held on the channel until tx.commit applies
 //! them in order, or tx.rollback drops the publishes and returns the settled deliveries to the unacked
@@ -7,7 +7,7 @@
 use super::{Channel, Tx};
 use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
-use amqp_codec::protocol::{confirm, tx};
+use amqp_codec::protocol::tx;
 use amqp_codec::AMQPClass;
 
 impl Channel {
@@ -35,7 +35,7 @@ impl Channel {
                     ));
                 };
                 for p in held.publishes {
-                    self.route_and_enqueue(ctx, &p.exchange, p.message, p.mandatory);
+                    self.route_and_enqueue(ctx, &p.exchange, p.message, p.mandatory, None);
                 }
                 for s in held.settles {
                     self.settle(s.entries, s.outcome);
@@ -64,29 +64,5 @@ impl Channel {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn handle_confirm_method(&mut self, m: confirm::AMQPMethod) -> AmqpResult<()> {
-        match m {
-            confirm::AMQPMethod::Select(s) => {
-                if self.tx.is_some() {
-                    return Err(AmqpError::precondition_failed(
-                        "cannot switch from tx to confirm mode",
-                    ));
-                }
-                if self.confirm.is_none() {
-                    self.confirm = Some(0);
-                }
-                if !s.nowait {
-                    self.send(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
-                        confirm::SelectOk {},
-                    )));
-                }
-                Ok(())
-            }
-            confirm::AMQPMethod::SelectOk(_) => {
-                Err(AmqpError::command_invalid("unexpected confirm.select-ok"))
-            }
-        }
     }
 }

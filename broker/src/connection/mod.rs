@@ -71,7 +71,28 @@ pub struct ConnectionContext<'a> {
     pub caps: ClientCapabilities,
     /// Exclusive queues declared on this connection (deleted when it closes).
     pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
+    /// The connection's event mailbox (store completions come back through it).
+    pub events: &'a EventSender,
 }
+
+/// Something that happened elsewhere (on the store's writer thread) that the connection must act on.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A publish's store writes finished.
+    Confirmed {
+        /// Channel number.
+        channel: u16,
+        /// Channel instance (a reopened channel number is another instance).
+        instance: u64,
+        /// Publish sequence number.
+        seq: u64,
+        /// False if a write failed.
+        ok: bool,
+    },
+}
+
+/// The sending side of a connection's event mailbox.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnEvent>;
 
 /// A connection after the handshake.
 pub struct Connection {
@@ -89,6 +110,8 @@ pub struct Connection {
     heartbeat: u16,
     channels: HashMap<u16, Channel>,
     exclusive_queues: Vec<Arc<Queue>>,
+    events_tx: EventSender,
+    events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
 }
 
 /// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
@@ -127,6 +150,7 @@ pub async fn serve(
             ))),
         };
         let handshake::Handshake { reader, buf, .. } = hs;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         match result {
             Ok(done) => {
                 heartbeat.store(done.heartbeat as u32, std::sync::atomic::Ordering::Relaxed);
@@ -147,6 +171,8 @@ pub async fn serve(
                     heartbeat: done.heartbeat,
                     channels: HashMap::new(),
                     exclusive_queues: Vec::new(),
+                    events_tx,
+                    events_rx,
                 };
                 c.run(shutdown).await;
             }
@@ -314,6 +340,14 @@ impl Connection {
                         None => Some(read.await),
                     }
                 } => r,
+                Some(event) = self.events_rx.recv() => {
+                    // read_buf is cancel safe: nothing was read if this branch won.
+                    self.handle_event(event);
+                    while let Ok(event) = self.events_rx.try_recv() {
+                        self.handle_event(event);
+                    }
+                    continue;
+                }
                 _ = shutdown.changed() => return Stop::Shutdown,
             };
             match res {
@@ -370,6 +404,21 @@ impl Connection {
         .await;
     }
 
+    fn handle_event(&mut self, event: ConnEvent) {
+        match event {
+            ConnEvent::Confirmed {
+                channel,
+                instance,
+                seq,
+                ok,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.confirmed(instance, seq, ok);
+                }
+            }
+        }
+    }
+
     fn handle_frame(&mut self, frame: Frame) -> Result<(), Stop> {
         let channel = frame.channel();
         if channel == 0 {
@@ -402,6 +451,7 @@ impl Connection {
             outbox: &self.outbox,
             caps: self.caps,
             exclusive_queues: &mut self.exclusive_queues,
+            events: &self.events_tx,
         };
         let result = ch.handle_frame(&mut ctx, frame);
         match result {
@@ -506,6 +556,7 @@ impl Connection {
             outbox: &self.outbox,
             caps: self.caps,
             exclusive_queues: &mut Vec::new(),
+            events: &self.events_tx,
         };
         for (_, mut ch) in self.channels.drain() {
             ch.release(&mut ctx);

@@ -96,7 +96,8 @@ struct Bindings {
     headers: Vec<(FieldTable, Destination)>,
 }
 
-fn encode_table(t: &FieldTable) -> Vec<u8> {
+/// A field table in AMQP encoding (also what the store keeps).
+pub fn encode_table(t: &FieldTable) -> Vec<u8> {
     let ctx = WriteContext::from(Vec::new());
     gen_field_table(t)(ctx)
         .map(|c| c.into_inner().0)
@@ -177,8 +178,8 @@ impl Exchange {
         true
     }
 
-    /// Removes every binding to `dest`; returns how many were removed.
-    pub fn unbind_destination(&self, dest: &Destination) -> usize {
+    /// Removes every binding to `dest`; returns their keys and arguments.
+    pub fn unbind_destination(&self, dest: &Destination) -> Vec<(String, FieldTable)> {
         let mut b = self.bindings.write().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<BindingId> = b
             .all
@@ -186,12 +187,23 @@ impl Exchange {
             .filter(|(d, _, _)| d == dest)
             .cloned()
             .collect();
-        for id in &gone {
-            if let Some(args) = b.all.remove(id) {
+        let mut removed = Vec::with_capacity(gone.len());
+        for id in gone {
+            if let Some(args) = b.all.remove(&id) {
                 b.remove_matcher(self.kind, dest, &id.1, &args);
+                removed.push((id.1, args));
             }
         }
-        gone.len()
+        removed
+    }
+
+    /// Every binding with this exchange as source: (destination, key, arguments).
+    pub fn bindings(&self) -> Vec<(Destination, String, FieldTable)> {
+        let b = self.bindings.read().unwrap_or_else(|e| e.into_inner());
+        b.all
+            .iter()
+            .map(|((d, k, _), args)| (d.clone(), k.clone(), args.clone()))
+            .collect()
     }
 
     /// True if a binding with exactly these fields exists.

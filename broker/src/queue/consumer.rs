@@ -52,7 +52,12 @@ impl Consumer {
             return false;
         };
         let tag = d.next_tag();
-        if !self.no_ack {
+        if self.no_ack {
+            queue.unstore(std::iter::once((r.seq, &r.message)));
+        } else {
+            if !r.redelivered {
+                queue.mark_delivered(r.seq, &r.message);
+            }
             self.unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked += 1;
             d.unacked.push_back(Unacked {

@@ -14,12 +14,14 @@ pub use consumer::Consumer;
 use crate::channel::shared::{ChannelShared, Unacked};
 use crate::connection::writer::Out;
 use crate::message::Message;
+use crate::persist::{ConfirmWait, Persistence};
 use amqp_codec::protocol::basic;
 use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use storage::Op;
 
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct Queue {
     pub auto_delete: bool,
     /// Declared arguments.
     pub arguments: FieldTable,
+    /// Where persistent messages are stored (durable queues only).
+    pub persist: Option<Persistence>,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
 }
@@ -81,6 +85,7 @@ impl Queue {
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        persist: Option<Persistence>,
     ) -> Self {
         Queue {
             name,
@@ -89,6 +94,7 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            persist,
             deleted: AtomicBool::new(false),
             state: Mutex::new(QueueState::default()),
         }
@@ -114,11 +120,23 @@ impl Queue {
         self.lock().consumers.len()
     }
 
-    /// Appends a published message and delivers what it can.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
+    /// Appends a published message and delivers what it can. A persistent message in a durable
+    /// queue is handed to the store first, with a completion of `wait` if the publisher waits for a
+    /// confirm. The store write is submitted under the queue lock, so it is always ahead of the
+    /// delete that an ack of this message will submit.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, wait: Option<&Arc<ConfirmWait>>) {
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
+        if let Some(p) = self.persist.as_ref().filter(|_| message.is_persistent()) {
+            let op = Op::PutMessage {
+                queue: p.id,
+                seq,
+                record: message.record(),
+                size: message.size() as u64,
+            };
+            p.store.submit(vec![op], wait.map(|w| w.completion()));
+        }
         st.ready.push_back(Ready {
             seq,
             message,
@@ -148,10 +166,63 @@ impl Queue {
         self.dispatch_locked(&mut st);
     }
 
-    /// Forgets acknowledged deliveries.
-    pub fn acked(&self, count: usize) {
+    /// Forgets acknowledged (or discarded) deliveries, deleting stored ones.
+    pub fn acked(&self, settled: &[Unacked]) {
+        {
+            let mut st = self.lock();
+            st.unacked = st.unacked.saturating_sub(settled.len());
+        }
+        self.unstore(settled.iter().map(|u| (u.seq, &u.message)));
+    }
+
+    /// Deletes stored copies of messages that left the queue for good.
+    fn unstore<'a>(&self, gone: impl Iterator<Item = (u64, &'a Arc<Message>)>) {
+        let Some(p) = &self.persist else {
+            return;
+        };
+        if self.is_deleted() {
+            // Its whole range was dropped with the queue.
+            return;
+        }
+        let ops: Vec<Op> = gone
+            .filter(|(_, m)| m.is_persistent())
+            .map(|(seq, m)| Op::DeleteMessage {
+                queue: p.id,
+                seq,
+                size: m.size() as u64,
+            })
+            .collect();
+        if !ops.is_empty() {
+            p.store.submit(ops, None);
+        }
+    }
+
+    /// Notes a first delivery of a stored message, so that it comes back redelivered after a
+    /// restart (called with the queue locked).
+    pub(crate) fn mark_delivered(&self, seq: u64, message: &Message) {
+        if let Some(p) = self.persist.as_ref().filter(|_| message.is_persistent()) {
+            p.store
+                .submit(vec![Op::MarkDelivered { queue: p.id, seq }], None);
+        }
+    }
+
+    /// Sets the sequence number the next message gets (start-up: after the last stored one).
+    pub fn set_next_seq(&self, next: u64) {
         let mut st = self.lock();
-        st.unacked = st.unacked.saturating_sub(count);
+        st.next_seq = st.next_seq.max(next);
+    }
+
+    /// Puts messages recovered from the store at the front of the queue (start-up only).
+    pub fn restore(&self, messages: impl IntoIterator<Item = (u64, Arc<Message>, bool)>) {
+        let mut st = self.lock();
+        for (seq, message, redelivered) in messages {
+            st.next_seq = st.next_seq.max(seq + 1);
+            st.ready.push_back(Ready {
+                seq,
+                message,
+                redelivered,
+            });
+        }
     }
 
     /// basic.get: takes the head message. Records the delivery on `channel` unless `no_ack`.
@@ -161,8 +232,13 @@ impl Queue {
             return false;
         };
         let remaining = st.ready.len() as u32;
-        if !no_ack {
+        if no_ack {
+            self.unstore(std::iter::once((r.seq, &r.message)));
+        } else {
             st.unacked += 1;
+            if !r.redelivered {
+                self.mark_delivered(r.seq, &r.message);
+            }
         }
         let mut d = channel.deliveries();
         let tag = d.next_tag();
@@ -229,7 +305,8 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        let purged = std::mem::take(&mut st.ready);
+        self.unstore(purged.iter().map(|r| (r.seq, &r.message)));
         n
     }
 

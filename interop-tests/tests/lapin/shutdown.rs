@@ -7,6 +7,7 @@ use interop_tests::within;
 #[tokio::test]
 async fn warren_only_shutdown_closes_connections_with_connection_forced() {
     let dir = std::env::temp_dir().join(format!("warren-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let server = warren::Server::bind(warren::Config::for_test(dir))
         .await
         .expect("bind");

@@ -1,0 +1,368 @@
+//! Opening, recovering and reading the store.
+
+use crate::defs::{BindingDef, ExchangeDef, QueueDef};
+use crate::keys::{self, tag};
+use crate::writer::{self, Completion, Op, Request};
+use crate::{MessageRecord, StoreError};
+use bytes::Bytes;
+use rocksdb::{
+    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, DB,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tracing::info;
+
+pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_DEFS: &str = "defs";
+pub(crate) const CF_MSGS: &str = "msgs";
+pub(crate) const CF_COUNTS: &str = "counts";
+
+/// What this version writes in `meta/format` and in the marker file.
+const FORMAT: &str = "warren-store-v1";
+/// A file naming the store's format, checked before RocksDB touches the directory.
+const MARKER_FILE: &str = "WARREN_STORE";
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Sync the WAL before completing a batch (what makes a confirm mean "on disk").
+    pub sync: bool,
+    /// Compress stored data with LZ4 (Zstd for the bottom level).
+    pub compression: bool,
+    /// RocksDB block cache, bytes.
+    pub block_cache_bytes: usize,
+    /// RocksDB memtable size, bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sync: true,
+            compression: true,
+            block_cache_bytes: 32 << 20,
+            write_buffer_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A durable queue found at start-up, with its counters (no message was read to find them).
+#[derive(Debug, Clone)]
+pub struct RecoveredQueue {
+    /// Its definition.
+    pub def: QueueDef,
+    /// Messages stored.
+    pub count: u64,
+    /// Body bytes stored.
+    pub bytes: u64,
+    /// Highest sequence ever delivered: stored messages up to it come back redelivered.
+    pub delivered: u64,
+    /// Sequence of the first stored message.
+    pub head: Option<u64>,
+    /// Sequence of the last stored message.
+    pub tail: Option<u64>,
+}
+
+/// Everything durable, as found at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// Vhost names.
+    pub vhosts: Vec<String>,
+    /// Durable exchanges.
+    pub exchanges: Vec<ExchangeDef>,
+    /// Durable queues.
+    pub queues: Vec<RecoveredQueue>,
+    /// Bindings between durable ends.
+    pub bindings: Vec<BindingDef>,
+}
+
+/// The store. Cheap to share (`Arc` inside); dropping the last handle stops the writer after it
+/// has written everything submitted.
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+    tx: Mutex<Option<Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    next_queue_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+    let mut o = Options::default();
+    if config.compression {
+        o.set_compression_type(DBCompressionType::Lz4);
+        o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    } else {
+        o.set_compression_type(DBCompressionType::None);
+    }
+    o.set_write_buffer_size(config.write_buffer_bytes);
+    let mut t = rocksdb::BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    o.set_block_based_table_factory(&t);
+    o
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Refuses a directory in use by another process, or one
+    /// that holds another format, without changing anything in it.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        // Decide from our own marker file, before RocksDB creates anything: a directory that is
+        // neither empty nor marked as ours is refused untouched.
+        let marker = dir.join(MARKER_FILE);
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?
+            .next()
+            .is_none();
+        if empty {
+            // The marker goes first, so a crash during creation leaves a directory we still accept.
+            std::fs::write(&marker, format!("{FORMAT}\n"))
+                .map_err(|e| StoreError::Db(format!("{}: {e}", marker.display())))?;
+        } else {
+            let found = std::fs::read_to_string(&marker).unwrap_or_default();
+            if found.trim() != FORMAT {
+                return Err(StoreError::Incompatible {
+                    path: dir.to_path_buf(),
+                    found: if found.is_empty() {
+                        "no Warren store marker".into()
+                    } else {
+                        found.trim().to_string()
+                    },
+                    expected: FORMAT.to_string(),
+                });
+            }
+        }
+        let fresh = !dir.join("CURRENT").exists();
+        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(fresh);
+        db_opts.create_missing_column_families(fresh);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        let mut counts = cf_options(&config, &cache);
+        counts.set_merge_operator_associative("warren-counts", writer::merge_counts);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_META, cf_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_DEFS, cf_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_MSGS, cf_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_COUNTS, counts),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
+            let text = e.into_string();
+            if text.contains("lock")
+                && (text.contains("LOCK") || text.contains("Resource temporarily unavailable"))
+            {
+                StoreError::Locked(dir.to_path_buf())
+            } else if text.contains("Column family not found") || text.contains("Invalid argument")
+            {
+                StoreError::Incompatible {
+                    path: dir.to_path_buf(),
+                    found: text,
+                    expected: FORMAT.to_string(),
+                }
+            } else {
+                StoreError::Db(format!("cannot open {}: {text}", dir.display()))
+            }
+        })?;
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        match db.get_cf(&meta, b"format")? {
+            Some(v) if v == FORMAT.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Incompatible {
+                    path: dir.to_path_buf(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: FORMAT.to_string(),
+                })
+            }
+            None if fresh => {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                db.put_cf_opt(&meta, b"format", FORMAT.as_bytes(), &wo)?;
+            }
+            None => {
+                return Err(StoreError::Incompatible {
+                    path: dir.to_path_buf(),
+                    found: "no format marker".into(),
+                    expected: FORMAT.to_string(),
+                })
+            }
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let sync = config.sync;
+        let writer = std::thread::Builder::new()
+            .name("warren-store-writer".into())
+            .spawn(move || writer::run(writer_db, rx, sync))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            path: dir.to_path_buf(),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            next_queue_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
+    pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(req)) = tx.send(Request { ops, done }) {
+                    if let Some(done) = req.done {
+                        done(Err(StoreError::Closed));
+                    }
+                }
+            }
+            None => {
+                if let Some(done) = done {
+                    done(Err(StoreError::Closed));
+                }
+            }
+        }
+    }
+
+    /// Queues changes and waits until they are durable (for async callers: the wait is a oneshot).
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(
+            ops,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Queues changes and blocks until durable (for threads that may block).
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.submit(
+            ops,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// A fresh queue id (ids are never reused).
+    pub fn allocate_queue_id(&self) -> u64 {
+        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reads every definition and each queue's counters and bounds. Reads no message.
+    pub fn recover(&self) -> Result<Recovered, StoreError> {
+        let defs = self.db.cf_handle(CF_DEFS).expect("defs cf");
+        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
+        let mut r = Recovered::default();
+        let mut max_id = 0;
+        for item in self.db.iterator_cf(&defs, IteratorMode::Start) {
+            let (k, v) = item?;
+            match k.first() {
+                Some(&tag::EXCHANGE) => r.exchanges.push(ExchangeDef::decode(&v)?),
+                Some(&tag::BINDING) => r.bindings.push(BindingDef::decode(&v)?),
+                Some(&tag::VHOST) => r.vhosts.push(String::from_utf8_lossy(&v).into_owned()),
+                Some(&tag::QUEUE) => {
+                    let def = QueueDef::decode(&v)?;
+                    max_id = max_id.max(def.id);
+                    let c = match self.db.get_cf(&counts, keys::counts(def.id))? {
+                        Some(v) => writer::Counts::decode(&v),
+                        None => writer::Counts::default(),
+                    };
+                    let (head, tail) = self.bounds(def.id)?;
+                    r.queues.push(RecoveredQueue {
+                        def,
+                        count: c.count.max(0) as u64,
+                        bytes: c.bytes.max(0) as u64,
+                        delivered: c.delivered,
+                        head,
+                        tail,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.next_queue_id.fetch_max(max_id + 1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// First and last sequence stored for a queue (two seeks, no scan).
+    fn bounds(&self, queue: u64) -> Result<(Option<u64>, Option<u64>), StoreError> {
+        let msgs = self.db.cf_handle(CF_MSGS).expect("msgs cf");
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::message(queue, 0).to_vec());
+        ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(&msgs, ro);
+        it.seek_to_first();
+        let head = it.key().and_then(keys::parse_message).map(|(_, s)| s);
+        it.seek_to_last();
+        let tail = it.key().and_then(keys::parse_message).map(|(_, s)| s);
+        it.status()?;
+        Ok((head, tail))
+    }
+
+    /// Reads up to `limit` messages of a queue from sequence `from` on (or up to `max_bytes` of
+    /// bodies, whichever comes first; at least one). Blocking: call from a blocking thread.
+    pub fn read_messages(
+        &self,
+        queue: u64,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, MessageRecord)>, StoreError> {
+        let msgs = self.db.cf_handle(CF_MSGS).expect("msgs cf");
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
+        let start = keys::message(queue, from);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in
+            self.db
+                .iterator_cf_opt(&msgs, ro, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            let Some((q, seq)) = keys::parse_message(&k) else {
+                return Err(StoreError::Corrupt("bad message key".into()));
+            };
+            if q != queue || out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            let record = MessageRecord::decode(Bytes::from(v.into_vec()))?;
+            bytes += record.body.len();
+            out.push((seq, record));
+        }
+        Ok(out)
+    }
+
+    /// Stops the writer after everything submitted so far is written, and flushes memtables.
+    pub fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = w.join();
+        }
+        let _ = self.db.flush();
+        info!("store closed");
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
