@@ -42,6 +42,9 @@ data=$(mktemp -d)
 export WARREN_BIN="$CARGO_TARGET_DIR/release/warren" WARREN_DATA="$data/broker" WARREN_LOG="$data/warren.log"
 WARREN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export WARREN_PORT
+# Small queue memory budgets, so that the suites' backlogs are mostly paged to the store.
+printf 'queue_memory_messages = 64\nqueue_memory_bytes = 65536\n' >"$data/warren.toml"
+export WARREN_CONFIG="$data/warren.toml"
 ctl="$root/interop-tests/warren-ctl.sh"
 trap '"$ctl" stop || true; rm -rf "$data"' EXIT
 "$ctl" start

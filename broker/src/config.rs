@@ -37,6 +37,10 @@ pub struct Config {
     /// Sync the store's write-ahead log before confirming (off trades durability on power loss for
     /// speed, like RabbitMQ, which does not fsync before confirming).
     pub fsync: bool,
+    /// Ready messages a durable queue keeps in memory before it pages new ones to the store.
+    pub queue_memory_messages: usize,
+    /// Ready message bytes a durable queue keeps in memory before it pages new ones to the store.
+    pub queue_memory_bytes: usize,
 }
 
 impl Default for Config {
@@ -59,17 +63,23 @@ impl Default for Config {
             heartbeat: 60,
             handshake_timeout: 10,
             fsync: true,
+            queue_memory_messages: crate::queue::Budget::default().messages,
+            queue_memory_bytes: crate::queue::Budget::default().bytes,
         }
     }
 }
 
 impl Config {
-    /// A configuration for tests: 127.0.0.1, any free port, the given data directory.
+    /// A configuration for tests: 127.0.0.1, any free port, the given data directory, small queue
+    /// memory budgets.
     pub fn for_test(data_dir: PathBuf) -> Self {
         Config {
             bind: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             port: 0,
             data_dir,
+            // Small budgets, so that tests with modest backlogs exercise paging to the store.
+            queue_memory_messages: 64,
+            queue_memory_bytes: 64 << 10,
             ..Config::default()
         }
     }
@@ -78,6 +88,14 @@ impl Config {
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The memory budget of each durable queue.
+    pub fn queue_budget(&self) -> crate::queue::Budget {
+        crate::queue::Budget {
+            messages: self.queue_memory_messages,
+            bytes: self.queue_memory_bytes,
+        }
     }
 
     /// The socket addresses to listen on.

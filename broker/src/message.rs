@@ -52,6 +52,7 @@ impl Message {
                         properties: self.properties.raw().clone(),
                         body: self.body.clone(),
                         delivery_count: 0,
+                        transient: !self.is_persistent(),
                     }
                     .encode(),
                 )

@@ -19,6 +19,8 @@ pub struct Persistence {
     pub store: Arc<Store>,
     /// The queue's id there.
     pub id: u64,
+    /// How much of its backlog may stay in memory.
+    pub budget: crate::queue::Budget,
 }
 
 /// Called once with `true` if every write succeeded.

@@ -1,16 +1,14 @@
 //! Start-up: rebuilds durable exchanges, queues, bindings and messages from the store.
 //!
-//! Definitions and per-queue counters are read without scanning messages. Messages are then loaded
-//! queue by queue (see ARCHITECTURE.md: loading lazily, so that start-up time and memory do not grow
-//! with the backlog, is the next step of issue 3).
+//! Definitions and per-queue counters are read without scanning messages, and no message is read:
+//! each durable queue's stored messages start out paged (see `queue/backlog.rs`), so start-up time
+//! and memory do not grow with the backlog.
 
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
-use crate::message::Message;
 use crate::persist::Persistence;
-use crate::queue::Queue;
+use crate::queue::{Paged, Queue};
 use amqp_codec::types::FieldTable;
-use std::sync::Arc;
 use std::time::Instant;
 use storage::StoreError;
 use tracing::{info, warn};
@@ -73,6 +71,7 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         let persist = Persistence {
             store: store.clone(),
             id: rq.def.id,
+            budget: broker.config.queue_budget(),
         };
         let q = vhost.restore_queue(Queue::new(
             rq.def.name.clone(),
@@ -83,20 +82,19 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             table(&rq.def.arguments),
             Some(persist),
         ));
-        let mut from = 0;
-        loop {
-            let batch = store.read_messages(rq.def.id, from, 10_000, 64 << 20)?;
-            let Some(&(last, _)) = batch.last() else {
-                break;
-            };
-            from = last + 1;
-            stats.messages += batch.len() as u64;
-            q.restore(batch.into_iter().filter_map(|(seq, record)| {
-                let m = Message::from_record(record)?;
-                Some((seq, Arc::new(m), seq <= rq.delivered))
-            }));
-        }
-        q.set_next_seq(rq.tail.map(|t| t + 1).unwrap_or(0));
+        // Nothing is read: the stored messages start out paged and are read back as consumers
+        // need them.
+        let paged = match (rq.head, rq.tail) {
+            (Some(head), Some(tail)) if rq.count > 0 => Some(Paged {
+                next: head,
+                end: tail,
+                count: rq.count,
+                bytes: rq.bytes,
+            }),
+            _ => None,
+        };
+        q.restore(paged, rq.delivered, rq.tail.map_or(0, |t| t + 1));
+        stats.messages += rq.count;
         stats.queues += 1;
     }
     for b in r.bindings {

@@ -20,6 +20,8 @@ pub struct MessageRecord {
     pub body: Bytes,
     /// Times it was returned to the queue (x-delivery-count).
     pub delivery_count: u32,
+    /// A transient message written only to page it out of memory: dropped at start-up.
+    pub transient: bool,
 }
 
 impl MessageRecord {
@@ -32,6 +34,7 @@ impl MessageRecord {
                 + self.body.len(),
         ));
         e.u8(VERSION)
+            .u8(self.transient as u8)
             .u32(self.delivery_count)
             .short(&self.exchange)
             .short(&self.routing_key)
@@ -49,6 +52,7 @@ impl MessageRecord {
                 "unknown message record version {version}"
             )));
         }
+        let transient = d.u8()? & 1 != 0;
         let delivery_count = d.u32()?;
         let exchange = d.short()?;
         let routing_key = d.short()?;
@@ -65,6 +69,7 @@ impl MessageRecord {
             properties,
             body,
             delivery_count,
+            transient,
         })
     }
 }
@@ -81,6 +86,7 @@ mod tests {
             properties: Bytes::from_static(&[0x10, 0, 2]),
             body: Bytes::from(vec![7u8; 1000]),
             delivery_count: 3,
+            transient: true,
         };
         assert_eq!(MessageRecord::decode(Bytes::from(r.encode())).unwrap(), r);
         assert!(MessageRecord::decode(Bytes::from_static(&[9])).is_err());

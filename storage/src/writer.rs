@@ -44,6 +44,19 @@ pub enum Op {
         /// Body size, for the queue's byte counter.
         size: u64,
     },
+    /// Delete the messages `from..=to` of a queue (a purge of its paged range).
+    DeleteRange {
+        /// Queue id.
+        queue: u64,
+        /// First sequence.
+        from: u64,
+        /// Last sequence.
+        to: u64,
+        /// Messages in the range, for the counter.
+        count: u64,
+        /// Their body bytes, for the counter.
+        bytes: u64,
+    },
     /// Replace the message at (queue, seq) without changing counters (delivery count update).
     UpdateMessage {
         /// Queue id.
@@ -240,6 +253,21 @@ fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), S
                 }
                 Op::UpdateMessage { queue, seq, record } => {
                     batch.put_cf(&msgs, keys::message(*queue, *seq), record);
+                }
+                Op::DeleteRange {
+                    queue,
+                    from,
+                    to,
+                    count,
+                    bytes,
+                } => {
+                    let end = keys::message(*queue, to.saturating_add(1));
+                    batch.delete_range_cf(&msgs, keys::message(*queue, *from), end);
+                    batch.merge_cf(
+                        &counts,
+                        keys::counts(*queue),
+                        count_delta(-(*count as i64), -(*bytes as i64)),
+                    );
                 }
                 Op::MarkDelivered { queue, seq } => {
                     let mark = Counts {

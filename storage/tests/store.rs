@@ -13,6 +13,7 @@ fn record(body: &str) -> MessageRecord {
         properties: Bytes::from_static(&[0x10, 0, 2]),
         body: Bytes::copy_from_slice(body.as_bytes()),
         delivery_count: 0,
+        transient: false,
     }
 }
 
@@ -202,5 +203,28 @@ fn completions_run_after_the_write_and_in_order() {
     assert_eq!(
         store.read_messages(1, 0, 1000, usize::MAX).unwrap().len(),
         100
+    );
+}
+
+#[test]
+fn a_range_delete_removes_the_paged_part_and_fixes_the_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let mut ops = vec![queue_def(1, "q")];
+    ops.extend((1..=10).map(|i| put(1, i, "ab")));
+    store.commit_blocking(ops).unwrap();
+    store
+        .commit_blocking(vec![Op::DeleteRange {
+            queue: 1,
+            from: 4,
+            to: 10,
+            count: 7,
+            bytes: 14,
+        }])
+        .unwrap();
+    let r = store.recover().unwrap();
+    assert_eq!(
+        (r.queues[0].count, r.queues[0].bytes, r.queues[0].tail),
+        (3, 6, Some(3))
     );
 }

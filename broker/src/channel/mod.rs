@@ -320,9 +320,7 @@ impl Channel {
             }
             match outcome {
                 Outcome::Ack | Outcome::Discard => q.acked(&entries[i..j]),
-                Outcome::Requeue => {
-                    q.requeue(entries[i..j].iter().map(|u| (u.seq, u.message.clone())))
-                }
+                Outcome::Requeue => q.requeue(&entries[i..j]),
             }
             i = j;
         }

@@ -160,7 +160,8 @@ impl Channel {
                 (d.durable && !d.exclusive && ctx.vhost.queue(&name).is_none()).then(|| {
                     let store = ctx.vhost.store().clone();
                     let id = store.allocate_queue_id();
-                    crate::persist::Persistence { store, id }
+                    let budget = ctx.broker.config.queue_budget();
+                    crate::persist::Persistence { store, id, budget }
                 });
             let fresh = Queue::new(
                 name.clone(),

@@ -22,6 +22,8 @@ pub struct Unacked {
     pub seq: u64,
     /// The message.
     pub message: Arc<Message>,
+    /// A copy is in the store.
+    pub stored: bool,
     /// The consumer it went to; `None` for basic.get.
     pub consumer: Option<Arc<Consumer>>,
 }

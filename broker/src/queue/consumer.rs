@@ -53,11 +53,11 @@ impl Consumer {
         };
         let tag = d.next_tag();
         if self.no_ack {
-            queue.unstore(std::iter::once((r.seq, &r.message)));
-        } else {
-            if !r.redelivered {
-                queue.mark_delivered(r.seq, &r.message);
+            if r.stored {
+                queue.unstore(std::iter::once((r.seq, &r.message)));
             }
+        } else {
+            queue.mark_delivered(&r);
             self.unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked += 1;
             d.unacked.push_back(Unacked {
@@ -65,6 +65,7 @@ impl Consumer {
                 queue: queue.clone(),
                 seq: r.seq,
                 message: r.message.clone(),
+                stored: r.stored,
                 consumer: Some(self.clone()),
             });
         }

@@ -7,8 +7,10 @@
 //! than the work. Messages carry a per-queue sequence number; requeued ones go back to their original
 //! place, and the (queue, sequence) pair is the message's identity for the store.
 
+mod backlog;
 mod consumer;
 
+pub use backlog::{Budget, Paged};
 pub use consumer::Consumer;
 
 use crate::channel::shared::{ChannelShared, Unacked};
@@ -18,10 +20,11 @@ use crate::persist::{ConfirmWait, Persistence};
 use amqp_codec::protocol::basic;
 use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
-use std::collections::VecDeque;
+use backlog::Backlog;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use storage::Op;
+use tracing::{error, warn};
 
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
@@ -32,17 +35,23 @@ pub struct Ready {
     pub message: Arc<Message>,
     /// Delivered before and requeued.
     pub redelivered: bool,
+    /// A copy is in the store (to delete once the message leaves the queue).
+    pub stored: bool,
 }
 
 /// Mutable state of a queue.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    ready: VecDeque<Ready>,
+    backlog: Backlog,
     next_seq: u64,
     /// Highest priority first; within a priority, the next to serve first (round-robin by rotation).
     consumers: Vec<Arc<Consumer>>,
     unacked: usize,
     had_consumers: bool,
+    /// Stored messages up to this sequence had been delivered before the last restart.
+    delivered_before_restart: u64,
+    /// Stored transient records below this sequence are from before the last restart (dropped).
+    first_seq_of_run: u64,
 }
 
 /// A queue.
@@ -112,7 +121,7 @@ impl Queue {
     /// (ready messages, consumers), as queue.declare-ok reports them.
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
-        (st.ready.len() as u32, st.consumers.len() as u32)
+        (st.backlog.len() as u32, st.consumers.len() as u32)
     }
 
     /// Number of consumers.
@@ -123,45 +132,61 @@ impl Queue {
     /// Appends a published message and delivers what it can. A persistent message in a durable
     /// queue is handed to the store first, with a completion of `wait` if the publisher waits for a
     /// confirm. The store write is submitted under the queue lock, so it is always ahead of the
-    /// delete that an ack of this message will submit.
+    /// delete that an ack of this message will submit. Past its memory budget, a durable queue
+    /// stores new messages (transient ones too) without keeping them in memory.
     pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, wait: Option<&Arc<ConfirmWait>>) {
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
-        if let Some(p) = self.persist.as_ref().filter(|_| message.is_persistent()) {
+        let Some(p) = &self.persist else {
+            st.backlog.push(Ready {
+                seq,
+                message,
+                redelivered: false,
+                stored: false,
+            });
+            self.dispatch_locked(&mut st);
+            return;
+        };
+        let page = st.backlog.must_page(&p.budget);
+        let persistent = message.is_persistent();
+        if page || persistent {
             let op = Op::PutMessage {
                 queue: p.id,
                 seq,
                 record: message.record(),
                 size: message.size() as u64,
             };
-            p.store.submit(vec![op], wait.map(|w| w.completion()));
+            let done = wait.filter(|_| persistent).map(|w| w.completion());
+            p.store.submit(vec![op], done);
         }
-        st.ready.push_back(Ready {
-            seq,
-            message,
-            redelivered: false,
-        });
+        if page {
+            st.backlog.page(seq, message.size() as u64);
+        } else {
+            st.backlog.push(Ready {
+                seq,
+                message,
+                redelivered: false,
+                stored: persistent,
+            });
+        }
         self.dispatch_locked(&mut st);
     }
 
     /// Puts returned messages back at their original places, marked redelivered, and delivers.
-    pub fn requeue(self: &Arc<Self>, returned: impl IntoIterator<Item = (u64, Arc<Message>)>) {
+    pub fn requeue(self: &Arc<Self>, returned: &[Unacked]) {
         if self.is_deleted() {
             return;
         }
         let mut st = self.lock();
-        for (seq, message) in returned {
+        for u in returned {
             st.unacked = st.unacked.saturating_sub(1);
-            let at = st.ready.partition_point(|r| r.seq < seq);
-            st.ready.insert(
-                at,
-                Ready {
-                    seq,
-                    message,
-                    redelivered: true,
-                },
-            );
+            st.backlog.requeue(Ready {
+                seq: u.seq,
+                message: u.message.clone(),
+                redelivered: true,
+                stored: u.stored,
+            });
         }
         self.dispatch_locked(&mut st);
     }
@@ -172,10 +197,16 @@ impl Queue {
             let mut st = self.lock();
             st.unacked = st.unacked.saturating_sub(settled.len());
         }
-        self.unstore(settled.iter().map(|u| (u.seq, &u.message)));
+        self.unstore(
+            settled
+                .iter()
+                .filter(|u| u.stored)
+                .map(|u| (u.seq, &u.message)),
+        );
     }
 
-    /// Deletes stored copies of messages that left the queue for good.
+    /// Deletes the stored copies of messages that left the queue for good (callers pass stored
+    /// messages only).
     fn unstore<'a>(&self, gone: impl Iterator<Item = (u64, &'a Arc<Message>)>) {
         let Some(p) = &self.persist else {
             return;
@@ -185,7 +216,6 @@ impl Queue {
             return;
         }
         let ops: Vec<Op> = gone
-            .filter(|(_, m)| m.is_persistent())
             .map(|(seq, m)| Op::DeleteMessage {
                 queue: p.id,
                 seq,
@@ -199,46 +229,139 @@ impl Queue {
 
     /// Notes a first delivery of a stored message, so that it comes back redelivered after a
     /// restart (called with the queue locked).
-    pub(crate) fn mark_delivered(&self, seq: u64, message: &Message) {
-        if let Some(p) = self.persist.as_ref().filter(|_| message.is_persistent()) {
+    pub(crate) fn mark_delivered(&self, r: &Ready) {
+        if let Some(p) = self.persist.as_ref().filter(|_| r.stored && !r.redelivered) {
+            let seq = r.seq;
             p.store
                 .submit(vec![Op::MarkDelivered { queue: p.id, seq }], None);
         }
     }
 
-    /// Sets the sequence number the next message gets (start-up: after the last stored one).
-    pub fn set_next_seq(&self, next: u64) {
+    /// Start-up: the queue's stored messages, all paged (nothing is read until consumers need it).
+    pub fn restore(&self, paged: Option<Paged>, delivered: u64, next_seq: u64) {
         let mut st = self.lock();
-        st.next_seq = st.next_seq.max(next);
+        st.backlog.set_paged(paged);
+        st.delivered_before_restart = delivered;
+        st.next_seq = st.next_seq.max(next_seq);
+        st.first_seq_of_run = st.next_seq;
     }
 
-    /// Puts messages recovered from the store at the front of the queue (start-up only).
-    pub fn restore(&self, messages: impl IntoIterator<Item = (u64, Arc<Message>, bool)>) {
-        let mut st = self.lock();
-        for (seq, message, redelivered) in messages {
-            st.next_seq = st.next_seq.max(seq + 1);
-            st.ready.push_back(Ready {
-                seq,
-                message,
-                redelivered,
-            });
+    /// Starts reading the next chunk of the paged range on a blocking thread (called locked).
+    fn start_load(self: &Arc<Self>, st: &mut QueueState) {
+        let (Some(_), Some(range)) = (&self.persist, st.backlog.paged()) else {
+            return;
+        };
+        st.backlog.loading = true;
+        let generation = st.backlog.generation;
+        let q = self.clone();
+        let load = move || q.load_chunk(generation, range.next);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(load)),
+            Err(_) => drop(std::thread::spawn(load)),
         }
+    }
+
+    /// Reads a chunk of the paged range from the store and takes it in (blocking: runs on a
+    /// blocking thread, or inline for basic.get).
+    fn load_chunk(self: Arc<Self>, generation: u64, from: u64) {
+        let Some(p) = &self.persist else {
+            return;
+        };
+        let read =
+            p.store
+                .read_messages(p.id, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES);
+        let mut st = self.lock();
+        st.backlog.loading = false;
+        let records = match read {
+            Ok(r) => r,
+            Err(e) => {
+                error!(queue = %self.name, "cannot read messages back from the store: {e}");
+                return;
+            }
+        };
+        if records.is_empty() {
+            if st.backlog.paged().is_some() && st.backlog.generation == generation {
+                // The range's writes are still queued in the store: load once they are written.
+                st.backlog.loading = true;
+                let q = self.clone();
+                let handle = tokio::runtime::Handle::try_current().ok();
+                p.store.submit(
+                    vec![],
+                    Some(Box::new(move |_| {
+                        let load = move || q.load_chunk(generation, from);
+                        match handle {
+                            Some(h) => drop(h.spawn_blocking(load)),
+                            None => drop(std::thread::spawn(load)),
+                        }
+                    })),
+                );
+            }
+            return;
+        }
+        let mut loaded = Vec::with_capacity(records.len());
+        let mut sizes = Vec::with_capacity(records.len());
+        let mut stale = Vec::new();
+        for (seq, record) in records {
+            let size = record.body.len() as u64;
+            if record.transient && seq < st.first_seq_of_run {
+                st.backlog.skip(seq, size);
+                stale.push(Op::DeleteMessage {
+                    queue: p.id,
+                    seq,
+                    size,
+                });
+                continue;
+            }
+            let Some(message) = Message::from_record(record) else {
+                warn!(queue = %self.name, seq, "dropping a stored message whose properties do not decode");
+                st.backlog.skip(seq, size);
+                stale.push(Op::DeleteMessage {
+                    queue: p.id,
+                    seq,
+                    size,
+                });
+                continue;
+            };
+            let redelivered = seq <= st.delivered_before_restart && seq < st.first_seq_of_run;
+            loaded.push(Ready {
+                seq,
+                message: Arc::new(message),
+                redelivered,
+                stored: true,
+            });
+            sizes.push(size);
+        }
+        if !stale.is_empty() {
+            p.store.submit(stale, None);
+        }
+        st.backlog.absorb(generation, loaded, &sizes);
+        self.dispatch_locked(&mut st);
     }
 
     /// basic.get: takes the head message. Records the delivery on `channel` unless `no_ack`.
     pub fn get(self: &Arc<Self>, channel: &ChannelShared, no_ack: bool) -> bool {
         let mut st = self.lock();
-        let Some(r) = st.ready.pop_front() else {
+        if st.backlog.in_memory() == 0 && !st.backlog.loading {
+            if let Some(range) = st.backlog.paged() {
+                // Nothing in memory but more stored: read it now (basic.get is synchronous).
+                st.backlog.loading = true;
+                let generation = st.backlog.generation;
+                drop(st);
+                self.clone().load_chunk(generation, range.next);
+                st = self.lock();
+            }
+        }
+        let Some(r) = st.backlog.pop() else {
             return false;
         };
-        let remaining = st.ready.len() as u32;
+        let remaining = st.backlog.len() as u32;
         if no_ack {
-            self.unstore(std::iter::once((r.seq, &r.message)));
+            if r.stored {
+                self.unstore(std::iter::once((r.seq, &r.message)));
+            }
         } else {
             st.unacked += 1;
-            if !r.redelivered {
-                self.mark_delivered(r.seq, &r.message);
-            }
+            self.mark_delivered(&r);
         }
         let mut d = channel.deliveries();
         let tag = d.next_tag();
@@ -248,6 +371,7 @@ impl Queue {
                 queue: self.clone(),
                 seq: r.seq,
                 message: r.message.clone(),
+                stored: r.stored,
                 consumer: None,
             });
         }
@@ -301,13 +425,30 @@ impl Queue {
         self.auto_delete && st.had_consumers && st.consumers.is_empty() && !self.is_deleted()
     }
 
-    /// Removes all ready messages; returns how many.
+    /// Removes all ready messages, stored or not; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
-        let n = st.ready.len() as u32;
-        let purged = std::mem::take(&mut st.ready);
-        self.unstore(purged.iter().map(|r| (r.seq, &r.message)));
-        n
+        let (memory, paged) = st.backlog.clear();
+        let n = memory.len() as u64 + paged.map_or(0, |p| p.count);
+        self.unstore(
+            memory
+                .iter()
+                .filter(|r| r.stored)
+                .map(|r| (r.seq, &r.message)),
+        );
+        if let (Some(p), Some(range)) = (&self.persist, paged) {
+            p.store.submit(
+                vec![Op::DeleteRange {
+                    queue: p.id,
+                    from: range.next,
+                    to: range.end,
+                    count: range.count,
+                    bytes: range.bytes,
+                }],
+                None,
+            );
+        }
+        n as u32
     }
 
     /// Marks the queue deleted, drops its messages, and cancels its consumers (telling clients that
@@ -316,8 +457,8 @@ impl Queue {
         self.deleted.store(true, Ordering::Relaxed);
         let (n, consumers) = {
             let mut st = self.lock();
-            let n = st.ready.len() as u32;
-            st.ready.clear();
+            let n = st.backlog.len() as u32;
+            st.backlog.clear();
             (n, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
@@ -344,7 +485,7 @@ impl Queue {
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
         // Consumers are ordered by priority, and a consumer that takes a message moves behind the
         // others of its priority: the first one able to take a message is the right one.
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
+        while st.backlog.in_memory() > 0 && !st.consumers.is_empty() {
             let mut taken = None;
             for i in 0..st.consumers.len() {
                 let c = st.consumers[i].clone();
@@ -360,11 +501,15 @@ impl Queue {
             let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
             st.consumers[i..end].rotate_left(1);
         }
+        // Read ahead of consumers: keep some messages in memory while more are stored.
+        if !st.consumers.is_empty() && st.backlog.wants_load() {
+            self.start_load(st);
+        }
     }
 }
 
 impl QueueState {
     fn pop_ready(&mut self) -> Option<Ready> {
-        self.ready.pop_front()
+        self.backlog.pop()
     }
 }

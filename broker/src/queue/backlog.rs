@@ -1,0 +1,181 @@
+//! A queue's ready messages: the front in memory, the rest possibly only in the store.
+//!
+//! The ready messages, in order, are `memory` followed by the `paged` range. A durable queue whose
+//! in-memory part exceeds its budget stops keeping new messages in memory: they are written to the
+//! store (transient ones too, flagged so that a restart drops them) and only the range's bounds and
+//! totals stay in RAM, so memory does not grow with the backlog. Messages are read back ahead of
+//! consumers, a chunk at a time, on a blocking thread. After a restart every stored message starts
+//! out paged: start-up reads no message.
+
+use super::Ready;
+use std::collections::VecDeque;
+
+/// Messages read back from the store per chunk.
+pub const LOAD_CHUNK: usize = 2048;
+/// Bytes read back per chunk (at least one message).
+pub const LOAD_CHUNK_BYTES: usize = 4 << 20;
+/// Below this many in-memory ready messages, the next chunk is loaded.
+pub const LOAD_LOW_WATER: usize = 512;
+
+/// How much of a durable queue's backlog may be kept in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Ready messages in memory.
+    pub messages: usize,
+    /// Ready message body bytes in memory.
+    pub bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            messages: 16_384,
+            bytes: 16 << 20,
+        }
+    }
+}
+
+/// The stored, not loaded part of the ready messages: sequences `next..=end` (with holes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paged {
+    /// First sequence not loaded yet.
+    pub next: u64,
+    /// Last sequence in the range.
+    pub end: u64,
+    /// Messages in the range.
+    pub count: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+}
+
+/// Ready messages of a queue.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    memory: VecDeque<Ready>,
+    memory_bytes: usize,
+    paged: Option<Paged>,
+    /// A chunk is being read from the store.
+    pub loading: bool,
+    /// Bumped when the paged range is dropped (purge), so a load in flight is discarded.
+    pub generation: u64,
+}
+
+impl Backlog {
+    /// All ready messages, in memory or not.
+    pub fn len(&self) -> u64 {
+        self.memory.len() as u64 + self.paged.map_or(0, |p| p.count)
+    }
+
+    /// Ready messages in memory.
+    pub fn in_memory(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// The paged range, if any.
+    pub fn paged(&self) -> Option<Paged> {
+        self.paged
+    }
+
+    /// True if a new message must go to the store rather than memory (keeps order: once paging
+    /// started, everything after it is paged until the range is loaded).
+    pub fn must_page(&self, budget: &Budget) -> bool {
+        self.paged.is_some()
+            || self.memory.len() >= budget.messages
+            || self.memory_bytes >= budget.bytes
+    }
+
+    /// Appends a message kept in memory.
+    pub fn push(&mut self, r: Ready) {
+        debug_assert!(
+            self.paged.is_none(),
+            "a message after the paged range must be paged too"
+        );
+        self.memory_bytes += r.message.size();
+        self.memory.push_back(r);
+    }
+
+    /// Appends a stored message to the paged range (not kept in memory).
+    pub fn page(&mut self, seq: u64, size: u64) {
+        let p = self.paged.get_or_insert(Paged {
+            next: seq,
+            end: seq,
+            count: 0,
+            bytes: 0,
+        });
+        p.end = seq;
+        p.count += 1;
+        p.bytes += size;
+    }
+
+    /// Sets the paged range wholesale (start-up).
+    pub fn set_paged(&mut self, paged: Option<Paged>) {
+        self.paged = paged.filter(|p| p.count > 0);
+    }
+
+    /// Puts a returned message back at its place (always in memory: it was delivered, so it had
+    /// been loaded).
+    pub fn requeue(&mut self, r: Ready) {
+        let at = self.memory.partition_point(|m| m.seq < r.seq);
+        self.memory_bytes += r.message.size();
+        self.memory.insert(at, r);
+    }
+
+    /// Takes the first in-memory message.
+    pub fn pop(&mut self) -> Option<Ready> {
+        let r = self.memory.pop_front()?;
+        self.memory_bytes -= r.message.size();
+        Some(r)
+    }
+
+    /// True if the in-memory part ran low and more is stored: time to load the next chunk.
+    pub fn wants_load(&self) -> bool {
+        self.paged.is_some() && !self.loading && self.memory.len() < LOAD_LOW_WATER
+    }
+
+    /// Takes in a chunk read from the store: messages from `from` on, in order. Returns false if the
+    /// chunk is stale (the range was purged meanwhile). Messages past the range's end are ignored.
+    pub fn absorb(&mut self, generation: u64, loaded: Vec<Ready>, sizes: &[u64]) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        let Some(p) = self.paged.as_mut() else {
+            return false;
+        };
+        for (r, size) in loaded.into_iter().zip(sizes) {
+            if r.seq < p.next || r.seq > p.end {
+                continue;
+            }
+            p.next = r.seq + 1;
+            p.count = p.count.saturating_sub(1);
+            p.bytes = p.bytes.saturating_sub(*size);
+            self.memory_bytes += r.message.size();
+            self.memory.push_back(r);
+        }
+        if p.next > p.end || p.count == 0 {
+            self.paged = None;
+        }
+        true
+    }
+
+    /// Skips stored records that are not messages of this run (stale transient ones) without
+    /// loading them.
+    pub fn skip(&mut self, seq: u64, size: u64) {
+        if let Some(p) = self.paged.as_mut() {
+            if seq >= p.next && seq <= p.end {
+                p.next = seq + 1;
+                p.count = p.count.saturating_sub(1);
+                p.bytes = p.bytes.saturating_sub(size);
+                if p.next > p.end || p.count == 0 {
+                    self.paged = None;
+                }
+            }
+        }
+    }
+
+    /// Removes every ready message: the in-memory ones are returned, the paged range too.
+    pub fn clear(&mut self) -> (VecDeque<Ready>, Option<Paged>) {
+        self.memory_bytes = 0;
+        self.generation += 1;
+        (std::mem::take(&mut self.memory), self.paged.take())
+    }
+}
