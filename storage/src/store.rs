@@ -110,6 +110,14 @@ fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
     o
 }
 
+/// Messages are deleted soon after they are written: files full of tombstones are compacted
+/// early, so disk space comes back after consumption (even with an old message left at the head).
+fn msgs_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+    let mut o = cf_options(config, cache);
+    o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
+    o
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`. Refuses a directory in use by another process, or one
     /// that holds another format, without changing anything in it.
@@ -148,12 +156,14 @@ impl Store {
         db_opts.create_missing_column_families(fresh);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
+        // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
+        db_opts.set_max_total_wal_size(64 << 20);
         let mut counts = cf_options(&config, &cache);
         counts.set_merge_operator_associative("warren-counts", writer::merge_counts);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_META, cf_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_DEFS, cf_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_MSGS, cf_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_MSGS, msgs_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_COUNTS, counts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
