@@ -146,7 +146,7 @@ fn x_match_error(value: &AMQPValue) -> Option<Vec<u8>> {
         }
         None => {
             text.extend_from_slice(b"Invalid x-match field type ");
-            text.extend_from_slice(erlang_type(value).as_bytes());
+            text.extend_from_slice(crate::args::type_name(value).as_bytes());
             text.extend_from_slice(b" (value ");
             write_term(&mut text, value);
             text.extend_from_slice(b"); expected longstr");
@@ -161,29 +161,6 @@ fn string_bytes(value: &AMQPValue) -> Option<&[u8]> {
         AMQPValue::LongString(s) => Some(s.as_bytes()),
         AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
         _ => None,
-    }
-}
-
-/// RabbitMQ's name for a value's type (the atom in its decoded tables).
-fn erlang_type(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
     }
 }
 
@@ -259,7 +236,7 @@ fn erlang_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
 /// Erlang's `==` between `{Type, Value}` tuples (array elements and table
 /// entries).
 fn typed_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
-    erlang_type(a) == erlang_type(b) && erlang_equal(a, b)
+    crate::args::type_name(a) == crate::args::type_name(b) && erlang_equal(a, b)
 }
 
 /// Values RabbitMQ decodes to an Erlang binary.
@@ -371,7 +348,12 @@ fn pretty_value(value: &AMQPValue) -> Pretty {
             items
                 .as_slice()
                 .iter()
-                .map(|v| Pretty::tuple(true, vec![Pretty::text(erlang_type(v)), pretty_value(v)]))
+                .map(|v| {
+                    Pretty::tuple(
+                        true,
+                        vec![Pretty::text(crate::args::type_name(v)), pretty_value(v)],
+                    )
+                })
                 .collect(),
         ),
         AMQPValue::FieldTable(table) => Pretty::list(
@@ -382,7 +364,11 @@ fn pretty_value(value: &AMQPValue) -> Pretty {
                     let key = pretty_binary(k.as_str().as_bytes());
                     Pretty::tuple(
                         false,
-                        vec![key, Pretty::text(erlang_type(v)), pretty_value(v)],
+                        vec![
+                            key,
+                            Pretty::text(crate::args::type_name(v)),
+                            pretty_value(v),
+                        ],
                     )
                 })
                 .collect(),
