@@ -98,3 +98,37 @@ def test_durable_entities_and_persistent_messages_survive_a_restart(mode):
     ch.queue_delete(dq)
     ch.exchange_delete(dx)
     conn.close()
+
+
+@pytest.mark.parametrize("mode", ["graceful", "kill"])
+def test_a_committed_transaction_survives_a_restart(mode):
+    """tx.commit-ok means the committed persistent messages are on disk; uncommitted ones are not."""
+    if not MODES[mode]:
+        pytest.skip(f"no {mode} restart command for this broker")
+    q = uid("txq")
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    ch.queue_declare(q, durable=True)
+    ch.tx_select()
+    for i in range(100):
+        ch.basic_publish("", q, f"c{i}".encode(), pika.BasicProperties(delivery_mode=2))
+    ch.tx_commit()
+    ch.basic_publish("", q, b"uncommitted", pika.BasicProperties(delivery_mode=2))
+
+    restart(mode)
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    bodies = []
+    while True:
+        method, _, body = ch.basic_get(q, auto_ack=True)
+        if method is None:
+            break
+        bodies.append(body.decode())
+    assert bodies == [f"c{i}" for i in range(100)]
+    ch.queue_delete(q)
+    conn.close()

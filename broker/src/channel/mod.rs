@@ -88,6 +88,10 @@ pub struct Channel {
     /// Most recently declared queue, for the empty-name shortcut.
     last_queue: String,
     route_buf: Vec<Arc<Queue>>,
+    /// A tx.commit waits for the store.
+    commit_pending: bool,
+    /// Frames that arrived meanwhile.
+    held_frames: Vec<Frame>,
 }
 
 fn content_error(e: ContentError) -> AmqpError {
@@ -121,6 +125,8 @@ impl Channel {
             tx: None,
             last_queue: String::new(),
             route_buf: Vec::new(),
+            commit_pending: false,
+            held_frames: Vec::new(),
         }
     }
 

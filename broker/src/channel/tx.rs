@@ -2,13 +2,15 @@
 //!
 //! In a transaction, publishes and acks/nacks/rejects are held on the channel until tx.commit applies
 //! them in order, or tx.rollback drops the publishes and returns the settled deliveries to the unacked
-//! list (as RabbitMQ does).
+//! list (as RabbitMQ does). tx.commit-ok is sent once the committed persistent messages are in the
+//! store; until then the channel holds its later frames, so that replies keep their order.
 
 use super::{Channel, Tx};
-use crate::connection::ConnectionContext;
+use crate::connection::{ConnEvent, ConnectionContext};
 use crate::error::{AmqpError, AmqpResult};
+use crate::persist::ConfirmWait;
 use amqp_codec::protocol::tx;
-use amqp_codec::AMQPClass;
+use amqp_codec::{AMQPClass, Frame};
 
 impl Channel {
     pub(super) fn handle_tx_method(
@@ -34,13 +36,27 @@ impl Channel {
                         "channel is not transactional",
                     ));
                 };
+                // commit-ok waits until the committed messages are in the store, like a confirm.
+                let (events, channel, instance) =
+                    (ctx.events.clone(), self.shared.id, self.instance);
+                let wait = ConfirmWait::new(move |ok| {
+                    let _ = events.send(ConnEvent::Committed {
+                        channel,
+                        instance,
+                        ok,
+                    });
+                });
                 for p in held.publishes {
-                    self.route_and_enqueue(ctx, &p.exchange, p.message, p.mandatory, None);
+                    self.route_and_enqueue(ctx, &p.exchange, p.message, p.mandatory, Some(&wait));
                 }
                 for s in held.settles {
                     self.settle(s.entries, s.outcome);
                 }
-                self.send(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                match wait.release() {
+                    Some(ok) => self.commit_done(ok)?,
+                    // Frames for this channel wait until the store answers (see `hold`).
+                    None => self.commit_pending = true,
+                }
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Some(held) = self.tx.replace(Tx::default()) else {
@@ -64,5 +80,39 @@ impl Channel {
             }
         }
         Ok(())
+    }
+}
+
+impl Channel {
+    /// True while a tx.commit waits for the store: frames for this channel must be held.
+    pub fn is_waiting(&self) -> bool {
+        self.commit_pending
+    }
+
+    /// Keeps a frame that arrived while a commit waits for the store.
+    pub fn hold(&mut self, frame: Frame) {
+        self.held_frames.push(frame);
+    }
+
+    /// Answers the commit (ok, or a channel error if a store write failed).
+    fn commit_done(&mut self, ok: bool) -> AmqpResult<()> {
+        if !ok {
+            return Err(
+                AmqpError::internal("tx.commit failed: the store could not write")
+                    .on_method(90, 20),
+            );
+        }
+        self.send(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+        Ok(())
+    }
+
+    /// The store finished a commit's writes: answers it and returns the frames held meanwhile, to be
+    /// handled now in order.
+    pub fn committed(&mut self, instance: u64, ok: bool) -> (AmqpResult<()>, Vec<Frame>) {
+        if instance != self.instance || !self.commit_pending {
+            return (Ok(()), Vec::new());
+        }
+        self.commit_pending = false;
+        (self.commit_done(ok), std::mem::take(&mut self.held_frames))
     }
 }

@@ -89,6 +89,15 @@ pub enum ConnEvent {
         /// False if a write failed.
         ok: bool,
     },
+    /// A tx.commit's store writes finished.
+    Committed {
+        /// Channel number.
+        channel: u16,
+        /// Channel instance.
+        instance: u64,
+        /// False if a write failed.
+        ok: bool,
+    },
 }
 
 /// The sending side of a connection's event mailbox.
@@ -342,9 +351,13 @@ impl Connection {
                 } => r,
                 Some(event) = self.events_rx.recv() => {
                     // read_buf is cancel safe: nothing was read if this branch won.
-                    self.handle_event(event);
+                    if let Err(stop) = self.handle_event(event) {
+                        return stop;
+                    }
                     while let Ok(event) = self.events_rx.try_recv() {
-                        self.handle_event(event);
+                        if let Err(stop) = self.handle_event(event) {
+                            return stop;
+                        }
                     }
                     continue;
                 }
@@ -404,7 +417,7 @@ impl Connection {
         .await;
     }
 
-    fn handle_event(&mut self, event: ConnEvent) {
+    fn handle_event(&mut self, event: ConnEvent) -> Result<(), Stop> {
         match event {
             ConnEvent::Confirmed {
                 channel,
@@ -415,6 +428,22 @@ impl Connection {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.confirmed(instance, seq, ok);
                 }
+                Ok(())
+            }
+            ConnEvent::Committed {
+                channel,
+                instance,
+                ok,
+            } => {
+                let Some(mut ch) = self.channels.remove(&channel) else {
+                    return Ok(());
+                };
+                let (result, held) = ch.committed(instance, ok);
+                self.channel_outcome(channel, ch, result.map(|()| crate::channel::After::Keep))?;
+                for frame in held {
+                    self.handle_frame(frame)?;
+                }
+                Ok(())
             }
         }
     }
@@ -443,6 +472,11 @@ impl Connection {
             return self.handle_unopened_channel(channel, frame);
         }
         let mut ch = self.channels.remove(&channel).expect("present");
+        if ch.is_waiting() {
+            ch.hold(frame);
+            self.channels.insert(channel, ch);
+            return Ok(());
+        }
         let mut ctx = ConnectionContext {
             broker: &self.broker,
             vhost: &self.vhost,
@@ -454,6 +488,17 @@ impl Connection {
             events: &self.events_tx,
         };
         let result = ch.handle_frame(&mut ctx, frame);
+        self.channel_outcome(channel, ch, result)
+    }
+
+    /// Puts a channel back after it handled something, turning an error into channel.close or
+    /// connection.close by RabbitMQ's rule. The one place where errors become closes.
+    fn channel_outcome(
+        &mut self,
+        channel: u16,
+        mut ch: Channel,
+        result: crate::error::AmqpResult<crate::channel::After>,
+    ) -> Result<(), Stop> {
         match result {
             Ok(crate::channel::After::Keep) => {
                 self.channels.insert(channel, ch);
@@ -467,6 +512,16 @@ impl Connection {
             }
             Err(e) => {
                 warn!(channel, "channel error on channel {channel}: {e}");
+                let mut ctx = ConnectionContext {
+                    broker: &self.broker,
+                    vhost: &self.vhost,
+                    id: self.id,
+                    user: &self.user,
+                    outbox: &self.outbox,
+                    caps: self.caps,
+                    exclusive_queues: &mut self.exclusive_queues,
+                    events: &self.events_tx,
+                };
                 ch.close_with_error(&mut ctx, e);
                 self.channels.insert(channel, ch);
                 Ok(())
