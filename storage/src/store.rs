@@ -43,8 +43,8 @@ impl Default for StoreConfig {
         StoreConfig {
             sync: true,
             compression: true,
-            block_cache_bytes: 32 << 20,
-            write_buffer_bytes: 32 << 20,
+            block_cache_bytes: 16 << 20,
+            write_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -158,6 +158,8 @@ impl Store {
         db_opts.set_keep_log_file_num(4);
         // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
         db_opts.set_max_total_wal_size(64 << 20);
+        // All memtables together stay under this (flushing the largest first).
+        db_opts.set_db_write_buffer_size(config.write_buffer_bytes * 4);
         let mut counts = cf_options(&config, &cache);
         counts.set_merge_operator_associative("warren-counts", writer::merge_counts);
         let cfs = vec![
