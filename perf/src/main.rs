@@ -1,0 +1,353 @@
+//! `warren-perf`: a load generator for AMQP 0-9-1 brokers, in the spirit of RabbitMQ's PerfTest.
+//!
+//! Producers and consumers each get their own connection (lapin, tokio). Every body starts with the
+//! send time, so consumers measure end-to-end latency. The run ends when every published message was
+//! consumed (or a time limit passes) and prints one JSON line: rates, latency percentiles, lost and
+//! duplicated counts, and the broker's CPU time and RSS when its pid is given.
+
+use clap::Parser;
+use futures::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Load generator for AMQP 0-9-1 brokers.
+#[derive(Debug, Parser, Clone)]
+#[command(version, about)]
+struct Args {
+    /// Broker URL.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2F")]
+    uri: String,
+    /// Producers (one connection each).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Consumers (one connection each); 0 to only publish (backlog scenarios).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Messages to publish in all.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Body size in bytes (at least 8: the send time).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// Queues (producer i and consumer i use queue i % queues).
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Queue name prefix.
+    #[arg(long, default_value = "perf")]
+    queue: String,
+    /// Declare the queues durable.
+    #[arg(long)]
+    durable: bool,
+    /// Publish persistent messages (delivery mode 2).
+    #[arg(long)]
+    persistent: bool,
+    /// Publisher confirms with at most this many outstanding per producer (0: no confirms).
+    #[arg(long, default_value_t = 0)]
+    confirm: usize,
+    /// Manual acks (default: auto-ack).
+    #[arg(long)]
+    ack: bool,
+    /// Ack with multiple=true every N deliveries.
+    #[arg(long, default_value_t = 1)]
+    multi_ack: u64,
+    /// Prefetch per consumer (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    prefetch: u16,
+    /// Publish rate per producer, messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    time_limit: u64,
+    /// The broker's pid, to report its CPU time and RSS.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Label of the run in the JSON line.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Keep the queues at the end (default: delete them).
+    #[arg(long)]
+    keep: bool,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// (utime + stime in clock ticks, RSS in KiB) of a process, from /proc.
+fn proc_stats(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks, rss))
+}
+
+fn queue_name(args: &Args, i: usize) -> String {
+    format!("{}-{}", args.queue, i % args.queues)
+}
+
+async fn connect(uri: &str) -> Connection {
+    Connection::connect(uri, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
+}
+
+async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
+    let conn = connect(&args.uri).await;
+    let ch = conn.create_channel().await.expect("channel");
+    if args.confirm > 0 {
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+    }
+    let queue = queue_name(&args, index);
+    let props = if args.persistent {
+        BasicProperties::default().with_delivery_mode(2)
+    } else {
+        BasicProperties::default()
+    };
+    let mut body = vec![0u8; args.size.max(8)];
+    let mut outstanding = VecDeque::new();
+    let (mut sent, mut nacked) = (0u64, 0u64);
+    let started = Instant::now();
+    while sent < quota {
+        if args.rate > 0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        body[..8].copy_from_slice(&now_nanos().to_be_bytes());
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props.clone(),
+            )
+            .await
+            .expect("publish");
+        sent += 1;
+        if args.confirm > 0 {
+            outstanding.push_back(confirm);
+            while outstanding.len() >= args.confirm {
+                let c = outstanding.pop_front().expect("non-empty");
+                if !c.await.map(|c| c.is_ack()).unwrap_or(false) {
+                    nacked += 1;
+                }
+            }
+        }
+    }
+    for c in outstanding {
+        if !c.await.map(|c| c.is_ack()).unwrap_or(false) {
+            nacked += 1;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    (sent, nacked)
+}
+
+struct ConsumerResult {
+    received: u64,
+    latencies_us: Vec<u32>,
+    duplicates: u64,
+}
+
+async fn consume(
+    args: Arc<Args>,
+    index: usize,
+    received_total: Arc<AtomicU64>,
+    expected: u64,
+) -> ConsumerResult {
+    let conn = connect(&args.uri).await;
+    let ch = conn.create_channel().await.expect("channel");
+    if args.prefetch > 0 {
+        ch.basic_qos(args.prefetch, BasicQosOptions::default())
+            .await
+            .expect("qos");
+    }
+    let queue = queue_name(&args, index);
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            format!("perf-{index}").as_str().into(),
+            BasicConsumeOptions {
+                no_ack: !args.ack,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut r = ConsumerResult {
+        received: 0,
+        latencies_us: Vec::new(),
+        duplicates: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.time_limit);
+    let mut unacked = 0u64;
+    loop {
+        if received_total.load(Ordering::Relaxed) >= expected {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = match tokio::time::timeout(left.min(Duration::from_millis(200)), consumer.next())
+            .await
+        {
+            Ok(Some(Ok(d))) => d,
+            Ok(_) => break,
+            Err(_) if left.is_zero() => break,
+            Err(_) => continue,
+        };
+        if next.redelivered {
+            r.duplicates += 1;
+        }
+        if next.data.len() >= 8 {
+            let sent = u64::from_be_bytes(next.data[..8].try_into().expect("8 bytes"));
+            r.latencies_us
+                .push((now_nanos().saturating_sub(sent) / 1000).min(u32::MAX as u64) as u32);
+        }
+        r.received += 1;
+        received_total.fetch_add(1, Ordering::Relaxed);
+        if args.ack {
+            unacked += 1;
+            if unacked >= args.multi_ack {
+                next.acker
+                    .ack(BasicAckOptions {
+                        multiple: args.multi_ack > 1,
+                    })
+                    .await
+                    .expect("ack");
+                unacked = 0;
+            }
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    r
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    {
+        let conn = connect(&args.uri).await;
+        let ch = conn.create_channel().await.expect("channel");
+        for i in 0..args.queues {
+            let name = queue_name(&args, i);
+            let opts = QueueDeclareOptions {
+                durable: args.durable,
+                ..Default::default()
+            };
+            ch.queue_declare(name.as_str().into(), opts, FieldTable::default())
+                .await
+                .expect("declare");
+            ch.queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+                .await
+                .expect("purge");
+        }
+        let _ = conn.close(200, "setup done".into()).await;
+    }
+    let before = args.broker_pid.and_then(proc_stats);
+    let received = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut consumers = Vec::new();
+    for i in 0..args.consumers {
+        consumers.push(tokio::spawn(consume(
+            args.clone(),
+            i,
+            received.clone(),
+            args.count,
+        )));
+    }
+    let mut producers = Vec::new();
+    for i in 0..args.producers {
+        let quota = args.count / args.producers as u64
+            + u64::from((i as u64) < args.count % args.producers as u64);
+        producers.push(tokio::spawn(produce(args.clone(), i, quota)));
+    }
+    let (mut sent, mut nacked) = (0, 0);
+    for p in producers {
+        let (s, n) = p.await.expect("producer");
+        sent += s;
+        nacked += n;
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let mid = args.broker_pid.and_then(proc_stats);
+    let mut latencies = Vec::new();
+    let (mut got, mut duplicates) = (0, 0);
+    for c in consumers {
+        let r = c.await.expect("consumer");
+        got += r.received;
+        duplicates += r.duplicates;
+        latencies.extend(r.latencies_us);
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let after = args.broker_pid.and_then(proc_stats);
+    latencies.sort_unstable();
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let broker_cpu_us_per_msg = match (before, after) {
+        (Some((b, _)), Some((a, _))) if got.max(sent) > 0 => {
+            (a - b) as f64 / ticks_per_sec * 1e6 / got.max(sent) as f64
+        }
+        _ => 0.0,
+    };
+    if !args.keep {
+        let conn = connect(&args.uri).await;
+        let ch = conn.create_channel().await.expect("channel");
+        for i in 0..args.queues {
+            let _ = ch
+                .queue_delete(
+                    queue_name(&args, i).as_str().into(),
+                    QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = conn.close(200, "cleanup".into()).await;
+    }
+    println!(
+        "{{\"label\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"persistent\":{},\"confirm\":{},\"ack\":{},\"sent\":{},\"nacked\":{},\"received\":{},\"lost\":{},\"duplicates\":{},\"publish_rate\":{:.0},\"consume_rate\":{:.0},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\"broker_cpu_us_per_msg\":{:.2},\"broker_rss_kib_after_publish\":{},\"broker_rss_kib_end\":{}}}",
+        args.label,
+        args.producers,
+        args.consumers,
+        args.size,
+        args.persistent,
+        args.confirm,
+        args.ack,
+        sent,
+        nacked,
+        got,
+        if args.consumers > 0 { sent.saturating_sub(got) } else { 0 },
+        duplicates,
+        sent as f64 / publish_secs,
+        if total_secs > 0.0 { got as f64 / total_secs } else { 0.0 },
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        broker_cpu_us_per_msg,
+        mid.map_or(0, |m| m.1),
+        after.map_or(0, |m| m.1),
+    );
+}
