@@ -341,9 +341,11 @@ impl Queue {
     /// basic.get: takes the head message. Records the delivery on `channel` unless `no_ack`.
     pub fn get(self: &Arc<Self>, channel: &ChannelShared, no_ack: bool) -> bool {
         let mut st = self.lock();
-        if st.backlog.in_memory() == 0 && !st.backlog.loading {
+        if st.backlog.in_memory() == 0 {
             if let Some(range) = st.backlog.paged() {
-                // Nothing in memory but more stored: read it now (basic.get is synchronous).
+                // Nothing in memory but more stored: read it now (basic.get is synchronous), even if
+                // a background load is under way (taking in a chunk twice is harmless: `absorb`
+                // skips what it already has).
                 st.backlog.loading = true;
                 let generation = st.backlog.generation;
                 drop(st);
