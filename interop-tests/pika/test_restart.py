@@ -132,3 +132,31 @@ def test_a_committed_transaction_survives_a_restart(mode):
     assert bodies == [f"c{i}" for i in range(100)]
     ch.queue_delete(q)
     conn.close()
+
+
+@pytest.mark.parametrize("mode", ["graceful", "kill"])
+def test_messages_never_delivered_are_not_redelivered_after_a_restart(mode):
+    """Caught by warren-perf's duplicate count: the first message of a queue came back with
+    redelivered set after a restart although it had never been delivered."""
+    if not MODES[mode]:
+        pytest.skip(f"no {mode} restart command for this broker")
+    q = uid("fresh")
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    ch.queue_declare(q, durable=True)
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", q, f"n{i}".encode(), pika.BasicProperties(delivery_mode=2))
+
+    restart(mode)
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    got = [ch.basic_get(q, auto_ack=True) for _ in range(3)]
+    assert [(b, m.redelivered) for m, _, b in got] == [(b"n0", False), (b"n1", False), (b"n2", False)]
+    ch.queue_delete(q)
+    conn.close()

@@ -265,9 +265,12 @@ async fn main() {
             ch.queue_declare(name.as_str().into(), opts, FieldTable::default())
                 .await
                 .expect("declare");
-            ch.queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-                .await
-                .expect("purge");
+            // A drain-only run (no producer) consumes what is already queued.
+            if args.producers > 0 {
+                ch.queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+                    .await
+                    .expect("purge");
+            }
         }
         let _ = conn.close(200, "setup done".into()).await;
     }
@@ -284,6 +287,7 @@ async fn main() {
         )));
     }
     let mut producers = Vec::new();
+    // With no producer, consumers drain `count` messages already queued (backlog scenarios).
     for i in 0..args.producers {
         let quota = args.count / args.producers as u64
             + u64::from((i as u64) < args.count % args.producers as u64);

@@ -58,7 +58,8 @@ pub struct RecoveredQueue {
     pub count: u64,
     /// Body bytes stored.
     pub bytes: u64,
-    /// Highest sequence ever delivered: stored messages up to it come back redelivered.
+    /// One past the highest sequence ever delivered (0: none): stored messages below it come back
+    /// redelivered.
     pub delivered: u64,
     /// Sequence of the first stored message.
     pub head: Option<u64>,

@@ -140,7 +140,7 @@ fn count_delta(count: i64, bytes: i64) -> [u8; 24] {
     .encode()
 }
 
-/// The `counts` merge operator: sums counts and bytes, keeps the highest delivered sequence.
+/// The `counts` merge operator: sums counts and bytes, keeps the highest delivered mark.
 pub(crate) fn merge_counts(
     _key: &[u8],
     existing: Option<&[u8]>,
@@ -273,7 +273,7 @@ fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), S
                     let mark = Counts {
                         count: 0,
                         bytes: 0,
-                        delivered: *seq,
+                        delivered: seq + 1,
                     };
                     batch.merge_cf(&counts, keys::counts(*queue), mark.encode());
                 }

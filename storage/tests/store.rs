@@ -101,7 +101,7 @@ fn committed_messages_and_definitions_survive_a_reopen() {
     let q = &r.queues[0];
     assert_eq!(
         (q.def.id, q.count, q.bytes, q.head, q.tail, q.delivered),
-        (7, 3, 6, Some(2), Some(5), 3)
+        (7, 3, 6, Some(2), Some(5), 4)
     );
     let msgs = store.read_messages(7, 0, 100, usize::MAX).unwrap();
     let got: Vec<(u64, &str)> = msgs

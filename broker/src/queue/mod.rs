@@ -48,7 +48,7 @@ pub struct QueueState {
     consumers: Vec<Arc<Consumer>>,
     unacked: usize,
     had_consumers: bool,
-    /// Stored messages up to this sequence had been delivered before the last restart.
+    /// Stored messages below this sequence had been delivered before the last restart.
     delivered_before_restart: u64,
     /// Stored transient records below this sequence are from before the last restart (dropped).
     first_seq_of_run: u64,
@@ -322,7 +322,7 @@ impl Queue {
                 });
                 continue;
             };
-            let redelivered = seq <= st.delivered_before_restart && seq < st.first_seq_of_run;
+            let redelivered = seq < st.delivered_before_restart && seq < st.first_seq_of_run;
             loaded.push(Ready {
                 seq,
                 message: Arc::new(message),
