@@ -477,17 +477,7 @@ impl Connection {
             self.channels.insert(channel, ch);
             return Ok(());
         }
-        let mut ctx = ConnectionContext {
-            broker: &self.broker,
-            vhost: &self.vhost,
-            id: self.id,
-            user: &self.user,
-            outbox: &self.outbox,
-            caps: self.caps,
-            exclusive_queues: &mut self.exclusive_queues,
-            events: &self.events_tx,
-        };
-        let result = ch.handle_frame(&mut ctx, frame);
+        let result = ch.handle_frame(&mut self.context(), frame);
         self.channel_outcome(channel, ch, result)
     }
 
@@ -512,17 +502,7 @@ impl Connection {
             }
             Err(e) => {
                 warn!(channel, "channel error on channel {channel}: {e}");
-                let mut ctx = ConnectionContext {
-                    broker: &self.broker,
-                    vhost: &self.vhost,
-                    id: self.id,
-                    user: &self.user,
-                    outbox: &self.outbox,
-                    caps: self.caps,
-                    exclusive_queues: &mut self.exclusive_queues,
-                    events: &self.events_tx,
-                };
-                ch.close_with_error(&mut ctx, e);
+                ch.close_with_error(&mut self.context(), e);
                 self.channels.insert(channel, ch);
                 Ok(())
             }
@@ -600,20 +580,26 @@ impl Connection {
         }
     }
 
-    /// Releases everything the connection holds: channels (requeueing their unacked messages and
-    /// cancelling their consumers) and exclusive queues.
-    fn cleanup(&mut self) {
-        let mut ctx = ConnectionContext {
+    /// What channel handlers need from the connection.
+    fn context(&mut self) -> ConnectionContext<'_> {
+        ConnectionContext {
             broker: &self.broker,
             vhost: &self.vhost,
             id: self.id,
             user: &self.user,
             outbox: &self.outbox,
             caps: self.caps,
-            exclusive_queues: &mut Vec::new(),
+            exclusive_queues: &mut self.exclusive_queues,
             events: &self.events_tx,
-        };
-        for (_, mut ch) in self.channels.drain() {
+        }
+    }
+
+    /// Releases everything the connection holds: channels (requeueing their unacked messages and
+    /// cancelling their consumers) and exclusive queues.
+    fn cleanup(&mut self) {
+        let channels: Vec<Channel> = self.channels.drain().map(|(_, ch)| ch).collect();
+        let mut ctx = self.context();
+        for mut ch in channels {
             ch.release(&mut ctx);
         }
         for q in self.exclusive_queues.drain(..) {

@@ -138,28 +138,24 @@ impl Queue {
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
-        let Some(p) = &self.persist else {
-            st.backlog.push(Ready {
-                seq,
-                message,
-                redelivered: false,
-                stored: false,
-            });
-            self.dispatch_locked(&mut st);
-            return;
+        let (page, stored) = match &self.persist {
+            None => (false, false),
+            Some(p) => {
+                let page = st.backlog.must_page(&p.budget);
+                let persistent = message.is_persistent();
+                if page || persistent {
+                    let op = Op::PutMessage {
+                        queue: p.id,
+                        seq,
+                        record: message.record(),
+                        size: message.size() as u64,
+                    };
+                    let done = wait.filter(|_| persistent).map(|w| w.completion());
+                    p.store.submit(vec![op], done);
+                }
+                (page, persistent)
+            }
         };
-        let page = st.backlog.must_page(&p.budget);
-        let persistent = message.is_persistent();
-        if page || persistent {
-            let op = Op::PutMessage {
-                queue: p.id,
-                seq,
-                record: message.record(),
-                size: message.size() as u64,
-            };
-            let done = wait.filter(|_| persistent).map(|w| w.completion());
-            p.store.submit(vec![op], done);
-        }
         if page {
             st.backlog.page(seq, message.size() as u64);
         } else {
@@ -167,7 +163,7 @@ impl Queue {
                 seq,
                 message,
                 redelivered: false,
-                stored: persistent,
+                stored,
             });
         }
         self.dispatch_locked(&mut st);
