@@ -18,6 +18,7 @@ pub mod constants;
 pub mod content;
 pub mod frame;
 pub mod properties;
+pub mod rawtable;
 pub mod table;
 
 pub use amq_protocol::protocol;

@@ -42,6 +42,8 @@ pub struct Properties {
     expiration: Option<Range<u32>>,
     user_id: Option<Range<u32>>,
     headers: Option<Range<u32>>,
+    /// Where the headers field is, or would be inserted.
+    headers_pos: u32,
 }
 
 struct Cursor<'a> {
@@ -115,6 +117,7 @@ impl Properties {
         if flags & CONTENT_ENCODING != 0 {
             c.short_str()?;
         }
+        p.headers_pos = c.pos as u32;
         if flags & HEADERS != 0 {
             p.headers = Some(c.table()?);
         }
@@ -156,6 +159,46 @@ impl Properties {
             .expect("properties serialisation")
             .into_inner();
         Self::new(Bytes::from(raw)).expect("generated properties are well formed")
+    }
+
+    /// The raw headers table (with its length), if present.
+    pub fn headers_raw(&self) -> Option<&[u8]> {
+        self.headers
+            .as_ref()
+            .map(|r| &self.raw[r.start as usize..r.end as usize])
+    }
+
+    /// A copy with the headers table replaced by `table` (raw, with its length; `None` removes
+    /// it) and, if `drop_expiration`, without expiration. Every other field is kept byte for
+    /// byte.
+    pub fn with_raw_headers(&self, table: Option<&[u8]>, drop_expiration: bool) -> Self {
+        let raw = &self.raw[..];
+        let mut flags = u16::from_be_bytes([raw[0], raw[1]]);
+        let mut out = Vec::with_capacity(raw.len() + table.map_or(0, <[u8]>::len));
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&raw[2..self.headers_pos as usize]);
+        match table {
+            Some(t) => {
+                out.extend_from_slice(t);
+                flags |= HEADERS;
+            }
+            None => flags &= !HEADERS,
+        }
+        let rest_from = self
+            .headers
+            .as_ref()
+            .map_or(self.headers_pos as usize, |h| h.end as usize);
+        match self.expiration.as_ref().filter(|_| drop_expiration) {
+            Some(e) => {
+                // The field is its length octet and the text.
+                out.extend_from_slice(&raw[rest_from..e.start as usize - 1]);
+                out.extend_from_slice(&raw[e.end as usize..]);
+                flags &= !EXPIRATION;
+            }
+            None => out.extend_from_slice(&raw[rest_from..]),
+        }
+        out[0..2].copy_from_slice(&flags.to_be_bytes());
+        Self::new(Bytes::from(out)).expect("rewritten properties are well formed")
     }
 
     /// Parses every field (slow path: only for code that must rewrite properties).

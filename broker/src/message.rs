@@ -15,20 +15,95 @@ pub struct Message {
     pub properties: Properties,
     /// The body (a slice of the read buffer when it came in one frame).
     pub body: Bytes,
+    /// When it was published (ms since the Unix epoch): TTLs count from here.
+    pub published_at: u64,
+    /// Sender-selected routing keys (the `CC` and `BCC` headers), routed to as well.
+    pub extra_keys: Vec<String>,
     /// Encoded store record, made once however many durable queues store the message.
     record: OnceLock<Bytes>,
 }
 
 impl Message {
-    /// A new message.
+    /// A new message, published now.
     pub fn new(exchange: String, routing_key: String, properties: Properties, body: Bytes) -> Self {
+        Self::new_at(exchange, routing_key, properties, body, now_ms())
+    }
+
+    /// A message published at `published_at` (ms since the Unix epoch).
+    pub fn new_at(
+        exchange: String,
+        routing_key: String,
+        properties: Properties,
+        body: Bytes,
+        published_at: u64,
+    ) -> Self {
         Message {
             exchange,
             routing_key,
             properties,
             body,
+            published_at,
+            extra_keys: Vec::new(),
             record: OnceLock::new(),
         }
+    }
+
+    /// Takes the sender-selected routing keys from the `CC` and `BCC` headers (arrays of strings),
+    /// and removes `BCC` from the message, as RabbitMQ does at publish.
+    pub fn with_sender_selected_keys(mut self) -> Self {
+        let Some(table) = self.properties.headers_raw() else {
+            return self;
+        };
+        let entries = amqp_codec::rawtable::entries(table);
+        let mut keys = Vec::new();
+        let mut bcc = false;
+        for (k, v) in &entries {
+            if *k == "CC" || *k == "BCC" {
+                bcc |= *k == "BCC";
+                keys.extend(
+                    amqp_codec::rawtable::array_items(v)
+                        .into_iter()
+                        .filter_map(amqp_codec::rawtable::str_of)
+                        .map(str::to_string),
+                );
+            }
+        }
+        if bcc {
+            let kept =
+                amqp_codec::rawtable::table(entries.into_iter().filter(|(k, _)| *k != "BCC"));
+            self.properties = self.properties.with_raw_headers(Some(&kept), false);
+        }
+        self.extra_keys = keys;
+        self
+    }
+
+    /// The per-message TTL from the `expiration` property (checked at publish: see
+    /// [`parse_expiration`]).
+    pub fn expiration_ms(&self) -> Option<u64> {
+        self.properties
+            .expiration()
+            .and_then(|e| parse_expiration(e).ok())
+    }
+
+    /// The same message with a header set (for `x-delivery-count`), the table sorted by key as
+    /// RabbitMQ leaves it. `value` is a raw field value (`amqp_codec::rawtable`). Slow path.
+    pub fn with_header(&self, name: &str, value: &[u8]) -> Message {
+        let mut entries: Vec<(&str, &[u8])> = self
+            .properties
+            .headers_raw()
+            .map(amqp_codec::rawtable::entries)
+            .unwrap_or_default();
+        entries.retain(|(k, _)| *k != name);
+        entries.push((name, value));
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let table = amqp_codec::rawtable::table(entries);
+        Message::new_at(
+            self.exchange.clone(),
+            self.routing_key.clone(),
+            self.properties.with_raw_headers(Some(&table), false),
+            self.body.clone(),
+            self.published_at,
+        )
     }
 
     /// Body size in bytes.
@@ -44,25 +119,66 @@ impl Message {
     /// The record the store keeps for this message (encoded on first use).
     pub fn record(&self) -> Bytes {
         self.record
-            .get_or_init(|| {
-                Bytes::from(
-                    storage::MessageRecord {
-                        exchange: self.exchange.clone(),
-                        routing_key: self.routing_key.clone(),
-                        properties: self.properties.raw().clone(),
-                        body: self.body.clone(),
-                        delivery_count: 0,
-                        transient: !self.is_persistent(),
-                    }
-                    .encode(),
-                )
-            })
+            .get_or_init(|| self.record_with_count(0))
             .clone()
+    }
+
+    /// The record with a delivery count (written again when a counted delivery is returned).
+    pub fn record_with_count(&self, delivery_count: u32) -> Bytes {
+        Bytes::from(
+            storage::MessageRecord {
+                exchange: self.exchange.clone(),
+                routing_key: self.routing_key.clone(),
+                properties: self.properties.raw().clone(),
+                body: self.body.clone(),
+                delivery_count,
+                transient: !self.is_persistent(),
+                published_at: self.published_at,
+            }
+            .encode(),
+        )
     }
 
     /// Rebuilds a message from its store record.
     pub fn from_record(r: storage::MessageRecord) -> Option<Self> {
         let properties = Properties::new(r.properties).ok()?;
-        Some(Message::new(r.exchange, r.routing_key, properties, r.body))
+        Some(Message::new_at(
+            r.exchange,
+            r.routing_key,
+            properties,
+            r.body,
+            r.published_at,
+        ))
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses an `expiration` property as RabbitMQ does (Erlang's `string:to_integer`, then the
+/// expiry range check). The error is RabbitMQ's reason term: `no_integer`,
+/// `{leftover_string,".5"}`, `{value_negative,-1}`, `{value_too_large,N}`.
+pub fn parse_expiration(e: &str) -> Result<u64, String> {
+    let b = e.as_bytes();
+    let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = b[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let (number, rest) = e.split_at(sign + digits);
+    if !rest.is_empty() {
+        return Err(format!("{{leftover_string,\"{rest}\"}}"));
+    }
+    let n: i128 = number.parse().unwrap_or(i128::MAX);
+    if n < 0 {
+        return Err(format!("{{value_negative,{n}}}"));
+    }
+    if n > crate::queue::MAX_EXPIRY {
+        return Err(format!("{{value_too_large,{n}}}"));
+    }
+    Ok(n as u64)
 }

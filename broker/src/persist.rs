@@ -65,6 +65,11 @@ impl ConfirmWait {
         })
     }
 
+    /// Marks the publish as failed (a queue refused it): its confirm will be a nack.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
     fn fire(&self) {
         let f = self
             .on_done

@@ -7,8 +7,9 @@
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::persist::Persistence;
-use crate::queue::{Paged, Queue};
+use crate::queue::{Paged, Queue, QueueArgs};
 use amqp_codec::types::FieldTable;
+use std::sync::Arc;
 use std::time::Instant;
 use storage::StoreError;
 use tracing::{info, warn};
@@ -73,28 +74,62 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             id: rq.def.id,
             budget: broker.config.queue_budget(),
         };
+        let arguments = table(&rq.def.arguments);
+        let what = format!("queue '{}' in vhost '{}'", rq.def.name, rq.def.vhost);
+        let args = QueueArgs::parse(&arguments, &what).unwrap_or_else(|e| {
+            warn!(
+                "stored {what} has arguments that no longer validate ({}); ignoring them",
+                e.explanation
+            );
+            QueueArgs::default()
+        });
+        let lanes = args.lanes() as u64;
+        store.reserve_queue_ids(rq.def.id + lanes - 1);
+        // Lane 0's state came with the definition; a priority queue's other lanes have their own
+        // ids.
+        let mut states = vec![storage::QueueState {
+            count: rq.count,
+            bytes: rq.bytes,
+            delivered: rq.delivered,
+            head: rq.head,
+            tail: rq.tail,
+        }];
+        for lane in 1..lanes {
+            states.push(store.queue_state(rq.def.id + lane)?);
+        }
         let q = vhost.restore_queue(Queue::new(
             rq.def.name.clone(),
             rq.def.vhost.clone(),
             true,
             None,
             rq.def.auto_delete,
-            table(&rq.def.arguments),
+            arguments,
+            args,
             Some(persist),
+            Arc::downgrade(&vhost),
         ));
         // Nothing is read: the stored messages start out paged and are read back as consumers
         // need them.
-        let paged = match (rq.head, rq.tail) {
-            (Some(head), Some(tail)) if rq.count > 0 => Some(Paged {
-                next: head,
-                end: tail,
-                count: rq.count,
-                bytes: rq.bytes,
-            }),
-            _ => None,
-        };
-        q.restore(paged, rq.delivered, rq.tail.map_or(0, |t| t + 1));
-        stats.messages += rq.count;
+        let mut next_seq = 0;
+        let lanes = states
+            .iter()
+            .map(|s| {
+                next_seq = next_seq.max(s.tail.map_or(0, |t| t + 1));
+                stats.messages += s.count;
+                let paged = match (s.head, s.tail) {
+                    (Some(head), Some(tail)) if s.count > 0 => Some(Paged {
+                        next: head,
+                        end: tail,
+                        count: s.count,
+                        bytes: s.bytes,
+                    }),
+                    _ => None,
+                };
+                (paged, s.delivered)
+            })
+            .collect();
+        q.restore(lanes, next_seq);
+        q.touch();
         stats.queues += 1;
     }
     for b in r.bindings {

@@ -4,11 +4,12 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::persist;
-use crate::queue::Queue;
+use crate::queue::{DeadLetter, Queue};
 use amqp_codec::types::FieldTable;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use storage::{ExchangeDef, Op, QueueDef, Store};
+use tracing::debug;
 
 /// A virtual host.
 ///
@@ -323,13 +324,16 @@ impl VHost {
             }
         }
         let n = q.delete();
-        if let Some(p) = &q.persist {
-            self.persist(vec![
-                Op::DeleteDef {
-                    key: QueueDef::key(&self.name, &q.name),
-                },
-                Op::DropQueueMessages { queue: p.id },
-            ]);
+        if q.persist.is_some() {
+            let mut ops = vec![Op::DeleteDef {
+                key: QueueDef::key(&self.name, &q.name),
+            }];
+            ops.extend(
+                q.store_ids()
+                    .into_iter()
+                    .map(|id| Op::DropQueueMessages { queue: id }),
+            );
+            self.persist(ops);
         }
         self.unbind_everywhere(&Destination::Queue(q.name.clone()));
         n
@@ -339,8 +343,33 @@ impl VHost {
     /// exchange-to-exchange bindings (each exchange visited once) and alternate exchanges (used by an
     /// exchange that matched nothing).
     pub fn route(&self, exchange: &Exchange, message: &Message, out: &mut Vec<Arc<Queue>>) {
+        self.route_key(exchange, &message.routing_key, message, out);
+        if !message.extra_keys.is_empty() {
+            // Sender-selected distribution: the CC and BCC keys route too (each queue once).
+            for key in &message.extra_keys {
+                self.route_key(exchange, key, message, out);
+            }
+            let mut seen: Vec<*const Queue> = Vec::with_capacity(out.len());
+            out.retain(|q| {
+                let p = Arc::as_ptr(q);
+                !seen.contains(&p) && {
+                    seen.push(p);
+                    true
+                }
+            });
+        }
+    }
+
+    /// [`VHost::route`] with a routing key other than the message's own (dead letters).
+    pub fn route_key(
+        &self,
+        exchange: &Exchange,
+        routing_key: &str,
+        message: &Message,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
         if exchange.is_default() {
-            if let Some(q) = self.queue(&message.routing_key) {
+            if let Some(q) = self.queue(routing_key) {
                 out.push(q);
             }
             return;
@@ -357,7 +386,7 @@ impl VHost {
         let mut queue_names: Vec<String> = Vec::new();
         while let Some(x) = stack.pop() {
             let mut matched = false;
-            x.route(&message.routing_key, &mut headers, &mut |d| {
+            x.route(routing_key, &mut headers, &mut |d| {
                 matched = true;
                 match d {
                     Destination::Queue(n) => {
@@ -390,5 +419,39 @@ impl VHost {
         }
         let qs = self.qs();
         out.extend(queue_names.iter().filter_map(|n| qs.get(n).cloned()));
+    }
+
+    /// Publishes dead letters to their exchanges, and whatever those publishes dead-letter in turn
+    /// (a work list, not recursion). A letter is not delivered to a queue it would cycle through
+    /// (RabbitMQ's rule, see `queue::is_cycle`), and one whose exchange does not exist is dropped.
+    pub fn publish_dead_letters(&self, letters: Vec<DeadLetter>) {
+        let mut work: VecDeque<DeadLetter> = letters.into();
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        while let Some(letter) = work.pop_front() {
+            let Some(x) = self.exchange(&letter.exchange) else {
+                debug!(
+                    exchange = %letter.exchange,
+                    "dead-letter exchange does not exist: message dropped"
+                );
+                continue;
+            };
+            queues.clear();
+            for key in &letter.routing_keys {
+                self.route_key(&x, key, &letter.message, &mut queues);
+            }
+            let mut seen: Vec<*const Queue> = Vec::with_capacity(queues.len());
+            for q in queues.drain(..) {
+                if seen.contains(&Arc::as_ptr(&q)) {
+                    continue;
+                }
+                seen.push(Arc::as_ptr(&q));
+                if crate::queue::is_cycle(&letter, &q.name) {
+                    crate::queue::log_cycle(&letter, &q.name);
+                    continue;
+                }
+                let (_, more) = q.enqueue_inner(letter.message.clone(), None);
+                work.extend(more);
+            }
+        }
     }
 }

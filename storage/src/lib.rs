@@ -21,5 +21,5 @@ mod writer;
 pub use defs::{BindingDef, ExchangeDef, QueueDef};
 pub use error::StoreError;
 pub use record::MessageRecord;
-pub use store::{Recovered, RecoveredQueue, Store, StoreConfig};
+pub use store::{QueueState, Recovered, RecoveredQueue, Store, StoreConfig};
 pub use writer::{Completion, Op};

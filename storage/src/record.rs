@@ -4,7 +4,7 @@ use crate::codec::{Dec, Enc};
 use crate::StoreError;
 use bytes::Bytes;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A message as the store keeps it: where it was published, its raw properties and body, and the
 /// delivery state that must survive a restart.
@@ -22,6 +22,8 @@ pub struct MessageRecord {
     pub delivery_count: u32,
     /// A transient message written only to page it out of memory: dropped at start-up.
     pub transient: bool,
+    /// When it was published (ms since the Unix epoch): TTLs count from here.
+    pub published_at: u64,
 }
 
 impl MessageRecord {
@@ -36,6 +38,7 @@ impl MessageRecord {
         e.u8(VERSION)
             .u8(self.transient as u8)
             .u32(self.delivery_count)
+            .u64(self.published_at)
             .short(&self.exchange)
             .short(&self.routing_key)
             .long(&self.properties);
@@ -54,6 +57,7 @@ impl MessageRecord {
         }
         let transient = d.u8()? & 1 != 0;
         let delivery_count = d.u32()?;
+        let published_at = d.u64()?;
         let exchange = d.short()?;
         let routing_key = d.short()?;
         let props_len = d.u32()? as usize;
@@ -70,6 +74,7 @@ impl MessageRecord {
             body,
             delivery_count,
             transient,
+            published_at,
         })
     }
 }
@@ -87,6 +92,7 @@ mod tests {
             body: Bytes::from(vec![7u8; 1000]),
             delivery_count: 3,
             transient: true,
+            published_at: 1_700_000_000_000,
         };
         assert_eq!(MessageRecord::decode(Bytes::from(r.encode())).unwrap(), r);
         assert!(MessageRecord::decode(Bytes::from_static(&[9])).is_err());

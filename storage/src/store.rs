@@ -21,7 +21,7 @@ pub(crate) const CF_MSGS: &str = "msgs";
 pub(crate) const CF_COUNTS: &str = "counts";
 
 /// What this version writes in `meta/format` and in the marker file.
-const FORMAT: &str = "warren-store-v1";
+const FORMAT: &str = "warren-store-v2";
 /// A file naming the store's format, checked before RocksDB touches the directory.
 const MARKER_FILE: &str = "WARREN_STORE";
 
@@ -60,6 +60,21 @@ pub struct RecoveredQueue {
     pub bytes: u64,
     /// One past the highest sequence ever delivered (0: none): stored messages below it come back
     /// redelivered.
+    pub delivered: u64,
+    /// Sequence of the first stored message.
+    pub head: Option<u64>,
+    /// Sequence of the last stored message.
+    pub tail: Option<u64>,
+}
+
+/// The stored messages of one queue id: counters and bounds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueState {
+    /// Messages stored.
+    pub count: u64,
+    /// Body bytes stored.
+    pub bytes: u64,
+    /// One past the highest sequence ever delivered (0: none).
     pub delivered: u64,
     /// Sequence of the first stored message.
     pub head: Option<u64>,
@@ -276,13 +291,40 @@ impl Store {
 
     /// A fresh queue id (ids are never reused).
     pub fn allocate_queue_id(&self) -> u64 {
-        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
+        self.allocate_queue_ids(1)
+    }
+
+    /// `n` consecutive fresh ids (a priority queue keeps each priority level under its own id);
+    /// returns the first.
+    pub fn allocate_queue_ids(&self, n: u64) -> u64 {
+        self.next_queue_id.fetch_add(n.max(1), Ordering::Relaxed)
+    }
+
+    /// Makes sure ids up to `last` are never handed out again (ids recovered beyond a queue's own).
+    pub fn reserve_queue_ids(&self, last: u64) {
+        self.next_queue_id.fetch_max(last + 1, Ordering::Relaxed);
+    }
+
+    /// Counters and bounds of the messages stored under one queue id (no scan).
+    pub fn queue_state(&self, id: u64) -> Result<QueueState, StoreError> {
+        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
+        let c = match self.db.get_cf(&counts, keys::counts(id))? {
+            Some(v) => writer::Counts::decode(&v),
+            None => writer::Counts::default(),
+        };
+        let (head, tail) = self.bounds(id)?;
+        Ok(QueueState {
+            count: c.count.max(0) as u64,
+            bytes: c.bytes.max(0) as u64,
+            delivered: c.delivered,
+            head,
+            tail,
+        })
     }
 
     /// Reads every definition and each queue's counters and bounds. Reads no message.
     pub fn recover(&self) -> Result<Recovered, StoreError> {
         let defs = self.db.cf_handle(CF_DEFS).expect("defs cf");
-        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
         let mut r = Recovered::default();
         let mut max_id = 0;
         for item in self.db.iterator_cf(&defs, IteratorMode::Start) {
@@ -294,18 +336,14 @@ impl Store {
                 Some(&tag::QUEUE) => {
                     let def = QueueDef::decode(&v)?;
                     max_id = max_id.max(def.id);
-                    let c = match self.db.get_cf(&counts, keys::counts(def.id))? {
-                        Some(v) => writer::Counts::decode(&v),
-                        None => writer::Counts::default(),
-                    };
-                    let (head, tail) = self.bounds(def.id)?;
+                    let s = self.queue_state(def.id)?;
                     r.queues.push(RecoveredQueue {
                         def,
-                        count: c.count.max(0) as u64,
-                        bytes: c.bytes.max(0) as u64,
-                        delivered: c.delivered,
-                        head,
-                        tail,
+                        count: s.count,
+                        bytes: s.bytes,
+                        delivered: s.delivered,
+                        head: s.head,
+                        tail: s.tail,
                     });
                 }
                 _ => {}

@@ -207,8 +207,10 @@ fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), S
     let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
     let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
     let defs = db.cf_handle(crate::store::CF_DEFS).expect("defs cf");
-    // Puts and deletes of the same message within this batch cancel out.
+    // Puts and deletes of the same message within this batch cancel out (with any rewrite of the
+    // record between them, which would otherwise bring it back).
     let mut put_at: HashMap<(u64, u64), (usize, usize)> = HashMap::new();
+    let mut updated_at: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
     let mut cancelled: Vec<Vec<bool>> = requests.iter().map(|r| vec![false; r.ops.len()]).collect();
     for (ri, r) in requests.iter().enumerate() {
         for (oi, op) in r.ops.iter().enumerate() {
@@ -216,10 +218,16 @@ fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), S
                 Op::PutMessage { queue, seq, .. } => {
                     put_at.insert((*queue, *seq), (ri, oi));
                 }
+                Op::UpdateMessage { queue, seq, .. } if put_at.contains_key(&(*queue, *seq)) => {
+                    updated_at.entry((*queue, *seq)).or_default().push((ri, oi));
+                }
                 Op::DeleteMessage { queue, seq, .. } => {
                     if let Some((pr, po)) = put_at.remove(&(*queue, *seq)) {
                         cancelled[pr][po] = true;
                         cancelled[ri][oi] = true;
+                        for (ur, uo) in updated_at.remove(&(*queue, *seq)).unwrap_or_default() {
+                            cancelled[ur][uo] = true;
+                        }
                     }
                 }
                 Op::DropQueueMessages { queue } => put_at.retain(|(q, _), _| q != queue),

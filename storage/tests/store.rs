@@ -14,6 +14,7 @@ fn record(body: &str) -> MessageRecord {
         body: Bytes::copy_from_slice(body.as_bytes()),
         delivery_count: 0,
         transient: false,
+        published_at: 0,
     }
 }
 

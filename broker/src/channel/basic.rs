@@ -8,7 +8,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
 use crate::persist::ConfirmWait;
-use crate::queue::{ConsumeCheck, Consumer};
+use crate::queue::{ConsumeCheck, Consumer, Enqueued};
 use amqp_codec::protocol::basic as b;
 use amqp_codec::{AMQPClass, Assembled};
 use std::sync::atomic::AtomicU32;
@@ -199,12 +199,23 @@ impl Channel {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        let message = Arc::new(Message::new(
+        if let Some(e) = a.properties.expiration() {
+            if let Err(reason) = crate::message::parse_expiration(e) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{e}': {reason}"
+                )));
+            }
+        }
+        let mut message = Message::new(
             p.exchange.as_str().to_string(),
             p.routing_key.as_str().to_string(),
             a.properties,
             a.body,
-        ));
+        );
+        if message.properties.has_headers() {
+            message = message.with_sender_selected_keys();
+        }
+        let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
             tx.publishes.push(HeldPublish {
                 mandatory: p.mandatory,
@@ -245,7 +256,12 @@ impl Channel {
             }
         } else {
             for q in queues.drain(..) {
-                q.enqueue(message.clone(), wait);
+                if q.enqueue(message.clone(), wait) == Enqueued::Rejected {
+                    // A full queue with x-overflow reject-publish: the publisher's confirm is a nack.
+                    if let Some(w) = wait {
+                        w.fail();
+                    }
+                }
             }
         }
         self.route_buf = queues;

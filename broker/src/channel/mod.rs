@@ -325,7 +325,8 @@ impl Channel {
                 j += 1;
             }
             match outcome {
-                Outcome::Ack | Outcome::Discard => q.acked(&entries[i..j]),
+                Outcome::Ack => q.acked(&entries[i..j]),
+                Outcome::Discard => q.discarded(&entries[i..j]),
                 Outcome::Requeue => q.requeue(&entries[i..j]),
             }
             i = j;

@@ -4,8 +4,9 @@ use super::{check_exclusive, Channel};
 use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueArgs, QueueType};
 use amqp_codec::protocol::queue as q;
+use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
 use rand::Rng;
 
@@ -30,6 +31,28 @@ fn yes_no(b: bool) -> &'static str {
         "true"
     } else {
         "false"
+    }
+}
+
+/// RabbitMQ takes a missing `x-queue-type` and `classic` as the same on redeclaration: drops a
+/// `classic` that only one side states.
+fn classic_by_default(current: &FieldTable, new: &FieldTable) -> (FieldTable, FieldTable) {
+    let classic = |t: &FieldTable| {
+        t.inner()
+            .get("x-queue-type")
+            .and_then(crate::args::as_str)
+            .is_some_and(|s| s == "classic")
+    };
+    let without = |t: &FieldTable| {
+        let mut m = t.inner().clone();
+        m.remove("x-queue-type");
+        FieldTable::from(m)
+    };
+    let has = |t: &FieldTable| t.contains_key("x-queue-type");
+    match (has(current), has(new)) {
+        (true, false) if classic(current) => (without(current), new.clone()),
+        (false, true) if classic(new) => (current.clone(), without(new)),
+        _ => (current.clone(), new.clone()),
     }
 }
 
@@ -154,12 +177,28 @@ impl Channel {
             } else {
                 requested.to_string()
             };
+            let what = format!("queue '{name}' in vhost '{}'", ctx.vhost.name);
+            let args = QueueArgs::parse(&d.arguments, &what)?;
+            if args.queue_type == QueueType::Quorum {
+                // Quorum queues are durable, shared and long-lived (RabbitMQ's checks, in order).
+                for (bad, property) in [
+                    (d.auto_delete, "auto-delete"),
+                    (d.exclusive, "exclusive-owner"),
+                    (!d.durable, "non-durable"),
+                ] {
+                    if bad {
+                        return Err(AmqpError::precondition_failed(format!(
+                            "invalid property '{property}' for {what}"
+                        )));
+                    }
+                }
+            }
             let owner = d.exclusive.then_some(ctx.id);
             // Exclusive queues die with their connection, so they are never stored.
             let persist =
                 (d.durable && !d.exclusive && ctx.vhost.queue(&name).is_none()).then(|| {
                     let store = ctx.vhost.store().clone();
-                    let id = store.allocate_queue_id();
+                    let id = store.allocate_queue_ids(args.lanes() as u64);
                     let budget = ctx.broker.config.queue_budget();
                     crate::persist::Persistence { store, id, budget }
                 });
@@ -170,7 +209,9 @@ impl Channel {
                 owner,
                 d.auto_delete,
                 d.arguments.clone(),
+                args,
                 persist,
+                std::sync::Arc::downgrade(ctx.vhost),
             );
             match ctx.vhost.insert_queue(fresh) {
                 Ok(created) => {
@@ -199,10 +240,11 @@ impl Channel {
                             existing.name, existing.vhost, yes_no(d.auto_delete), yes_no(existing.auto_delete)
                         )));
                     }
+                    let (current, new) = classic_by_default(&existing.arguments, &d.arguments);
                     crate::args::check_equivalence(
                         &format!("queue '{}' in vhost '{}'", existing.name, existing.vhost),
-                        &existing.arguments,
-                        &d.arguments,
+                        &current,
+                        &new,
                         EQUIVALENCE_ARGS,
                     )?;
                     existing
@@ -210,6 +252,7 @@ impl Channel {
             }
         };
         self.last_queue = queue.name.clone();
+        queue.touch();
         if !d.nowait {
             let (message_count, consumer_count) = queue.counts();
             self.send(AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {

@@ -26,6 +26,10 @@ pub struct Unacked {
     pub stored: bool,
     /// The consumer it went to; `None` for basic.get.
     pub consumer: Option<Arc<Consumer>>,
+    /// When it expires if returned (ms since the epoch; `queue::NEVER` if it does not).
+    pub expires_at: u64,
+    /// Times it was returned before this delivery.
+    pub delivery_count: u32,
 }
 
 /// Mutable delivery state of a channel.

@@ -71,17 +71,39 @@ impl Backlog {
         self.memory.len()
     }
 
+    /// Body bytes of the in-memory ready messages.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
+    /// Body bytes of all ready messages, in memory or not.
+    pub fn bytes(&self) -> u64 {
+        self.memory_bytes as u64 + self.paged.map_or(0, |p| p.bytes)
+    }
+
+    /// The first in-memory message.
+    pub fn front(&self) -> Option<&Ready> {
+        self.memory.front()
+    }
+
+    /// Removes the in-memory message with sequence `seq`, if present.
+    pub fn remove_seq(&mut self, seq: u64) -> Option<Ready> {
+        let i = self.memory.binary_search_by_key(&seq, |r| r.seq).ok()?;
+        let r = self.memory.remove(i)?;
+        self.memory_bytes -= r.message.size();
+        Some(r)
+    }
+
     /// The paged range, if any.
     pub fn paged(&self) -> Option<Paged> {
         self.paged
     }
 
     /// True if a new message must go to the store rather than memory (keeps order: once paging
-    /// started, everything after it is paged until the range is loaded).
-    pub fn must_page(&self, budget: &Budget) -> bool {
-        self.paged.is_some()
-            || self.memory.len() >= budget.messages
-            || self.memory_bytes >= budget.bytes
+    /// started, everything after it is paged until the range is loaded). `messages` and `bytes` are
+    /// what the whole queue (all priority lanes) holds in memory.
+    pub fn must_page(&self, budget: &Budget, messages: usize, bytes: usize) -> bool {
+        self.paged.is_some() || messages >= budget.messages || bytes >= budget.bytes
     }
 
     /// Appends a message kept in memory.

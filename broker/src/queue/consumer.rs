@@ -48,14 +48,13 @@ impl Consumer {
         if d.closed || (!self.no_ack && !d.has_channel_credit()) {
             return false;
         }
-        let Some(r) = st.pop_ready() else {
+        let Some(r) = queue.pop_for_delivery(st) else {
             return false;
         };
         let tag = d.next_tag();
+        let delivered = queue.as_delivered(&r, false);
         if self.no_ack {
-            if r.stored {
-                queue.unstore(std::iter::once((r.seq, &r.message)));
-            }
+            queue.unstore_one(&r);
         } else {
             queue.mark_delivered(&r);
             self.unacked.fetch_add(1, Ordering::Relaxed);
@@ -67,6 +66,8 @@ impl Consumer {
                 message: r.message.clone(),
                 stored: r.stored,
                 consumer: Some(self.clone()),
+                expires_at: r.expires_at,
+                delivery_count: r.delivery_count,
             });
         }
         // Sent with the channel lock held so that tags reach the socket in order.
@@ -75,7 +76,7 @@ impl Consumer {
             consumer_tag: self.tag.clone(),
             delivery_tag: tag,
             redelivered: r.redelivered,
-            message: r.message,
+            message: delivered,
         });
         true
     }

@@ -7,24 +7,34 @@
 //! than the work. Messages carry a per-queue sequence number; requeued ones go back to their original
 //! place, and the (queue, sequence) pair is the message's identity for the store.
 
+mod args;
 mod backlog;
 mod consumer;
+mod deadletter;
 
+pub use args::{Overflow, QueueArgs, QueueType, MAX_EXPIRY};
 pub use backlog::{Budget, Paged};
 pub use consumer::Consumer;
+pub use deadletter::{is_cycle, DeadLetter, Reason};
 
 use crate::channel::shared::{ChannelShared, Unacked};
 use crate::connection::writer::Out;
-use crate::message::Message;
+use crate::message::{now_ms, Message};
 use crate::persist::{ConfirmWait, Persistence};
+use crate::vhost::VHost;
 use amqp_codec::protocol::basic;
 use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
 use backlog::Backlog;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use storage::Op;
-use tracing::{error, warn};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use storage::{MessageRecord, Op};
+use tracing::{debug, error, info, warn};
+
+/// `expires_at` of a message that never expires.
+pub const NEVER: u64 = u64::MAX;
 
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
@@ -37,21 +47,90 @@ pub struct Ready {
     pub redelivered: bool,
     /// A copy is in the store (to delete once the message leaves the queue).
     pub stored: bool,
+    /// When it expires (ms since the Unix epoch; [`NEVER`] if it does not).
+    pub expires_at: u64,
+    /// Times it was returned to the queue (`x-delivery-count`).
+    pub delivery_count: u32,
+}
+
+/// What became of a published message at one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken (and maybe delivered at once).
+    Accepted,
+    /// Refused by a length limit (`x-overflow` reject-publish or reject-publish-dlx).
+    Rejected,
 }
 
 /// Mutable state of a queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueState {
-    backlog: Backlog,
+    /// Ready messages by priority level (one lane without priorities).
+    lanes: Vec<Backlog>,
+    /// Per lane: the latest expiry among the in-memory messages (NEVER once one does not expire).
+    lane_expiry_max: Vec<u64>,
+    /// In-memory messages that expire before one ahead of them in their lane, so that they are
+    /// expired where they are rather than at the head: (expires_at, seq, lane). Entries whose
+    /// message left are skipped when they come up.
+    expiry_heap: BinaryHeap<Reverse<(u64, u64, u8)>>,
+    /// Some message may expire (the queue has a TTL, or a message came with one).
+    may_expire: bool,
+    /// When the pending expiry timer fires.
+    timer_at: Option<u64>,
     next_seq: u64,
     /// Highest priority first; within a priority, the next to serve first (round-robin by rotation).
+    /// With single active consumer: in order of arrival, the first one active.
     consumers: Vec<Arc<Consumer>>,
     unacked: usize,
     had_consumers: bool,
-    /// Stored messages below this sequence had been delivered before the last restart.
-    delivered_before_restart: u64,
+    /// Per lane: stored messages below this sequence had been delivered before the last restart.
+    delivered_before_restart: Vec<u64>,
     /// Stored transient records below this sequence are from before the last restart (dropped).
     first_seq_of_run: u64,
+    /// Last use (ms since the epoch), for `x-expires`.
+    last_used: u64,
+    /// An `x-expires` timer is pending.
+    expires_timer: bool,
+    /// Dead letters made under the lock, routed once it is released.
+    dead: Vec<DeadLetter>,
+}
+
+impl QueueState {
+    fn new(lanes: usize) -> Self {
+        QueueState {
+            lanes: (0..lanes).map(|_| Backlog::default()).collect(),
+            lane_expiry_max: vec![0; lanes],
+            expiry_heap: BinaryHeap::new(),
+            may_expire: false,
+            timer_at: None,
+            next_seq: 0,
+            consumers: Vec::new(),
+            unacked: 0,
+            had_consumers: false,
+            delivered_before_restart: vec![0; lanes],
+            first_seq_of_run: 0,
+            last_used: now_ms(),
+            expires_timer: false,
+            dead: Vec::new(),
+        }
+    }
+
+    /// Ready messages, in memory or not.
+    fn ready_len(&self) -> u64 {
+        self.lanes.iter().map(Backlog::len).sum()
+    }
+
+    /// Ready message body bytes.
+    fn ready_bytes(&self) -> u64 {
+        self.lanes.iter().map(Backlog::bytes).sum()
+    }
+
+    /// (messages, bytes) held in memory.
+    fn in_memory(&self) -> (usize, usize) {
+        self.lanes.iter().fold((0, 0), |(n, b), l| {
+            (n + l.in_memory(), b + l.memory_bytes())
+        })
+    }
 }
 
 /// A queue.
@@ -69,8 +148,13 @@ pub struct Queue {
     pub auto_delete: bool,
     /// Declared arguments.
     pub arguments: FieldTable,
-    /// Where persistent messages are stored (durable queues only).
+    /// The arguments, parsed.
+    pub args: QueueArgs,
+    /// Where persistent messages are stored (durable queues only). Priority lane `i` is stored
+    /// under id `persist.id + i`.
     pub persist: Option<Persistence>,
+    /// Its vhost, for dead-lettering and `x-expires`.
+    vhost_ref: Weak<VHost>,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
 }
@@ -85,8 +169,42 @@ pub enum ConsumeCheck {
     Deleted,
 }
 
+/// The next ready message, as far as memory tells.
+enum Next {
+    /// Taken off the queue.
+    Ready(Ready),
+    /// The next message in priority order is only in the store: lane to load.
+    Load(usize),
+    /// Nothing ready.
+    Empty,
+}
+
+/// Runs `f` on a blocking thread (of the runtime, if there is one).
+fn blocking(f: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => drop(h.spawn_blocking(f)),
+        Err(_) => drop(std::thread::spawn(f)),
+    }
+}
+
+/// Calls `f` at `at` (ms since the epoch), on the runtime if there is one.
+fn at_time(at: u64, f: impl FnOnce() + Send + 'static) {
+    let wait = std::time::Duration::from_millis(at.saturating_sub(now_ms()));
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => drop(h.spawn(async move {
+            tokio::time::sleep(wait).await;
+            f();
+        })),
+        Err(_) => drop(std::thread::spawn(move || {
+            std::thread::sleep(wait);
+            f();
+        })),
+    }
+}
+
 impl Queue {
     /// A new empty queue.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
         vhost: String,
@@ -94,8 +212,13 @@ impl Queue {
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        args: QueueArgs,
         persist: Option<Persistence>,
+        vhost_ref: Weak<VHost>,
     ) -> Self {
+        let lanes = args.lanes();
+        let mut state = QueueState::new(lanes);
+        state.may_expire = args.message_ttl.is_some();
         Queue {
             name,
             vhost,
@@ -103,9 +226,11 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            args,
             persist,
+            vhost_ref,
             deleted: AtomicBool::new(false),
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(state),
         }
     }
 
@@ -121,7 +246,7 @@ impl Queue {
     /// (ready messages, consumers), as queue.declare-ok reports them.
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
-        (st.backlog.len() as u32, st.consumers.len() as u32)
+        (st.ready_len() as u32, st.consumers.len() as u32)
     }
 
     /// Number of consumers.
@@ -129,23 +254,80 @@ impl Queue {
         self.lock().consumers.len()
     }
 
+    /// The priority lane of a message: its priority, capped at the queue's maximum.
+    fn lane_of(&self, m: &Message) -> usize {
+        match self.args.max_priority {
+            None => 0,
+            Some(max) => m.properties.priority().unwrap_or(0).min(max) as usize,
+        }
+    }
+
+    /// The store id of a lane.
+    fn store_id(&self, lane: usize) -> Option<(&Persistence, u64)> {
+        self.persist.as_ref().map(|p| (p, p.id + lane as u64))
+    }
+
+    /// When a message entering this queue now expires: the smaller of the queue's TTL and the
+    /// message's own, counted from its publication.
+    fn expiry_for(&self, m: &Message) -> u64 {
+        let own = if m.properties.expiration().is_some() {
+            m.expiration_ms()
+        } else {
+            None
+        };
+        match (self.args.message_ttl, own) {
+            (None, None) => NEVER,
+            (a, b) => {
+                let ttl = a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX));
+                m.published_at.saturating_add(ttl)
+            }
+        }
+    }
+
     /// Appends a published message and delivers what it can. A persistent message in a durable
     /// queue is handed to the store first, with a completion of `wait` if the publisher waits for a
     /// confirm. The store write is submitted under the queue lock, so it is always ahead of the
     /// delete that an ack of this message will submit. Past its memory budget, a durable queue
     /// stores new messages (transient ones too) without keeping them in memory.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, wait: Option<&Arc<ConfirmWait>>) {
+    pub fn enqueue(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        wait: Option<&Arc<ConfirmWait>>,
+    ) -> Enqueued {
+        let (outcome, dead) = self.enqueue_inner(message, wait);
+        self.route_dead(dead);
+        outcome
+    }
+
+    /// [`Queue::enqueue`], handing back the dead letters it made instead of routing them.
+    pub(crate) fn enqueue_inner(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        wait: Option<&Arc<ConfirmWait>>,
+    ) -> (Enqueued, Vec<DeadLetter>) {
+        let lane = self.lane_of(&message);
+        let expires_at = self.expiry_for(&message);
         let mut st = self.lock();
+        if self.args.is_bounded()
+            && self.args.overflow != Overflow::DropHead
+            && self.would_overflow(&st, &message)
+        {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&mut st, &message, Reason::Maxlen);
+            }
+            return (Enqueued::Rejected, std::mem::take(&mut st.dead));
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let (page, stored) = match &self.persist {
+        let (page, stored) = match self.store_id(lane) {
             None => (false, false),
-            Some(p) => {
-                let page = st.backlog.must_page(&p.budget);
+            Some((p, id)) => {
+                let (n, bytes) = st.in_memory();
+                let page = st.lanes[lane].must_page(&p.budget, n, bytes);
                 let persistent = message.is_persistent();
                 if page || persistent {
                     let op = Op::PutMessage {
-                        queue: p.id,
+                        queue: id,
                         seq,
                         record: message.record(),
                         size: message.size() as u64,
@@ -156,38 +338,341 @@ impl Queue {
                 (page, persistent)
             }
         };
+        if expires_at != NEVER {
+            st.may_expire = true;
+        }
         if page {
-            st.backlog.page(seq, message.size() as u64);
+            st.lanes[lane].page(seq, message.size() as u64);
         } else {
-            st.backlog.push(Ready {
-                seq,
-                message,
-                redelivered: false,
-                stored,
-            });
+            Self::push_ready(
+                &mut st,
+                lane,
+                Ready {
+                    seq,
+                    message,
+                    redelivered: false,
+                    stored,
+                    expires_at,
+                    delivery_count: 0,
+                },
+            );
         }
         self.dispatch_locked(&mut st);
+        if st.may_expire {
+            self.expire_locked(&mut st);
+            self.schedule_expiry(&mut st);
+        }
+        if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
+            self.drop_head_locked(&mut st);
+        }
+        (Enqueued::Accepted, std::mem::take(&mut st.dead))
     }
 
-    /// Puts returned messages back at their original places, marked redelivered, and delivers.
-    pub fn requeue(self: &Arc<Self>, returned: &[Unacked]) {
+    /// True if one more message would break the length limit (as RabbitMQ's `would_overflow`).
+    fn would_overflow(&self, st: &QueueState, m: &Message) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| st.ready_len() + 1 > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| st.ready_bytes() + m.size() as u64 > max)
+    }
+
+    /// Drops messages from the head while the queue is over its length limit (dead-lettering them
+    /// with reason `maxlen`).
+    fn drop_head_locked(self: &Arc<Self>, st: &mut QueueState) {
+        let over = |st: &QueueState| {
+            self.args.max_length.is_some_and(|m| st.ready_len() > m)
+                || self
+                    .args
+                    .max_length_bytes
+                    .is_some_and(|m| st.ready_bytes() > m)
+        };
+        while over(st) {
+            match self.next_ready(st) {
+                Next::Ready(r) => {
+                    self.dead_letter(st, &r.message, Reason::Maxlen);
+                    self.unstore_one(&r);
+                }
+                Next::Load(lane) => {
+                    // The head is only in the store: read it now (rare: a queue over its limit
+                    // with nothing in memory).
+                    if !self.load_locked(st, lane) {
+                        return;
+                    }
+                }
+                Next::Empty => return,
+            }
+        }
+    }
+
+    /// Adds a message to a lane's in-memory part, noting its expiry.
+    fn push_ready(st: &mut QueueState, lane: usize, r: Ready) {
+        if st.lanes[lane].in_memory() == 0 {
+            st.lane_expiry_max[lane] = 0;
+        }
+        if r.expires_at != NEVER && r.expires_at < st.lane_expiry_max[lane] {
+            st.expiry_heap
+                .push(Reverse((r.expires_at, r.seq, lane as u8)));
+        }
+        st.lane_expiry_max[lane] = st.lane_expiry_max[lane].max(r.expires_at);
+        st.lanes[lane].push(r);
+    }
+
+    /// Takes the next ready message in priority order, dropping expired ones on the way.
+    fn next_ready(&self, st: &mut QueueState) -> Next {
+        loop {
+            let mut found = None;
+            for lane in (0..st.lanes.len()).rev() {
+                let b = &st.lanes[lane];
+                if b.in_memory() > 0 {
+                    found = Some(lane);
+                    break;
+                }
+                if b.paged().is_some() {
+                    return Next::Load(lane);
+                }
+            }
+            let Some(lane) = found else {
+                return Next::Empty;
+            };
+            let r = st.lanes[lane].pop().expect("non-empty lane");
+            // Strictly past: a message with TTL 0 still goes to a consumer that can take it at
+            // once (RabbitMQ's rule); `expire_locked` drops it right after if none could.
+            if r.expires_at != NEVER && r.expires_at < now_ms() {
+                self.dead_letter(st, &r.message, Reason::Expired);
+                self.unstore_one(&r);
+                continue;
+            }
+            return Next::Ready(r);
+        }
+    }
+
+    /// Takes the next message to deliver, starting a load from the store if that is where it is
+    /// (called locked, by consumers).
+    pub(crate) fn pop_for_delivery(self: &Arc<Self>, st: &mut QueueState) -> Option<Ready> {
+        match self.next_ready(st) {
+            Next::Ready(r) => Some(r),
+            Next::Load(lane) => {
+                if !st.lanes[lane].loading {
+                    self.start_load(st, lane);
+                }
+                None
+            }
+            Next::Empty => None,
+        }
+    }
+
+    /// Removes every in-memory message whose time has come (dead-lettering them), wherever it is
+    /// in the queue.
+    fn expire_locked(&self, st: &mut QueueState) {
+        let now = now_ms();
+        for lane in 0..st.lanes.len() {
+            while st.lanes[lane]
+                .front()
+                .is_some_and(|r| r.expires_at != NEVER && r.expires_at <= now)
+            {
+                let r = st.lanes[lane].pop().expect("front");
+                self.dead_letter(st, &r.message, Reason::Expired);
+                self.unstore_one(&r);
+            }
+        }
+        while let Some(Reverse((at, seq, lane))) = st.expiry_heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            st.expiry_heap.pop();
+            let lane = lane as usize;
+            if let Some(r) = st.lanes[lane].remove_seq(seq) {
+                if r.expires_at <= now {
+                    self.dead_letter(st, &r.message, Reason::Expired);
+                    self.unstore_one(&r);
+                } else {
+                    st.lanes[lane].requeue(r);
+                }
+            }
+        }
+    }
+
+    /// Makes sure a timer fires when the next in-memory message expires.
+    fn schedule_expiry(self: &Arc<Self>, st: &mut QueueState) {
+        let heads = st
+            .lanes
+            .iter()
+            .filter_map(|l| l.front())
+            .map(|r| r.expires_at);
+        let heap = st.expiry_heap.peek().map(|Reverse((at, _, _))| *at);
+        let Some(next) = heads.chain(heap).min().filter(|&t| t != NEVER) else {
+            return;
+        };
+        if st.timer_at.is_some_and(|t| t <= next) {
+            return;
+        }
+        st.timer_at = Some(next);
+        let q = Arc::downgrade(self);
+        at_time(next, move || {
+            if let Some(q) = q.upgrade() {
+                q.on_expiry_timer();
+            }
+        });
+    }
+
+    fn on_expiry_timer(self: &Arc<Self>) {
+        if self.is_deleted() {
+            return;
+        }
+        let dead = {
+            let mut st = self.lock();
+            st.timer_at = None;
+            self.expire_locked(&mut st);
+            self.schedule_expiry(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
+    }
+
+    /// Notes a use of the queue (declare, consume, get) for `x-expires`, and makes sure its timer
+    /// runs.
+    pub fn touch(self: &Arc<Self>) {
+        let Some(expires) = self.args.expires else {
+            return;
+        };
+        let mut st = self.lock();
+        st.last_used = now_ms();
+        if !st.expires_timer {
+            st.expires_timer = true;
+            let at = st.last_used + expires;
+            drop(st);
+            let q = Arc::downgrade(self);
+            at_time(at, move || {
+                if let Some(q) = q.upgrade() {
+                    q.on_expires_timer();
+                }
+            });
+        }
+    }
+
+    fn on_expires_timer(self: &Arc<Self>) {
+        let Some(expires) = self.args.expires else {
+            return;
+        };
         if self.is_deleted() {
             return;
         }
         let mut st = self.lock();
-        for u in returned {
-            st.unacked = st.unacked.saturating_sub(1);
-            st.backlog.requeue(Ready {
-                seq: u.seq,
-                message: u.message.clone(),
-                redelivered: true,
-                stored: u.stored,
-            });
+        st.expires_timer = false;
+        if !st.consumers.is_empty() {
+            // The last consumer to leave touches the queue again.
+            return;
         }
-        self.dispatch_locked(&mut st);
+        let due = st.last_used + expires;
+        if now_ms() < due {
+            st.expires_timer = true;
+            drop(st);
+            let q = Arc::downgrade(self);
+            at_time(due, move || {
+                if let Some(q) = q.upgrade() {
+                    q.on_expires_timer();
+                }
+            });
+            return;
+        }
+        drop(st);
+        if let Some(vhost) = self.vhost_ref.upgrade() {
+            info!(queue = %self.name, vhost = %self.vhost, "deleting queue unused for {expires} ms (x-expires)");
+            vhost.delete_queue(self);
+        }
     }
 
-    /// Forgets acknowledged (or discarded) deliveries, deleting stored ones.
+    /// Makes the dead letter of a message that leaves this queue for `reason`, if the queue has a
+    /// dead-letter exchange (called locked; routed once the lock is released).
+    fn dead_letter(&self, st: &mut QueueState, m: &Message, reason: Reason) {
+        if let Some(dlx) = &self.args.dlx {
+            st.dead.push(deadletter::dead_letter(
+                m,
+                &self.name,
+                reason,
+                dlx,
+                self.args.dlrk.as_deref(),
+                now_ms() / 1000,
+            ));
+        }
+    }
+
+    /// Routes dead letters through the vhost (never called with the queue locked).
+    fn route_dead(&self, dead: Vec<DeadLetter>) {
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(vhost) = self.vhost_ref.upgrade() {
+            vhost.publish_dead_letters(dead);
+        }
+    }
+
+    /// Puts returned messages back at their original places, marked redelivered, and delivers.
+    /// A message returned more often than `x-delivery-limit` allows is dead-lettered instead.
+    pub fn requeue(self: &Arc<Self>, returned: &[Unacked]) {
+        if self.is_deleted() {
+            return;
+        }
+        let dead = {
+            let mut st = self.lock();
+            let counts = self.args.counts_deliveries();
+            for u in returned {
+                st.unacked = st.unacked.saturating_sub(1);
+                let count = if counts {
+                    u.delivery_count.saturating_add(1)
+                } else {
+                    u.delivery_count
+                };
+                let r = Ready {
+                    seq: u.seq,
+                    message: u.message.clone(),
+                    redelivered: true,
+                    stored: u.stored,
+                    expires_at: u.expires_at,
+                    delivery_count: count,
+                };
+                if self
+                    .args
+                    .delivery_limit
+                    .is_some_and(|limit| count as u64 > limit)
+                {
+                    self.dead_letter(&mut st, &r.message, Reason::DeliveryLimit);
+                    self.unstore_one(&r);
+                    continue;
+                }
+                let lane = self.lane_of(&r.message);
+                if counts && r.stored {
+                    if let Some((p, id)) = self.store_id(lane) {
+                        p.store.submit(
+                            vec![Op::UpdateMessage {
+                                queue: id,
+                                seq: r.seq,
+                                record: r.message.record_with_count(count),
+                            }],
+                            None,
+                        );
+                    }
+                }
+                if r.expires_at != NEVER {
+                    st.expiry_heap
+                        .push(Reverse((r.expires_at, r.seq, lane as u8)));
+                }
+                st.lanes[lane].requeue(r);
+            }
+            self.dispatch_locked(&mut st);
+            if st.may_expire {
+                self.expire_locked(&mut st);
+                self.schedule_expiry(&mut st);
+            }
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
+    }
+
+    /// Forgets acknowledged deliveries, deleting stored ones.
     pub fn acked(&self, settled: &[Unacked]) {
         {
             let mut st = self.lock();
@@ -199,6 +684,32 @@ impl Queue {
                 .filter(|u| u.stored)
                 .map(|u| (u.seq, &u.message)),
         );
+    }
+
+    /// basic.reject or basic.nack without requeue: the deliveries are dead-lettered (reason
+    /// `rejected`) if the queue has a dead-letter exchange, and forgotten.
+    pub fn discarded(&self, settled: &[Unacked]) {
+        let dead = {
+            let mut st = self.lock();
+            st.unacked = st.unacked.saturating_sub(settled.len());
+            for u in settled {
+                self.dead_letter(&mut st, &u.message, Reason::Rejected);
+            }
+            std::mem::take(&mut st.dead)
+        };
+        self.unstore(
+            settled
+                .iter()
+                .filter(|u| u.stored)
+                .map(|u| (u.seq, &u.message)),
+        );
+        self.route_dead(dead);
+    }
+
+    fn unstore_one(&self, r: &Ready) {
+        if r.stored {
+            self.unstore(std::iter::once((r.seq, &r.message)));
+        }
     }
 
     /// Deletes the stored copies of messages that left the queue for good (callers pass stored
@@ -213,7 +724,7 @@ impl Queue {
         }
         let ops: Vec<Op> = gone
             .map(|(seq, m)| Op::DeleteMessage {
-                queue: p.id,
+                queue: p.id + self.lane_of(m) as u64,
                 seq,
                 size: m.size() as u64,
             })
@@ -226,137 +737,234 @@ impl Queue {
     /// Notes a first delivery of a stored message, so that it comes back redelivered after a
     /// restart (called with the queue locked).
     pub(crate) fn mark_delivered(&self, r: &Ready) {
-        if let Some(p) = self.persist.as_ref().filter(|_| r.stored && !r.redelivered) {
-            let seq = r.seq;
-            p.store
-                .submit(vec![Op::MarkDelivered { queue: p.id, seq }], None);
+        if !r.stored || r.redelivered {
+            return;
+        }
+        if let Some((p, id)) = self.store_id(self.lane_of(&r.message)) {
+            p.store.submit(
+                vec![Op::MarkDelivered {
+                    queue: id,
+                    seq: r.seq,
+                }],
+                None,
+            );
         }
     }
 
-    /// Start-up: the queue's stored messages, all paged (nothing is read until consumers need it).
-    pub fn restore(&self, paged: Option<Paged>, delivered: u64, next_seq: u64) {
+    /// Start-up: the queue's stored messages, per lane, all paged (nothing is read until consumers
+    /// need it). `lanes[i]` is (paged range, one past the highest delivered sequence).
+    pub fn restore(&self, lanes: Vec<(Option<Paged>, u64)>, next_seq: u64) {
         let mut st = self.lock();
-        st.backlog.set_paged(paged);
-        st.delivered_before_restart = delivered;
+        for (i, (paged, delivered)) in lanes.into_iter().enumerate().take(st.lanes.len()) {
+            st.lanes[i].set_paged(paged);
+            st.delivered_before_restart[i] = delivered;
+        }
         st.next_seq = st.next_seq.max(next_seq);
         st.first_seq_of_run = st.next_seq;
     }
 
-    /// Starts reading the next chunk of the paged range on a blocking thread (called locked).
-    fn start_load(self: &Arc<Self>, st: &mut QueueState) {
-        let (Some(_), Some(range)) = (&self.persist, st.backlog.paged()) else {
+    /// Starts reading the next chunk of a lane's paged range on a blocking thread (called locked).
+    fn start_load(self: &Arc<Self>, st: &mut QueueState, lane: usize) {
+        let (Some((_, id)), Some(range)) = (self.store_id(lane), st.lanes[lane].paged()) else {
             return;
         };
-        st.backlog.loading = true;
-        let generation = st.backlog.generation;
+        st.lanes[lane].loading = true;
+        let generation = st.lanes[lane].generation;
         let q = self.clone();
-        let load = move || q.load_chunk(generation, range.next);
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(load)),
-            Err(_) => drop(std::thread::spawn(load)),
+        blocking(move || q.load_chunk(lane, id, generation, range.next));
+    }
+
+    /// Reads a chunk of a lane from the store (blocking).
+    fn read_chunk(&self, id: u64, from: u64) -> Option<Vec<(u64, MessageRecord)>> {
+        let p = self.persist.as_ref()?;
+        match p
+            .store
+            .read_messages(id, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES)
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error!(queue = %self.name, "cannot read messages back from the store: {e}");
+                None
+            }
         }
     }
 
-    /// Reads a chunk of the paged range from the store and takes it in (blocking: runs on a
-    /// blocking thread, or inline for basic.get).
-    fn load_chunk(self: Arc<Self>, generation: u64, from: u64) {
+    /// Reads a chunk of a lane's paged range and takes it in (blocking: runs on a blocking
+    /// thread).
+    fn load_chunk(self: Arc<Self>, lane: usize, id: u64, generation: u64, from: u64) {
+        let read = self.read_chunk(id, from);
+        let dead = {
+            let mut st = self.lock();
+            st.lanes[lane].loading = false;
+            let Some(records) = read else {
+                return;
+            };
+            if records.is_empty() {
+                if st.lanes[lane].paged().is_some() && st.lanes[lane].generation == generation {
+                    // The range's writes are still queued in the store: load once they are written.
+                    st.lanes[lane].loading = true;
+                    let q = self.clone();
+                    if let Some(p) = &self.persist {
+                        p.store.submit(
+                            vec![],
+                            Some(Box::new(move |_| {
+                                blocking(move || q.load_chunk(lane, id, generation, from))
+                            })),
+                        );
+                    }
+                }
+                return;
+            }
+            self.take_in(&mut st, lane, id, generation, records);
+            self.dispatch_locked(&mut st);
+            if st.may_expire {
+                self.schedule_expiry(&mut st);
+            }
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
+    }
+
+    /// Reads the next chunk of a lane inline, with the queue locked (basic.get and drop-head, when
+    /// nothing of the lane is in memory). False if nothing could be read.
+    fn load_locked(&self, st: &mut QueueState, lane: usize) -> bool {
+        let (Some((_, id)), Some(range)) = (self.store_id(lane), st.lanes[lane].paged()) else {
+            return false;
+        };
+        let generation = st.lanes[lane].generation;
+        match self.read_chunk(id, range.next) {
+            Some(records) if !records.is_empty() => {
+                self.take_in(st, lane, id, generation, records);
+                true
+            }
+            _ => {
+                // Writes still queued: wait for them, then read (a barrier through the writer).
+                if let Some(p) = &self.persist {
+                    let _ = p.store.commit_blocking(vec![]);
+                }
+                match self.read_chunk(id, range.next) {
+                    Some(records) if !records.is_empty() => {
+                        self.take_in(st, lane, id, generation, records);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Takes in records read from a lane of the store (called locked).
+    fn take_in(
+        &self,
+        st: &mut QueueState,
+        lane: usize,
+        id: u64,
+        generation: u64,
+        records: Vec<(u64, MessageRecord)>,
+    ) {
         let Some(p) = &self.persist else {
             return;
         };
-        let read =
-            p.store
-                .read_messages(p.id, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES);
-        let mut st = self.lock();
-        st.backlog.loading = false;
-        let records = match read {
-            Ok(r) => r,
-            Err(e) => {
-                error!(queue = %self.name, "cannot read messages back from the store: {e}");
-                return;
-            }
-        };
-        if records.is_empty() {
-            if st.backlog.paged().is_some() && st.backlog.generation == generation {
-                // The range's writes are still queued in the store: load once they are written.
-                st.backlog.loading = true;
-                let q = self.clone();
-                let handle = tokio::runtime::Handle::try_current().ok();
-                p.store.submit(
-                    vec![],
-                    Some(Box::new(move |_| {
-                        let load = move || q.load_chunk(generation, from);
-                        match handle {
-                            Some(h) => drop(h.spawn_blocking(load)),
-                            None => drop(std::thread::spawn(load)),
-                        }
-                    })),
-                );
-            }
-            return;
-        }
+        let now = now_ms();
         let mut loaded = Vec::with_capacity(records.len());
         let mut sizes = Vec::with_capacity(records.len());
         let mut stale = Vec::new();
         for (seq, record) in records {
             let size = record.body.len() as u64;
-            if record.transient && seq < st.first_seq_of_run {
-                st.backlog.skip(seq, size);
-                stale.push(Op::DeleteMessage {
-                    queue: p.id,
-                    seq,
-                    size,
-                });
-                continue;
-            }
-            let Some(message) = Message::from_record(record) else {
+            let delivery_count = record.delivery_count;
+            let drop = if record.transient && seq < st.first_seq_of_run {
+                true
+            } else if let Some(message) = Message::from_record(record) {
+                let expires_at = self.expiry_for(&message);
+                if expires_at != NEVER && expires_at <= now {
+                    self.dead_letter(st, &message, Reason::Expired);
+                    true
+                } else {
+                    let redelivered =
+                        seq < st.delivered_before_restart[lane] && seq < st.first_seq_of_run;
+                    if expires_at != NEVER {
+                        st.may_expire = true;
+                    }
+                    loaded.push(Ready {
+                        seq,
+                        message: Arc::new(message),
+                        redelivered: redelivered || delivery_count > 0,
+                        stored: true,
+                        expires_at,
+                        delivery_count,
+                    });
+                    sizes.push(size);
+                    false
+                }
+            } else {
                 warn!(queue = %self.name, seq, "dropping a stored message whose properties do not decode");
-                st.backlog.skip(seq, size);
+                true
+            };
+            if drop {
+                st.lanes[lane].skip(seq, size);
                 stale.push(Op::DeleteMessage {
-                    queue: p.id,
+                    queue: id,
                     seq,
                     size,
                 });
-                continue;
-            };
-            let redelivered = seq < st.delivered_before_restart && seq < st.first_seq_of_run;
-            loaded.push(Ready {
-                seq,
-                message: Arc::new(message),
-                redelivered,
-                stored: true,
-            });
-            sizes.push(size);
+            }
         }
         if !stale.is_empty() {
             p.store.submit(stale, None);
         }
-        st.backlog.absorb(generation, loaded, &sizes);
-        self.dispatch_locked(&mut st);
+        for r in &loaded {
+            if r.expires_at != NEVER && r.expires_at < st.lane_expiry_max[lane] {
+                st.expiry_heap
+                    .push(Reverse((r.expires_at, r.seq, lane as u8)));
+            }
+            st.lane_expiry_max[lane] = st.lane_expiry_max[lane].max(r.expires_at);
+        }
+        st.lanes[lane].absorb(generation, loaded, &sizes);
+    }
+
+    /// The message as delivered: with `x-delivery-count` when the queue counts deliveries and this
+    /// one was returned before.
+    /// (A quorum queue's basic.get says `x-delivery-count: 0` even on a first delivery; a consumer's
+    /// first delivery has no header.)
+    fn as_delivered(&self, r: &Ready, get: bool) -> Arc<Message> {
+        if (r.delivery_count > 0 || get) && self.args.counts_deliveries() {
+            Arc::new(r.message.with_header(
+                "x-delivery-count",
+                &amqp_codec::rawtable::long(r.delivery_count as i64),
+            ))
+        } else {
+            r.message.clone()
+        }
     }
 
     /// basic.get: takes the head message. Records the delivery on `channel` unless `no_ack`.
     pub fn get(self: &Arc<Self>, channel: &ChannelShared, no_ack: bool) -> bool {
+        self.touch();
         let mut st = self.lock();
-        if st.backlog.in_memory() == 0 {
-            if let Some(range) = st.backlog.paged() {
-                // Nothing in memory but more stored: read it now (basic.get is synchronous), even if
-                // a background load is under way (taking in a chunk twice is harmless: `absorb`
-                // skips what it already has).
-                st.backlog.loading = true;
-                let generation = st.backlog.generation;
-                drop(st);
-                self.clone().load_chunk(generation, range.next);
-                st = self.lock();
+        let r = loop {
+            match self.next_ready(&mut st) {
+                Next::Ready(r) => break Some(r),
+                Next::Load(lane) => {
+                    // basic.get is synchronous: read the lane's next chunk now, even if a
+                    // background load is under way (taking in a chunk twice is harmless: `absorb`
+                    // skips what it already has).
+                    if !self.load_locked(&mut st, lane) {
+                        break None;
+                    }
+                }
+                Next::Empty => break None,
             }
-        }
-        let Some(r) = st.backlog.pop() else {
+        };
+        let dead = std::mem::take(&mut st.dead);
+        let Some(r) = r else {
+            drop(st);
+            self.route_dead(dead);
             return false;
         };
-        let remaining = st.backlog.len() as u32;
+        let remaining = st.ready_len() as u32;
+        let delivered = self.as_delivered(&r, true);
         if no_ack {
-            if r.stored {
-                self.unstore(std::iter::once((r.seq, &r.message)));
-            }
+            self.unstore_one(&r);
         } else {
             st.unacked += 1;
             self.mark_delivered(&r);
@@ -371,6 +979,8 @@ impl Queue {
                 message: r.message.clone(),
                 stored: r.stored,
                 consumer: None,
+                expires_at: r.expires_at,
+                delivery_count: r.delivery_count,
             });
         }
         channel.outbox.send(Out::GetOk {
@@ -378,8 +988,11 @@ impl Queue {
             delivery_tag: tag,
             redelivered: r.redelivered,
             message_count: remaining,
-            message: r.message,
+            message: delivered,
         });
+        drop(d);
+        drop(st);
+        self.route_dead(dead);
         true
     }
 
@@ -390,62 +1003,96 @@ impl Queue {
         consumer: Arc<Consumer>,
         consume_ok: Option<AMQPClass>,
     ) -> ConsumeCheck {
-        let mut st = self.lock();
-        if self.is_deleted() {
-            return ConsumeCheck::Deleted;
-        }
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
-        {
-            return ConsumeCheck::ExclusiveInUse;
-        }
-        if let Some(ok) = consume_ok {
-            consumer.channel.outbox.method(consumer.channel.id, ok);
-        }
-        consumer
-            .channel
-            .deliveries()
-            .consumers
-            .insert(consumer.tag.clone(), consumer.clone());
-        let at = st
-            .consumers
-            .partition_point(|c| c.priority >= consumer.priority);
-        st.consumers.insert(at, consumer);
-        st.had_consumers = true;
-        self.dispatch_locked(&mut st);
+        self.touch();
+        let dead = {
+            let mut st = self.lock();
+            if self.is_deleted() {
+                return ConsumeCheck::Deleted;
+            }
+            // (An exclusive consumer is never allowed on a single-active-consumer queue.)
+            if st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive
+                    && (!st.consumers.is_empty() || self.args.single_active_consumer))
+            {
+                return ConsumeCheck::ExclusiveInUse;
+            }
+            if let Some(ok) = consume_ok {
+                consumer.channel.outbox.method(consumer.channel.id, ok);
+            }
+            consumer
+                .channel
+                .deliveries()
+                .consumers
+                .insert(consumer.tag.clone(), consumer.clone());
+            let at = if self.args.single_active_consumer {
+                // In order of arrival: the first is the active one.
+                st.consumers.len()
+            } else {
+                st.consumers
+                    .partition_point(|c| c.priority >= consumer.priority)
+            };
+            st.consumers.insert(at, consumer);
+            st.had_consumers = true;
+            self.dispatch_locked(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
         ConsumeCheck::Ok
     }
 
     /// Removes a consumer. Returns true if the queue should now be auto-deleted.
-    pub fn cancel(&self, consumer: &Arc<Consumer>) -> bool {
-        let mut st = self.lock();
-        st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-        self.auto_delete && st.had_consumers && st.consumers.is_empty() && !self.is_deleted()
+    pub fn cancel(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
+        let (auto_delete, dead, idle) = {
+            let mut st = self.lock();
+            st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
+            let auto_delete = self.auto_delete
+                && st.had_consumers
+                && st.consumers.is_empty()
+                && !self.is_deleted();
+            // With a single active consumer, the next one in line takes over.
+            if self.args.single_active_consumer && !auto_delete {
+                self.dispatch_locked(&mut st);
+            }
+            (
+                auto_delete,
+                std::mem::take(&mut st.dead),
+                st.consumers.is_empty(),
+            )
+        };
+        self.route_dead(dead);
+        if idle {
+            self.touch();
+        }
+        auto_delete
     }
 
     /// Removes all ready messages, stored or not; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
-        let (memory, paged) = st.backlog.clear();
-        let n = memory.len() as u64 + paged.map_or(0, |p| p.count);
-        self.unstore(
-            memory
-                .iter()
-                .filter(|r| r.stored)
-                .map(|r| (r.seq, &r.message)),
-        );
-        if let (Some(p), Some(range)) = (&self.persist, paged) {
-            p.store.submit(
-                vec![Op::DeleteRange {
-                    queue: p.id,
-                    from: range.next,
-                    to: range.end,
-                    count: range.count,
-                    bytes: range.bytes,
-                }],
-                None,
+        let mut n = 0;
+        for lane in 0..st.lanes.len() {
+            let (memory, paged) = st.lanes[lane].clear();
+            n += memory.len() as u64 + paged.map_or(0, |p| p.count);
+            self.unstore(
+                memory
+                    .iter()
+                    .filter(|r| r.stored)
+                    .map(|r| (r.seq, &r.message)),
             );
+            if let (Some((p, id)), Some(range)) = (self.store_id(lane), paged) {
+                p.store.submit(
+                    vec![Op::DeleteRange {
+                        queue: id,
+                        from: range.next,
+                        to: range.end,
+                        count: range.count,
+                        bytes: range.bytes,
+                    }],
+                    None,
+                );
+            }
         }
+        st.expiry_heap.clear();
         n as u32
     }
 
@@ -455,8 +1102,11 @@ impl Queue {
         self.deleted.store(true, Ordering::Relaxed);
         let (n, consumers) = {
             let mut st = self.lock();
-            let n = st.backlog.len() as u32;
-            st.backlog.clear();
+            let n = st.ready_len() as u32;
+            for lane in st.lanes.iter_mut() {
+                lane.clear();
+            }
+            st.expiry_heap.clear();
             (n, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
@@ -474,40 +1124,74 @@ impl Queue {
         n
     }
 
+    /// The store ids of all lanes (to drop with the queue).
+    pub fn store_ids(&self) -> Vec<u64> {
+        match &self.persist {
+            None => Vec::new(),
+            Some(p) => (0..self.args.lanes() as u64).map(|i| p.id + i).collect(),
+        }
+    }
+
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
-        let mut st = self.lock();
-        self.dispatch_locked(&mut st);
+        let dead = {
+            let mut st = self.lock();
+            self.dispatch_locked(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        // Consumers are ordered by priority, and a consumer that takes a message moves behind the
-        // others of its priority: the first one able to take a message is the right one.
-        while st.backlog.in_memory() > 0 && !st.consumers.is_empty() {
-            let mut taken = None;
-            for i in 0..st.consumers.len() {
-                let c = st.consumers[i].clone();
-                if c.try_deliver(self, st) {
-                    taken = Some(i);
+        if self.args.single_active_consumer {
+            // Only the first consumer receives; the others wait their turn.
+            while let Some(c) = st.consumers.first().cloned() {
+                if !c.try_deliver(self, st) {
                     break;
                 }
             }
-            let Some(i) = taken else {
-                break;
-            };
-            let priority = st.consumers[i].priority;
-            let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
-            st.consumers[i..end].rotate_left(1);
+        } else {
+            // Consumers are ordered by priority, and a consumer that takes a message moves behind
+            // the others of its priority: the first one able to take a message is the right one.
+            while !st.consumers.is_empty() {
+                let mut taken = None;
+                for i in 0..st.consumers.len() {
+                    let c = st.consumers[i].clone();
+                    if c.try_deliver(self, st) {
+                        taken = Some(i);
+                        break;
+                    }
+                }
+                let Some(i) = taken else {
+                    break;
+                };
+                let priority = st.consumers[i].priority;
+                let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
+                st.consumers[i..end].rotate_left(1);
+            }
         }
-        // Read ahead of consumers: keep some messages in memory while more are stored.
-        if !st.consumers.is_empty() && st.backlog.wants_load() {
-            self.start_load(st);
+        // Read ahead of consumers: keep some messages in memory while more are stored, in
+        // priority order, until enough are in memory.
+        if !st.consumers.is_empty() {
+            let mut in_memory = 0;
+            for lane in (0..st.lanes.len()).rev() {
+                if in_memory >= backlog::LOAD_LOW_WATER {
+                    break;
+                }
+                if st.lanes[lane].wants_load() {
+                    self.start_load(st, lane);
+                }
+                in_memory += st.lanes[lane].in_memory();
+            }
         }
     }
 }
 
-impl QueueState {
-    fn pop_ready(&mut self) -> Option<Ready> {
-        self.backlog.pop()
-    }
+/// Logs a dead letter that was dropped because it would cycle.
+pub(crate) fn log_cycle(letter: &DeadLetter, queue: &str) {
+    debug!(
+        queue,
+        reason = letter.reason.name(),
+        "dead-lettering cycle detected: message dropped"
+    );
 }
