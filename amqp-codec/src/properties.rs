@@ -41,6 +41,7 @@ pub struct Properties {
     priority: Option<u8>,
     expiration: Option<Range<u32>>,
     user_id: Option<Range<u32>>,
+    reply_to: Option<Range<u32>>,
     headers: Option<Range<u32>>,
     /// Where the headers field is, or would be inserted.
     headers_pos: u32,
@@ -132,6 +133,8 @@ impl Properties {
                 let r = c.short_str()?;
                 if bit == EXPIRATION {
                     p.expiration = Some(r);
+                } else if bit == REPLY_TO {
+                    p.reply_to = Some(r);
                 }
             }
         }
@@ -231,6 +234,25 @@ impl Properties {
     /// The expiration property (a string of milliseconds, by RabbitMQ's convention).
     pub fn expiration(&self) -> Option<&str> {
         self.str_at(&self.expiration)
+    }
+
+    /// The reply_to property.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.str_at(&self.reply_to)
+    }
+
+    /// A copy with the reply_to property replaced (it must be present; `to` at most 255 bytes).
+    pub fn with_reply_to(&self, to: &str) -> Self {
+        let Some(r) = &self.reply_to else {
+            return self.clone();
+        };
+        let to = &to.as_bytes()[..to.len().min(255)];
+        let mut out = Vec::with_capacity(self.raw.len() + to.len());
+        out.extend_from_slice(&self.raw[..r.start as usize - 1]);
+        out.push(to.len() as u8);
+        out.extend_from_slice(to);
+        out.extend_from_slice(&self.raw[r.end as usize..]);
+        Self::new(Bytes::from(out)).expect("rewritten properties are well formed")
     }
 
     /// The user_id property.

@@ -41,6 +41,9 @@ pub struct Config {
     pub queue_memory_messages: usize,
     /// Ready message bytes a durable queue keeps in memory before it pages new ones to the store.
     pub queue_memory_bytes: usize,
+    /// Milliseconds a consumer may hold a delivery unacknowledged (RabbitMQ's `consumer_timeout`;
+    /// a queue's `x-consumer-timeout` overrides it; 0: no limit).
+    pub consumer_timeout: u64,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             fsync: true,
             queue_memory_messages: crate::queue::Budget::default().messages,
             queue_memory_bytes: crate::queue::Budget::default().bytes,
+            consumer_timeout: 1_800_000,
         }
     }
 }

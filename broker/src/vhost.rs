@@ -1,5 +1,6 @@
 //! A virtual host: its exchanges, queues and bindings, and routing between them.
 
+use crate::direct_reply::ReplyTargets;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::Message;
@@ -22,6 +23,8 @@ pub struct VHost {
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Arc<Store>,
+    /// Direct reply-to addresses.
+    pub replies: ReplyTargets,
 }
 
 /// The exchanges every vhost has from the start.
@@ -65,6 +68,7 @@ impl VHost {
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
             store,
+            replies: ReplyTargets::default(),
         }
     }
 

@@ -4,6 +4,7 @@ use super::queue::generated_name;
 use super::{Channel, HeldPublish, HeldSettle, Outcome};
 use crate::connection::writer::Out;
 use crate::connection::ConnectionContext;
+use crate::direct_reply::{REPLY_PREFIX, REPLY_QUEUE};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
@@ -38,6 +39,10 @@ impl Channel {
             b::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
             b::AMQPMethod::Cancel(c) => {
                 let tag = c.consumer_tag.as_str();
+                if self.reply.as_ref().is_some_and(|(t, _)| t.as_ref() == tag) {
+                    let (_, address) = self.reply.take().expect("reply consumer");
+                    ctx.vhost.replies.unregister(&address);
+                }
                 let consumer = self.shared.deliveries().consumers.remove(tag);
                 // Cancelling an unknown tag is not an error in RabbitMQ.
                 if let Some(consumer) = consumer {
@@ -110,6 +115,9 @@ impl Channel {
 
     fn consume(&mut self, ctx: &mut ConnectionContext<'_>, c: b::Consume) -> AmqpResult<()> {
         let name = self.queue_name(c.queue.as_str())?;
+        if name == REPLY_QUEUE {
+            return self.consume_replies(ctx, c);
+        }
         let queue = self.usable_queue(ctx, &name)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             generated_name("amq.ctag").into()
@@ -149,6 +157,35 @@ impl Channel {
             ))),
             ConsumeCheck::Deleted => Err(ctx.vhost.no_queue(&queue.name)),
         }
+    }
+
+    /// basic.consume of `amq.rabbitmq.reply-to`: this channel's direct reply-to consumer.
+    fn consume_replies(
+        &mut self,
+        ctx: &mut ConnectionContext<'_>,
+        c: b::Consume,
+    ) -> AmqpResult<()> {
+        if !c.no_ack {
+            return Err(AmqpError::precondition_failed(
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply.is_some() {
+            return Err(AmqpError::precondition_failed("reply consumer already set"));
+        }
+        let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
+            generated_name("amq.ctag").into()
+        } else {
+            c.consumer_tag.as_str().into()
+        };
+        let address = ctx.vhost.replies.register(&self.shared, tag.clone());
+        if !c.nowait {
+            self.send(AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk {
+                consumer_tag: tag.as_ref().into(),
+            })));
+        }
+        self.reply = Some((tag, address));
+        Ok(())
     }
 
     /// Removes the deliveries an ack/nack/reject names, with RabbitMQ's rules: `multiple` with tag 0
@@ -215,6 +252,15 @@ impl Channel {
         if message.properties.has_headers() {
             message = message.with_sender_selected_keys();
         }
+        if message.properties.reply_to() == Some(REPLY_QUEUE) {
+            // A direct reply-to request: the reply goes to this channel's reply consumer.
+            let Some((_, address)) = &self.reply else {
+                return Err(AmqpError::precondition_failed(
+                    "fast reply consumer does not exist",
+                ));
+            };
+            message.properties = message.properties.with_reply_to(address);
+        }
         let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
             tx.publishes.push(HeldPublish {
@@ -243,6 +289,19 @@ impl Channel {
         mandatory: bool,
         wait: Option<&Arc<ConfirmWait>>,
     ) {
+        if exchange.is_default() && message.routing_key.starts_with(REPLY_PREFIX) {
+            // A direct reply: straight to the requester's channel, or unroutable.
+            let address = message.routing_key.clone();
+            if !ctx.vhost.replies.deliver(&address, message.clone()) && mandatory {
+                self.shared.outbox.send(Out::Return {
+                    channel: self.shared.id,
+                    reply_code: 312,
+                    reply_text: "NO_ROUTE",
+                    message,
+                });
+            }
+            return;
+        }
         let mut queues = std::mem::take(&mut self.route_buf);
         ctx.vhost.route(exchange, &message, &mut queues);
         if queues.is_empty() {

@@ -21,7 +21,7 @@ use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
-use crate::queue::Queue;
+use crate::queue::{Consumer, Queue};
 use amqp_codec::protocol::{basic as b, channel as chan};
 use amqp_codec::{AMQPClass, ContentAssembler, ContentError, Frame};
 use shared::{ChannelShared, Unacked};
@@ -92,6 +92,8 @@ pub struct Channel {
     commit_pending: bool,
     /// Frames that arrived meanwhile.
     held_frames: Vec<Frame>,
+    /// The direct reply-to consumer: (consumer tag, reply address).
+    reply: Option<(Arc<str>, String)>,
 }
 
 fn content_error(e: ContentError) -> AmqpError {
@@ -125,6 +127,7 @@ impl Channel {
             tx: None,
             last_queue: String::new(),
             route_buf: Vec::new(),
+            reply: None,
             commit_pending: false,
             held_frames: Vec::new(),
         }
@@ -280,6 +283,9 @@ impl Channel {
     /// Cancels this channel's consumers and requeues its unacked deliveries (on close).
     pub fn release(&mut self, ctx: &mut ConnectionContext<'_>) {
         self.assembler.reset();
+        if let Some((_, address)) = self.reply.take() {
+            ctx.vhost.replies.unregister(&address);
+        }
         let (consumers, unacked) = {
             let mut d = self.shared.deliveries();
             d.closed = true;
@@ -338,6 +344,86 @@ impl Channel {
                 q.dispatch();
             }
         }
+    }
+
+    /// Deliveries held unacknowledged past their consumer timeout (`x-consumer-timeout` of their
+    /// queue, else `default`). A consumer on a channel whose client takes cancel notifications is
+    /// cancelled (basic.cancel) and its deliveries requeued, so only that consumer stops; otherwise,
+    /// as RabbitMQ does, the channel is closed with 406 (the error is returned).
+    pub fn check_consumer_timeouts(
+        &mut self,
+        now: u64,
+        default: u64,
+        vhost: &crate::vhost::VHost,
+    ) -> Option<AmqpError> {
+        let timeout_of = |q: &Queue| q.args.consumer_timeout.unwrap_or(default);
+        let mut cancel: Vec<Arc<Consumer>> = Vec::new();
+        {
+            let d = self.shared.deliveries();
+            if d.unacked.is_empty() {
+                return None;
+            }
+            // Deliveries are in time order: stop at the first younger than the shortest timeout.
+            let shortest = d
+                .consumers
+                .values()
+                .map(|c| timeout_of(&c.queue))
+                .chain(std::iter::once(default))
+                .filter(|&t| t > 0)
+                .min();
+            let shortest = shortest?;
+            for u in d.unacked.iter() {
+                let age = now.saturating_sub(u.delivered_at);
+                if age < shortest {
+                    break;
+                }
+                let t = timeout_of(&u.queue);
+                if t == 0 || age < t {
+                    continue;
+                }
+                match &u.consumer {
+                    Some(c) if self.shared.cancel_notify => {
+                        if !cancel.iter().any(|x| Arc::ptr_eq(x, c)) {
+                            cancel.push(c.clone());
+                        }
+                    }
+                    _ => {
+                        return Some(AmqpError::precondition_failed(format!(
+                            "delivery acknowledgement on channel {} timed out. Timeout value used: {t} ms. This timeout value can be configured, see consumers doc guide to learn more",
+                            self.shared.id
+                        )))
+                    }
+                }
+            }
+        }
+        for c in cancel {
+            tracing::warn!(
+                channel = self.shared.id,
+                queue = %c.queue.name,
+                "consumer '{}' held a delivery unacknowledged past its timeout of {} ms: cancelling it",
+                c.tag,
+                timeout_of(&c.queue)
+            );
+            let returned: Vec<Unacked> = {
+                let mut d = self.shared.deliveries();
+                d.consumers.remove(&c.tag);
+                let (mine, rest): (Vec<Unacked>, Vec<Unacked>) = d
+                    .unacked
+                    .drain(..)
+                    .partition(|u| u.consumer.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c)));
+                d.unacked = rest.into();
+                mine
+            };
+            if c.queue.cancel(&c) {
+                vhost.delete_queue(&c.queue);
+            }
+            self.send(AMQPClass::Basic(b::AMQPMethod::Cancel(b::Cancel {
+                consumer_tag: c.tag.as_ref().into(),
+                nowait: true,
+            })));
+            self.settle(returned, Outcome::Requeue);
+        }
+        None
     }
 
     fn dispatch_consumed_queues(&self) {

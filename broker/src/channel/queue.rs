@@ -2,6 +2,7 @@
 
 use super::{check_exclusive, Channel};
 use crate::connection::ConnectionContext;
+use crate::direct_reply::{REPLY_PREFIX, REPLY_QUEUE};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
 use crate::queue::{Queue, QueueArgs, QueueType};
@@ -164,6 +165,21 @@ impl Channel {
 
     fn queue_declare(&mut self, ctx: &mut ConnectionContext<'_>, d: q::Declare) -> AmqpResult<()> {
         let requested = d.queue.as_str();
+        // Direct reply-to: the pseudo-queue always exists; a live reply address does too.
+        if requested == REPLY_QUEUE
+            || (d.passive
+                && requested.starts_with(REPLY_PREFIX)
+                && ctx.vhost.replies.is_live(requested))
+        {
+            if !d.nowait {
+                self.send(AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                    queue: requested.into(),
+                    message_count: 0,
+                    consumer_count: 1,
+                })));
+            }
+            return Ok(());
+        }
         let queue = if d.passive {
             // No empty-name shortcut here: RabbitMQ answers `no queue ''`.
             self.usable_queue(ctx, requested)?

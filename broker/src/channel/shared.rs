@@ -30,6 +30,8 @@ pub struct Unacked {
     pub expires_at: u64,
     /// Times it was returned before this delivery.
     pub delivery_count: u32,
+    /// When it was delivered (ms since the epoch), for the consumer timeout.
+    pub delivered_at: u64,
 }
 
 /// Mutable delivery state of a channel.

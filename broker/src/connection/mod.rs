@@ -31,6 +31,8 @@ use writer::{Out, Outbox};
 
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often deliveries are checked against their consumer timeout.
+const CONSUMER_TIMEOUT_CHECK: Duration = Duration::from_secs(1);
 
 /// Client capabilities from connection.start-ok that change what the server sends.
 #[derive(Debug, Clone, Copy, Default)]
@@ -320,6 +322,9 @@ impl Connection {
             0 => None,
             hb => Some(Duration::from_secs(hb as u64 * 2)),
         };
+        // Consumer timeouts are checked once a second while channels are open.
+        let mut timeouts = tokio::time::interval(CONSUMER_TIMEOUT_CHECK);
+        timeouts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             loop {
                 match decode_frame(&mut self.buf, self.frame_max) {
@@ -341,8 +346,15 @@ impl Connection {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
+            let check_timeouts = !self.channels.is_empty();
             let read = self.reader.read_buf(&mut self.buf);
             let res = tokio::select! {
+                _ = timeouts.tick(), if check_timeouts => {
+                    if let Err(stop) = self.check_consumer_timeouts() {
+                        return stop;
+                    }
+                    continue;
+                }
                 r = async {
                     match idle {
                         Some(d) => tokio::time::timeout(d, read).await.ok(),
@@ -415,6 +427,26 @@ impl Connection {
             }
         })
         .await;
+    }
+
+    /// Cancels consumers (or closes channels) holding deliveries past their consumer timeout.
+    fn check_consumer_timeouts(&mut self) -> Result<(), Stop> {
+        let now = crate::message::now_ms();
+        let default = self.broker.config.consumer_timeout;
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(mut ch) = self.channels.remove(&id) else {
+                continue;
+            };
+            let vhost = self.vhost.clone();
+            match ch.check_consumer_timeouts(now, default, &vhost) {
+                None => {
+                    self.channels.insert(id, ch);
+                }
+                Some(e) => self.channel_outcome(id, ch, Err(e))?,
+            }
+        }
+        Ok(())
     }
 
     fn handle_event(&mut self, event: ConnEvent) -> Result<(), Stop> {

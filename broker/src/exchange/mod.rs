@@ -4,6 +4,7 @@
 //! Bindings are held by their source exchange behind a `std::sync::RwLock`: routing (every publish) takes
 //! read locks only, and no lock is ever held across an await.
 
+pub mod consistent_hash;
 pub mod headers;
 pub mod topic;
 
@@ -26,6 +27,8 @@ pub enum ExchangeKind {
     Topic,
     /// Routes on message headers.
     Headers,
+    /// `x-consistent-hash`: spreads keys over destinations by weight, each key always to the same.
+    ConsistentHash,
 }
 
 impl ExchangeKind {
@@ -36,6 +39,7 @@ impl ExchangeKind {
             "fanout" => Some(ExchangeKind::Fanout),
             "topic" => Some(ExchangeKind::Topic),
             "headers" => Some(ExchangeKind::Headers),
+            "x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
             _ => None,
         }
     }
@@ -47,6 +51,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Exchange {
     pub arguments: FieldTable,
     /// The `alternate-exchange` argument, if any.
     pub alternate: Option<String>,
+    /// The `hash-header` argument of a consistent-hash exchange: hash this header, not the key.
+    pub hash_header: Option<String>,
     bindings: RwLock<Bindings>,
 }
 
@@ -94,6 +101,9 @@ struct Bindings {
     topic_pairs: HashMap<(String, Destination), u32>,
     topic: TopicTrie<Destination>,
     headers: Vec<(FieldTable, Destination)>,
+    /// consistent hash: (destination, weight) in binding order, and the ring built from them.
+    weights: Vec<(Destination, u32)>,
+    ring: consistent_hash::Ring,
 }
 
 /// A field table in AMQP encoding (also what the store keeps).
@@ -121,7 +131,12 @@ impl Exchange {
             Some(amq_protocol::types::AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
             _ => None,
         };
+        let hash_header = arguments
+            .inner()
+            .get("hash-header")
+            .and_then(crate::args::as_str);
         Exchange {
+            hash_header,
             name,
             kind,
             durable,
@@ -143,6 +158,12 @@ impl Exchange {
         if self.kind == ExchangeKind::Headers {
             headers::validate_binding_args(args).map_err(AmqpError::precondition_failed)?;
         }
+        let weight = match self.kind {
+            ExchangeKind::ConsistentHash => {
+                consistent_hash::weight(key).map_err(AmqpError::precondition_failed)?
+            }
+            _ => 0,
+        };
         let mut b = self.bindings.write().unwrap_or_else(|e| e.into_inner());
         let id = (dest.clone(), key.to_string(), encode_table(args));
         if b.all.contains_key(&id) {
@@ -163,6 +184,10 @@ impl Exchange {
                 }
             }
             ExchangeKind::Headers => b.headers.push((args.clone(), dest)),
+            ExchangeKind::ConsistentHash => {
+                b.weights.push((dest, weight));
+                b.rebuild_ring();
+            }
         }
         Ok(())
     }
@@ -250,11 +275,31 @@ impl Exchange {
                     }
                 }
             }
+            ExchangeKind::ConsistentHash => {
+                let dest = match &self.hash_header {
+                    None => b.ring.route(routing_key.as_bytes()),
+                    Some(name) => {
+                        let value = headers()
+                            .and_then(|h| h.inner().get(name.as_str()).cloned())
+                            .map(|v| format!("{v:?}"))
+                            .unwrap_or_default();
+                        b.ring.route(value.as_bytes())
+                    }
+                };
+                if let Some(d) = dest {
+                    f(d);
+                }
+            }
         }
     }
 }
 
 impl Bindings {
+    fn rebuild_ring(&mut self) {
+        let Bindings { weights, ring, .. } = self;
+        ring.rebuild(weights.iter().map(|(d, w)| (d, *w)));
+    }
+
     fn remove_matcher(
         &mut self,
         kind: ExchangeKind,
@@ -295,6 +340,13 @@ impl Bindings {
                     .position(|(a, d)| d == dest && a == args)
                 {
                     self.headers.remove(i);
+                }
+            }
+            ExchangeKind::ConsistentHash => {
+                let w = consistent_hash::weight(key).unwrap_or(0);
+                if let Some(i) = self.weights.iter().position(|(d, x)| d == dest && *x == w) {
+                    self.weights.remove(i);
+                    self.rebuild_ring();
                 }
             }
         }

@@ -68,6 +68,7 @@ impl Consumer {
                 consumer: Some(self.clone()),
                 expires_at: r.expires_at,
                 delivery_count: r.delivery_count,
+                delivered_at: crate::message::now_ms(),
             });
         }
         // Sent with the channel lock held so that tags reach the socket in order.

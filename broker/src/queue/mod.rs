@@ -981,6 +981,7 @@ impl Queue {
                 consumer: None,
                 expires_at: r.expires_at,
                 delivery_count: r.delivery_count,
+                delivered_at: now_ms(),
             });
         }
         channel.outbox.send(Out::GetOk {
