@@ -131,6 +131,31 @@ fn a_message_deleted_before_its_batch_is_written_is_never_written() {
 }
 
 #[test]
+fn a_rewrite_between_a_put_and_its_delete_does_not_bring_the_message_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    store.commit_blocking(vec![queue_def(1, "q")]).unwrap();
+    // A quorum queue's return rewrites the record (delivery count) before the ack deletes it; all
+    // three in one batch must leave nothing behind.
+    let mut rewritten = record("a");
+    rewritten.delivery_count = 1;
+    store
+        .commit_blocking(vec![
+            put(1, 1, "a"),
+            Op::UpdateMessage {
+                queue: 1,
+                seq: 1,
+                record: Bytes::from(rewritten.encode()),
+            },
+            del(1, 1, "a"),
+        ])
+        .unwrap();
+    let r = store.recover().unwrap();
+    assert_eq!((r.queues[0].count, r.queues[0].head), (0, None));
+    assert!(store.read_messages(1, 0, 10, 1 << 20).unwrap().is_empty());
+}
+
+#[test]
 fn dropping_a_queue_removes_its_messages_and_counters() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
