@@ -4,8 +4,9 @@ Run with ``interop-tests/run-pika.sh [pytest args]`` (sets up the venv).
 The broker under test is taken from ``AMQP_URL`` (default
 ``amqp://guest:guest@localhost:5672/%2F``).  Every test must pass against
 RabbitMQ 3.10.8; Warren has to behave the same way.  Tests marked
-``warren_only`` (currently none) are skipped when the broker reports
-product "RabbitMQ" (set WARREN_ONLY_TESTS=1 to force them).
+``warren_only`` are skipped when the broker is RabbitMQ (Warren also says product
+"RabbitMQ", but adds a ``warren_version`` server property; set WARREN_ONLY_TESTS=1 to force
+them).
 
 Helpers provided here:
 
@@ -58,18 +59,21 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "warren_only: behaviour specific to Warren (not RabbitMQ); skipped when "
-        "the broker at AMQP_URL reports product 'RabbitMQ' unless "
-        "WARREN_ONLY_TESTS=1",
+        "the broker at AMQP_URL is RabbitMQ (no warren_version server property) "
+        "unless WARREN_ONLY_TESTS=1",
     )
 
 
-def _server_product():
+def _is_rabbitmq():
+    """True unless the broker is Warren (which says product "RabbitMQ", for clients that switch
+    on it, and adds a ``warren_version`` server property)."""
     try:
         c = pika.BlockingConnection(params())
     except Exception:  # pragma: no cover - broker down: let tests report it
-        return None
+        return False
     try:
-        return c._impl.server_properties.get("product")
+        props = c._impl.server_properties
+        return props.get("product") in ("RabbitMQ", b"RabbitMQ") and "warren_version" not in props
     finally:
         c.close()
 
@@ -78,10 +82,7 @@ def pytest_collection_modifyitems(config, items):
     marked = [i for i in items if i.get_closest_marker("warren_only")]
     if not marked or os.environ.get("WARREN_ONLY_TESTS") == "1":
         return
-    product = _server_product()
-    if isinstance(product, bytes):
-        product = product.decode()
-    if product == "RabbitMQ":
+    if _is_rabbitmq():
         skip = pytest.mark.skip(reason="warren_only test, broker is RabbitMQ")
         for item in marked:
             item.add_marker(skip)

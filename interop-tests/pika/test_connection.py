@@ -28,6 +28,11 @@ def test_server_properties_capabilities(conn):
     # the informational fields every RabbitMQ client library logs
     for key in ("product", "version", "platform", "copyright", "information"):
         assert isinstance(props.get(key), str) and props[key], (key, props)
+    # Clients switch on these: kombu (Celery) uses RabbitMQ's prefetch semantics only for product
+    # "RabbitMQ" 3.3 to 4.0, and stalls behind tasks with a countdown otherwise.
+    assert props["product"] == "RabbitMQ", props
+    major, minor = (int(x) for x in props["version"].split(".")[:2])
+    assert (3, 3) <= (major, minor) < (4, 0), props["version"]
     # pika's convenience accessors agree
     assert conn.publisher_confirms_supported
     assert conn.basic_nack_supported

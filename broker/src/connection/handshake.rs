@@ -43,6 +43,9 @@ pub(super) struct Handshake<'a> {
     pub peer: SocketAddr,
 }
 
+/// The RabbitMQ release whose client-visible behaviour Warren follows (advertised as `version`).
+pub const RABBITMQ_VERSION: &str = "3.10.8";
+
 fn bool_value(b: bool) -> AMQPValue {
     AMQPValue::Boolean(b)
 }
@@ -71,9 +74,17 @@ fn server_properties() -> FieldTable {
         "information".into(),
         s("Licensed under the Apache License 2.0"),
     );
-    p.insert("platform".into(), s("Rust"));
-    p.insert("product".into(), s("Warren"));
-    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    // Clients switch behaviour on the product name (kombu, hence Celery, uses RabbitMQ's prefetch
+    // semantics only for product "RabbitMQ" 3.3 to 4.0, and stalls behind delayed tasks
+    // otherwise). Warren implements RabbitMQ 3.10's semantics, so it says so; what it really is goes
+    // in `platform` and `warren_version`.
+    p.insert(
+        "platform".into(),
+        s(concat!("Warren ", env!("CARGO_PKG_VERSION"), " (Rust)")),
+    );
+    p.insert("product".into(), s("RabbitMQ"));
+    p.insert("version".into(), s(RABBITMQ_VERSION));
+    p.insert("warren_version".into(), s(env!("CARGO_PKG_VERSION")));
     p
 }
 
