@@ -1,28 +1,37 @@
 //! The consistent-hash exchange (`x-consistent-hash`, RabbitMQ's plugin): each binding's key is a
-//! weight; a destination gets that many points on a hash ring, and a message goes to the
-//! destination owning the first point at or after the hash of its routing key (or of the header
-//! named by the exchange's `hash-header` argument). The same key always lands on the same
-//! destination while the bindings stay the same.
+//! weight; a destination owns that many buckets, and a message goes to the owner of the bucket that
+//! jump consistent hashing picks for the hash of its routing key (or of the header named by the
+//! exchange's `hash-header` argument). The same key always lands on the same destination while
+//! the bindings stay the same, and keys spread in proportion to the weights.
 
 use super::Destination;
 
-/// FNV-1a with a final mix, 32 bits: stable across runs and versions (so routing survives
+/// FNV-1a with MurmurHash3's final mix: stable across runs and versions (so routing survives
 /// restarts).
-fn hash(parts: &[&[u8]]) -> u32 {
+fn hash(value: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in *part {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+    for b in value {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    // MurmurHash3's finaliser: FNV alone spreads similar inputs (ring points) poorly.
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
-    h as u32
+    h
+}
+
+/// Jump consistent hash (Lamping and Veach): a bucket in `0..buckets`, uniform, and stable as
+/// buckets are added at the end.
+fn jump(mut key: u64, buckets: usize) -> usize {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < buckets as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as usize
 }
 
 /// Parses a binding key as a weight, with RabbitMQ's reply texts.
@@ -40,44 +49,36 @@ pub fn weight(key: &str) -> Result<u32, String> {
     }
 }
 
-/// The ring of one exchange.
+/// The buckets of one exchange.
 #[derive(Debug, Default)]
 pub struct Ring {
-    /// (point, destination), sorted by point.
-    points: Vec<(u32, Destination)>,
+    /// Bucket i belongs to `buckets[i]`.
+    buckets: Vec<Destination>,
 }
 
 impl Ring {
-    /// Rebuilds the ring from the bindings, in binding order: (destination, weight). A destination
-    /// bound more than once keeps the weight of its first binding, as the plugin does.
+    /// Rebuilds the buckets from the bindings, in binding order: (destination, weight). A
+    /// destination bound more than once keeps the weight of its first binding, as the plugin does.
     pub fn rebuild<'a>(&mut self, bindings: impl Iterator<Item = (&'a Destination, u32)>) {
-        self.points.clear();
+        self.buckets.clear();
         let mut seen: Vec<&Destination> = Vec::new();
         for (dest, w) in bindings {
             if seen.contains(&dest) {
                 continue;
             }
             seen.push(dest);
-            let (kind, name): (&[u8], &[u8]) = match dest {
-                Destination::Queue(n) => (b"q", n.as_bytes()),
-                Destination::Exchange(n) => (b"x", n.as_bytes()),
-            };
-            for i in 0..w.min(100_000) {
-                self.points
-                    .push((hash(&[kind, name, &i.to_be_bytes()]), dest.clone()));
+            for _ in 0..w.min(100_000) {
+                self.buckets.push(dest.clone());
             }
         }
-        self.points.sort_by_key(|(p, _)| *p);
     }
 
-    /// The destination for a hashed value.
+    /// The destination for a value (routing key or header).
     pub fn route(&self, value: &[u8]) -> Option<&Destination> {
-        if self.points.is_empty() {
+        if self.buckets.is_empty() {
             return None;
         }
-        let h = hash(&[value]);
-        let i = self.points.partition_point(|(p, _)| *p < h);
-        Some(&self.points[i % self.points.len()].1)
+        self.buckets.get(jump(hash(value), self.buckets.len()))
     }
 }
 
@@ -107,7 +108,7 @@ mod tests {
         let a = Destination::Queue("a".into());
         let b = Destination::Queue("b".into());
         let mut r = Ring::default();
-        r.rebuild([(&a, 10), (&b, 30)].into_iter());
+        r.rebuild([(&a, 1), (&b, 3)].into_iter());
         let mut to_b = 0;
         for i in 0..4000 {
             let k = format!("key-{i}");
@@ -115,6 +116,6 @@ mod tests {
             assert_eq!(r.route(k.as_bytes()), Some(d));
             to_b += (d == &b) as u32;
         }
-        assert!((2400..3600).contains(&to_b), "{to_b}");
+        assert!((2800..3200).contains(&to_b), "{to_b}");
     }
 }
