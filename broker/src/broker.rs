@@ -54,6 +54,16 @@ impl Broker {
             .cloned()
     }
 
+    /// Every vhost.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// A fresh connection id.
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod delayed;
 pub mod direct_reply;
 pub mod error;
 pub mod exchange;

@@ -101,7 +101,7 @@ pub fn exchange_def(vhost: &str, x: &Exchange) -> Op {
     let def = ExchangeDef {
         vhost: vhost.to_string(),
         name: x.name.clone(),
-        kind: x.kind.name().to_string(),
+        kind: x.type_name().to_string(),
         auto_delete: x.auto_delete,
         internal: x.internal,
         arguments: encode_table(&x.arguments),

@@ -5,7 +5,7 @@
 //! and memory do not grow with the backlog.
 
 use crate::broker::Broker;
-use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::exchange::{Destination, Exchange};
 use crate::persist::Persistence;
 use crate::queue::{Paged, Queue, QueueArgs};
 use amqp_codec::types::FieldTable;
@@ -43,22 +43,22 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
     let r = store.recover()?;
     let mut stats = RecoveryStats::default();
     for x in r.exchanges {
-        let (Some(vhost), Some(kind)) = (broker.vhost(&x.vhost), ExchangeKind::parse(&x.kind))
-        else {
+        let arguments = table(&x.arguments);
+        let (Some(vhost), Ok((kind, delayed))) = (
+            broker.vhost(&x.vhost),
+            crate::exchange::parse_declared_type(&x.kind, &arguments),
+        ) else {
             warn!(
                 "skipping stored exchange '{}' in vhost '{}': unknown vhost or type",
                 x.name, x.vhost
             );
             continue;
         };
-        vhost.restore_exchange(Exchange::new(
-            x.name,
-            kind,
-            true,
-            x.auto_delete,
-            x.internal,
-            table(&x.arguments),
-        ));
+        let mut restored = Exchange::new(x.name, kind, true, x.auto_delete, x.internal, arguments);
+        if delayed {
+            restored = restored.with_delay();
+        }
+        vhost.restore_exchange(restored);
         stats.exchanges += 1;
     }
     for rq in r.queues {

@@ -62,6 +62,10 @@ impl Server {
         let broker = tokio::task::spawn_blocking(move || open_broker(config))
             .await
             .map_err(io::Error::other)??;
+        // Delayed-message exchanges: one task per vhost routes messages as they fall due.
+        for vhost in broker.vhosts() {
+            tokio::spawn(vhost.delayed.clone().run(Arc::downgrade(&vhost)));
+        }
         let config = &broker.config;
         let mut listeners = Vec::new();
         let mut last_err = None;

@@ -1,5 +1,6 @@
 //! A virtual host: its exchanges, queues and bindings, and routing between them.
 
+use crate::delayed::Delayed;
 use crate::direct_reply::ReplyTargets;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
@@ -25,6 +26,8 @@ pub struct VHost {
     store: Arc<Store>,
     /// Direct reply-to addresses.
     pub replies: ReplyTargets,
+    /// Messages waiting in delayed-message exchanges.
+    pub delayed: Arc<Delayed>,
 }
 
 /// The exchanges every vhost has from the start.
@@ -67,6 +70,7 @@ impl VHost {
             name: name.to_string(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
+            delayed: Arc::new(Delayed::new(store.clone())),
             store,
             replies: ReplyTargets::default(),
         }
@@ -165,11 +169,12 @@ impl VHost {
         self.qs().values().cloned().collect()
     }
 
-    /// exchange.declare (non-passive): creates, or checks equivalence with the existing one.
+    /// exchange.declare (non-passive): creates, or checks equivalence with the existing one. `kind`
+    /// is (routing kind, declared as x-delayed-message).
     pub fn declare_exchange(
         &self,
         name: &str,
-        kind: ExchangeKind,
+        (kind, delayed): (ExchangeKind, bool),
         durable: bool,
         auto_delete: bool,
         internal: bool,
@@ -183,8 +188,13 @@ impl VHost {
                     self.name
                 ))
             };
-            if x.kind != kind {
-                return Err(mismatch("type", kind.name(), x.kind.name()));
+            if x.kind != kind || x.delayed != delayed {
+                let declared = if delayed {
+                    crate::exchange::DELAYED_TYPE
+                } else {
+                    kind.name()
+                };
+                return Err(mismatch("type", declared, x.type_name()));
             }
             if x.durable != durable {
                 return Err(mismatch("durable", yes_no(durable), yes_no(x.durable)));
@@ -207,14 +217,18 @@ impl VHost {
             )?;
             return Ok(x.clone());
         }
-        let x = Arc::new(Exchange::new(
+        let mut x = Exchange::new(
             name.to_string(),
             kind,
             durable,
             auto_delete,
             internal,
             arguments.clone(),
-        ));
+        );
+        if delayed {
+            x = x.with_delay();
+        }
+        let x = Arc::new(x);
         xs.insert(name.to_string(), x.clone());
         if durable {
             self.persist(vec![persist::exchange_def(&self.name, &x)]);
@@ -456,6 +470,20 @@ impl VHost {
                 let (_, more) = q.enqueue_inner(letter.message.clone(), None);
                 work.extend(more);
             }
+        }
+    }
+
+    /// Routes a delayed message that fell due through its exchange (dropped if the exchange is
+    /// gone; no confirm, no return).
+    pub fn publish_delayed(&self, exchange: &str, message: Arc<Message>) {
+        let Some(x) = self.exchange(exchange) else {
+            debug!(exchange, "delayed message for a deleted exchange: dropped");
+            return;
+        };
+        let mut queues = Vec::new();
+        self.route(&x, &message, &mut queues);
+        for q in queues {
+            q.enqueue(message.clone(), None);
         }
     }
 }

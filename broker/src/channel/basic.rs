@@ -302,6 +302,16 @@ impl Channel {
             }
             return;
         }
+        if exchange.delayed {
+            if let Some(delay) = crate::delayed::delay_of(&message) {
+                // Kept in the store until due; routed then (no return: the plugin does not
+                // support mandatory).
+                ctx.vhost
+                    .delayed
+                    .schedule(&exchange.name, &message, delay, wait);
+                return;
+            }
+        }
         let mut queues = std::mem::take(&mut self.route_buf);
         ctx.vhost.route(exchange, &message, &mut queues);
         if queues.is_empty() {

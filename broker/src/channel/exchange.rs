@@ -3,7 +3,7 @@
 use super::Channel;
 use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
-use crate::exchange::{Destination, ExchangeKind};
+use crate::exchange::Destination;
 use amqp_codec::protocol::exchange as x;
 use amqp_codec::AMQPClass;
 
@@ -27,12 +27,7 @@ impl Channel {
                         ctx.vhost.get_exchange(name)?;
                     }
                 } else {
-                    let kind = ExchangeKind::parse(d.kind.as_str()).ok_or_else(|| {
-                        AmqpError::command_invalid(format!(
-                            "unknown exchange type '{}'",
-                            d.kind.as_str()
-                        ))
-                    })?;
+                    let kind = crate::exchange::parse_declared_type(d.kind.as_str(), &d.arguments)?;
                     if name.is_empty() {
                         return Err(default_exchange_refused());
                     }

@@ -56,6 +56,38 @@ impl ExchangeKind {
     }
 }
 
+/// The delayed-message exchange's type name.
+pub const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// Parses a declared exchange type with its arguments: (routing kind, delayed). An
+/// `x-delayed-message` exchange routes as its `x-delayed-type` argument says (the plugin's texts on
+/// errors); an unknown type is a 503, as in RabbitMQ.
+pub fn parse_declared_type(name: &str, args: &FieldTable) -> AmqpResult<(ExchangeKind, bool)> {
+    if name != DELAYED_TYPE {
+        return ExchangeKind::parse(name)
+            .map(|k| (k, false))
+            .ok_or_else(|| AmqpError::command_invalid(format!("unknown exchange type '{name}'")));
+    }
+    let inner = match args.inner().get("x-delayed-type") {
+        Some(amq_protocol::types::AMQPValue::LongString(s)) => {
+            String::from_utf8_lossy(s.as_bytes()).into_owned()
+        }
+        _ => String::new(),
+    };
+    if inner == DELAYED_TYPE {
+        return Err(AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+        ));
+    }
+    ExchangeKind::parse(&inner)
+        .map(|k| (k, true))
+        .ok_or_else(|| {
+            AmqpError::precondition_failed(
+                "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+            )
+        })
+}
+
 /// Where a binding leads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -84,6 +116,8 @@ pub struct Exchange {
     pub alternate: Option<String>,
     /// The `hash-header` argument of a consistent-hash exchange: hash this header, not the key.
     pub hash_header: Option<String>,
+    /// Declared as `x-delayed-message` (then `kind` is its `x-delayed-type`).
+    pub delayed: bool,
     bindings: RwLock<Bindings>,
 }
 
@@ -137,6 +171,7 @@ impl Exchange {
             .and_then(crate::args::as_str);
         Exchange {
             hash_header,
+            delayed: false,
             name,
             kind,
             durable,
@@ -145,6 +180,21 @@ impl Exchange {
             arguments,
             alternate,
             bindings: RwLock::new(Bindings::default()),
+        }
+    }
+
+    /// The same exchange, declared as `x-delayed-message` routing as its `kind`.
+    pub fn with_delay(mut self) -> Self {
+        self.delayed = true;
+        self
+    }
+
+    /// The type it was declared with.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind.name()
         }
     }
 

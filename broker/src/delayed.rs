@@ -1,0 +1,187 @@
+//! The delayed-message exchange (`x-delayed-message`, RabbitMQ's community plugin): a message
+//! published with an `x-delay` header of N > 0 ms is routed N ms later, through the exchange's
+//! bindings as its `x-delayed-type` would route it, and is delivered with `x-delay` set to -N.
+//!
+//! Delayed messages live in the store only, in an area of their own whose keys are
+//! `(DELAYED_AREA, due time << 20 | counter)`: RocksDB keeps them sorted by due time, so the store
+//! itself is the timer queue. Memory does not grow with the number of delayed messages, and a
+//! restart needs no scan: one task per vhost reads whatever is due from the front of the area,
+//! routes it, deletes it (waiting for the delete before reading again), and sleeps until the next
+//! due time or until an earlier message is scheduled. A publish in confirm mode is confirmed once
+//! the delayed message is durable.
+
+use crate::message::{now_ms, Message};
+use crate::persist::ConfirmWait;
+use crate::vhost::VHost;
+use amqp_codec::rawtable;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use storage::{Op, Store};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+/// Store id of the delayed messages of the default vhost.
+pub const DELAYED_AREA: u64 = u64::MAX - 1;
+/// Bits of the sequence used for the counter that tells messages due in the same ms apart.
+const COUNTER_BITS: u32 = 20;
+/// Messages routed per read of the store.
+const BATCH: usize = 512;
+/// Longest delay accepted (the plugin's limit: 2^32-1 ms).
+pub const MAX_DELAY: i64 = u32::MAX as i64;
+
+/// A vhost's delayed messages.
+#[derive(Debug)]
+pub struct Delayed {
+    store: Arc<Store>,
+    counter: AtomicU64,
+    /// Due time the task sleeps until (u64::MAX: nothing scheduled).
+    next_due: AtomicU64,
+    wake: Notify,
+}
+
+/// The delay a message asks for: its `x-delay` header (an integer, or a string or float that
+/// converts to one, as the plugin takes it). `None`: route at once.
+pub fn delay_of(message: &Message) -> Option<i64> {
+    let table = message.properties.headers_raw()?;
+    let (_, v) = rawtable::entries(table)
+        .into_iter()
+        .find(|(k, _)| *k == "x-delay")?;
+    let d = rawtable::int_of(v).or_else(|| match v.first() {
+        Some(b'S') => rawtable::str_of(v).and_then(|s| s.trim().parse().ok()),
+        Some(b'd') => Some(f64::from_be_bytes(v[1..9].try_into().ok()?) as i64),
+        Some(b'f') => Some(f32::from_be_bytes(v[1..5].try_into().ok()?) as i64),
+        _ => None,
+    })?;
+    (d > 0).then_some(d.min(MAX_DELAY))
+}
+
+impl Delayed {
+    /// The delayed messages kept in `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Delayed {
+            store,
+            counter: AtomicU64::new(0),
+            next_due: AtomicU64::new(u64::MAX),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Keeps `message`, published to the delayed exchange `exchange`, until `delay` ms from now.
+    /// The stored copy says `x-delay: -delay`, as the plugin delivers it.
+    pub fn schedule(
+        self: &Arc<Self>,
+        exchange: &str,
+        message: &Message,
+        delay: i64,
+        wait: Option<&Arc<ConfirmWait>>,
+    ) {
+        let due = now_ms() + delay as u64;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) & ((1 << COUNTER_BITS) - 1);
+        let seq = (due << COUNTER_BITS) | n;
+        let negated = Message::new_at(
+            exchange.to_string(),
+            message.routing_key.clone(),
+            message
+                .with_header("x-delay", &signed_int(-delay))
+                .properties,
+            message.body.clone(),
+            message.published_at,
+        );
+        let op = Op::PutMessage {
+            queue: DELAYED_AREA,
+            seq,
+            record: negated.record_with_count(0),
+            size: negated.size() as u64,
+        };
+        let confirm = wait.map(|w| w.completion());
+        let me = self.clone();
+        self.store.submit(
+            vec![op],
+            Some(Box::new(move |r| {
+                if let Some(c) = confirm {
+                    c(r);
+                }
+                // Written: wake the task if this one is due before what it waits for.
+                if me.next_due.fetch_min(due, Ordering::AcqRel) > due {
+                    me.wake.notify_one();
+                }
+            })),
+        );
+    }
+
+    /// Routes delayed messages as they fall due, until the vhost goes away.
+    pub async fn run(self: Arc<Self>, vhost: Weak<VHost>) {
+        loop {
+            let me = self.clone();
+            let batch = tokio::task::spawn_blocking(move || me.take_due()).await;
+            let next = match batch {
+                Ok(Ok((due, next))) => {
+                    let Some(vhost) = vhost.upgrade() else {
+                        return;
+                    };
+                    let routed = due.len();
+                    for (exchange, message) in due {
+                        vhost.publish_delayed(&exchange, Arc::new(message));
+                    }
+                    if routed == BATCH {
+                        continue;
+                    }
+                    next
+                }
+                Ok(Err(e)) => {
+                    warn!("cannot read delayed messages from the store: {e}");
+                    Some(now_ms() + 1000)
+                }
+                Err(_) => return,
+            };
+            if vhost.strong_count() == 0 {
+                return;
+            }
+            let next = next.unwrap_or(u64::MAX);
+            self.next_due.store(next, Ordering::Release);
+            let wait = Duration::from_millis(next.saturating_sub(now_ms()).min(3_600_000));
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    /// Reads and deletes the messages due now (blocking). Returns them with the exchange they were
+    /// published to, and the due time of the next one.
+    #[allow(clippy::type_complexity)]
+    fn take_due(&self) -> Result<(Vec<(String, Message)>, Option<u64>), storage::StoreError> {
+        let now = now_ms();
+        let records = self.store.read_messages(DELAYED_AREA, 0, BATCH, 16 << 20)?;
+        let mut due = Vec::new();
+        let mut deletes = Vec::new();
+        let mut next = None;
+        for (seq, record) in records {
+            let at = seq >> COUNTER_BITS;
+            if at > now {
+                next = Some(at);
+                break;
+            }
+            deletes.push(Op::DeleteMessage {
+                queue: DELAYED_AREA,
+                seq,
+                size: record.body.len() as u64,
+            });
+            let exchange = record.exchange.clone();
+            match Message::from_record(record) {
+                Some(m) => due.push((exchange, m)),
+                None => debug!("dropping a delayed message whose properties do not decode"),
+            }
+        }
+        if !deletes.is_empty() {
+            // Deleted before the next read, so nothing is routed twice.
+            self.store.commit_blocking(deletes)?;
+        }
+        Ok((due, next))
+    }
+}
+
+/// A raw signed 32-bit value (`I`), as the plugin writes `x-delay`.
+fn signed_int(n: i64) -> Vec<u8> {
+    let mut v = vec![b'I'];
+    v.extend_from_slice(&(n.clamp(i32::MIN as i64, i32::MAX as i64) as i32).to_be_bytes());
+    v
+}
