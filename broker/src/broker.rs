@@ -17,6 +17,8 @@ pub struct Broker {
     pub users: Users,
     /// The store.
     pub store: Arc<Store>,
+    /// Resource alarms (free disk space, store failures).
+    pub alarms: crate::alarm::Alarms,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_connection_id: AtomicU64,
 }
@@ -40,6 +42,7 @@ impl Broker {
             config,
             users,
             store,
+            alarms: crate::alarm::Alarms::default(),
             vhosts: RwLock::new(vhosts),
             next_connection_id: AtomicU64::new(1),
         }

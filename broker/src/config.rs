@@ -44,6 +44,9 @@ pub struct Config {
     /// Milliseconds a consumer may hold a delivery unacknowledged (RabbitMQ's `consumer_timeout`;
     /// a queue's `x-consumer-timeout` overrides it; 0: no limit).
     pub consumer_timeout: u64,
+    /// Publishers are blocked while less than this many bytes are free on the data directory's
+    /// filesystem (RabbitMQ's `disk_free_limit`, default 50 MB; 0: no check).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             queue_memory_messages: crate::queue::Budget::default().messages,
             queue_memory_bytes: crate::queue::Budget::default().bytes,
             consumer_timeout: 1_800_000,
+            disk_free_limit: 50_000_000,
         }
     }
 }

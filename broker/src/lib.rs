@@ -4,6 +4,7 @@
 //! connection, [`channel`] handles methods by class, [`exchange`] routes, [`queue`] holds messages and
 //! dispatches to consumers, [`vhost`] owns exchanges and queues, [`auth`] checks logins.
 
+pub mod alarm;
 pub mod args;
 pub mod auth;
 pub mod broker;

@@ -62,6 +62,7 @@ impl Server {
         let broker = tokio::task::spawn_blocking(move || open_broker(config))
             .await
             .map_err(io::Error::other)??;
+        tokio::spawn(crate::alarm::monitor(Arc::downgrade(&broker)));
         // Delayed-message exchanges: one task per vhost routes messages as they fall due.
         for vhost in broker.vhosts() {
             tokio::spawn(vhost.delayed.clone().run(Arc::downgrade(&vhost)));

@@ -23,3 +23,10 @@ pub use error::StoreError;
 pub use record::MessageRecord;
 pub use store::{QueueState, Recovered, RecoveredQueue, Store, StoreConfig};
 pub use writer::{Completion, Op};
+
+/// Seconds since the Unix epoch (for probe records).
+pub(crate) fn message_time_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

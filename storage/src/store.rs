@@ -103,6 +103,7 @@ pub struct Store {
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_queue_id: AtomicU64,
+    failures: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -228,9 +229,11 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
         let sync = config.sync;
+        let failures = Arc::new(AtomicU64::new(0));
+        let writer_failures = failures.clone();
         let writer = std::thread::Builder::new()
             .name("warren-store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, sync))
+            .spawn(move || writer::run(writer_db, rx, sync, writer_failures))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             db,
@@ -238,7 +241,22 @@ impl Store {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             next_queue_id: AtomicU64::new(1),
+            failures,
         })
+    }
+
+    /// Batches whose write failed so far (a full disk, an I/O error).
+    pub fn failed_writes(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Writes a small record and waits for it: true if the store accepts writes again.
+    pub fn probe(&self) -> bool {
+        self.commit_blocking(vec![Op::PutDef {
+            key: b"\xffprobe".to_vec(),
+            value: crate::message_time_now().to_be_bytes().to_vec(),
+        }])
+        .is_ok()
     }
 
     /// The directory of the store.

@@ -164,7 +164,12 @@ fn op_bytes(op: &Op) -> usize {
     }
 }
 
-pub(crate) fn run(db: Arc<DB>, rx: Receiver<Request>, sync: bool) {
+pub(crate) fn run(
+    db: Arc<DB>,
+    rx: Receiver<Request>,
+    sync: bool,
+    failures: Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
     let mut requests: Vec<Request> = Vec::new();
@@ -187,6 +192,7 @@ pub(crate) fn run(db: Arc<DB>, rx: Receiver<Request>, sync: bool) {
         let result = write_batch(&db, &wo, &requests);
         if let Err(e) = &result {
             error!("store write failed: {e}");
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         debug!(
             requests = requests.len(),

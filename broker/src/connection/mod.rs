@@ -123,6 +123,8 @@ pub struct Connection {
     exclusive_queues: Vec<Arc<Queue>>,
     events_tx: EventSender,
     events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+    /// It published something: a resource alarm blocks it.
+    published: bool,
 }
 
 /// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
@@ -184,6 +186,7 @@ pub async fn serve(
                     exclusive_queues: Vec::new(),
                     events_tx,
                     events_rx,
+                    published: false,
                 };
                 c.run(shutdown).await;
             }
@@ -326,6 +329,11 @@ impl Connection {
         let mut timeouts = tokio::time::interval(CONSUMER_TIMEOUT_CHECK);
         timeouts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.published && self.broker.alarms.active() {
+                if let Err(stop) = self.stay_blocked(shutdown).await {
+                    return stop;
+                }
+            }
             loop {
                 match decode_frame(&mut self.buf, self.frame_max) {
                     Ok(Some(frame)) => {
@@ -429,6 +437,41 @@ impl Connection {
         .await;
     }
 
+    /// While a resource alarm lasts, a publishing connection is not read (RabbitMQ's blocking);
+    /// clients that support it are told with connection.blocked and connection.unblocked. Store
+    /// events (confirms) still flow.
+    async fn stay_blocked(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        warn!("connection blocked: a resource alarm is in effect (low on disk)");
+        if self.caps.connection_blocked {
+            self.outbox.method(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
+                    reason: "low on disk".into(),
+                })),
+            );
+        }
+        let mut alarm = self.broker.alarms.subscribe();
+        while *alarm.borrow_and_update() {
+            tokio::select! {
+                r = alarm.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                Some(event) = self.events_rx.recv() => self.handle_event(event)?,
+                _ = shutdown.changed() => return Err(Stop::Shutdown),
+            }
+        }
+        if self.caps.connection_blocked {
+            self.outbox.method(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
+            );
+        }
+        info!("connection unblocked: resource alarm cleared");
+        Ok(())
+    }
+
     /// Cancels consumers (or closes channels) holding deliveries past their consumer timeout.
     fn check_consumer_timeouts(&mut self) -> Result<(), Stop> {
         let now = crate::message::now_ms();
@@ -482,6 +525,13 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), Stop> {
         let channel = frame.channel();
+        if let Frame::Method(
+            _,
+            AMQPClass::Basic(amqp_codec::protocol::basic::AMQPMethod::Publish(_)),
+        ) = &frame
+        {
+            self.published = true;
+        }
         if channel == 0 {
             return match frame {
                 Frame::Heartbeat(_) => Ok(()),

@@ -1,0 +1,104 @@
+//! Resource alarms, as RabbitMQ's disk alarm: while free disk space under the data directory is
+//! below `disk_free_limit`, or after a store write failed, connections that publish are blocked
+//! (connection.blocked to clients that support it; their sockets are not read) until the alarm
+//! clears. Messages already confirmed are never at risk: a failed write is nacked, and RocksDB's
+//! write-ahead log keeps the store consistent.
+
+use crate::broker::Broker;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// How often free space is measured (and a failed store is probed).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The broker's alarms.
+#[derive(Debug)]
+pub struct Alarms {
+    disk: AtomicBool,
+    store: AtomicBool,
+    tx: watch::Sender<bool>,
+}
+
+impl Default for Alarms {
+    fn default() -> Self {
+        Alarms {
+            disk: AtomicBool::new(false),
+            store: AtomicBool::new(false),
+            tx: watch::channel(false).0,
+        }
+    }
+}
+
+impl Alarms {
+    /// True while publishers must be blocked.
+    pub fn active(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Changes of [`Alarms::active`].
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    fn set(&self, flag: &AtomicBool, on: bool) {
+        flag.store(on, Ordering::Release);
+        let any = self.disk.load(Ordering::Acquire) || self.store.load(Ordering::Acquire);
+        self.tx.send_if_modified(|cur| {
+            let changed = *cur != any;
+            *cur = any;
+            changed
+        });
+    }
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    fs4::available_space(path).ok()
+}
+
+/// Watches free disk space and store failures until the broker goes away.
+pub async fn monitor(broker: Weak<Broker>) {
+    let mut seen_failures = 0;
+    loop {
+        let Some(b) = broker.upgrade() else {
+            return;
+        };
+        let limit = b.config.disk_free_limit;
+        if limit > 0 {
+            if let Some(free) = free_bytes(&b.config.data_dir) {
+                let low = free < limit;
+                if low != b.alarms.disk.load(Ordering::Acquire) {
+                    if low {
+                        warn!("free disk space is insufficient. Free bytes: {free}. Limit: {limit}; publishers are blocked");
+                    } else {
+                        info!("free disk space alarm cleared. Free bytes: {free}. Limit: {limit}");
+                    }
+                    b.alarms.set(&b.alarms.disk, low);
+                }
+            }
+        }
+        let failures = b.store.failed_writes();
+        if failures != seen_failures && !b.alarms.store.load(Ordering::Acquire) {
+            error!("store writes are failing; publishers are blocked until a write succeeds");
+            b.alarms.set(&b.alarms.store, true);
+        }
+        seen_failures = failures;
+        if b.alarms.store.load(Ordering::Acquire) && !b.alarms.disk.load(Ordering::Acquire) {
+            let store = b.store.clone();
+            let ok = tokio::task::spawn_blocking(move || store.probe())
+                .await
+                .unwrap_or(false);
+            if ok {
+                seen_failures = b.store.failed_writes();
+                info!("store writes succeed again; store alarm cleared");
+                b.alarms.set(&b.alarms.store, false);
+            }
+        }
+        drop(b);
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
