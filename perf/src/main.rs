@@ -58,6 +58,10 @@ struct Args {
     /// Prefetch per consumer (0: unlimited).
     #[arg(long, default_value_t = 0)]
     prefetch: u16,
+    /// Publishes handed to lapin before waiting for the first of them to be written (1: one at a
+    /// time, lapin's ceiling is then one message per socket write).
+    #[arg(long, default_value_t = 64)]
+    pipeline: usize,
     /// Publish rate per producer, messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -123,27 +127,42 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
     } else {
         BasicProperties::default()
     };
-    let mut body = vec![0u8; args.size.max(8)];
+    let size = args.size.max(8);
     let mut outstanding = VecDeque::new();
+    // Publishes handed to lapin and not yet written (in order).
+    let mut inflight = futures::stream::FuturesOrdered::new();
     let (mut sent, mut nacked) = (0u64, 0u64);
     let started = Instant::now();
-    while sent < quota {
-        if args.rate > 0 {
-            let due = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
-            tokio::time::sleep_until(due.into()).await;
+    let pipeline = args.pipeline.max(1);
+    while sent < quota || !inflight.is_empty() {
+        if sent < quota && inflight.len() < pipeline {
+            if args.rate > 0 {
+                let due = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let mut body = vec![0u8; size];
+            body[..8].copy_from_slice(&now_nanos().to_be_bytes());
+            let (ch, queue, props) = (ch.clone(), queue.clone(), props.clone());
+            inflight.push_back(async move {
+                ch.basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+                .expect("publish")
+            });
+            sent += 1;
+            // Keep filling the window before waiting (lapin writes what is queued together).
+            if inflight.len() < pipeline && sent < quota && args.rate == 0 {
+                continue;
+            }
         }
-        body[..8].copy_from_slice(&now_nanos().to_be_bytes());
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                props.clone(),
-            )
-            .await
-            .expect("publish");
-        sent += 1;
+        let Some(confirm) = inflight.next().await else {
+            continue;
+        };
         if args.confirm > 0 {
             outstanding.push_back(confirm);
             while outstanding.len() >= args.confirm {
