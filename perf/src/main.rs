@@ -113,6 +113,9 @@ async fn connect(uri: &str) -> Connection {
         .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
 }
 
+// The in-flight publishes yield lapin's confirm futures on purpose: they are awaited later, up to
+// `--confirm` outstanding.
+#[allow(clippy::async_yields_async)]
 async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
     let conn = connect(&args.uri).await;
     let ch = conn.create_channel().await.expect("channel");
