@@ -61,6 +61,8 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         vhost.restore_exchange(restored);
         stats.exchanges += 1;
     }
+    // Store ids in use: every lane of every durable queue, and the delayed messages.
+    let mut kept_ids: Vec<u64> = vec![crate::delayed::DELAYED_AREA];
     for rq in r.queues {
         let Some(vhost) = broker.vhost(&rq.def.vhost) else {
             warn!(
@@ -130,7 +132,24 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             .collect();
         q.restore(lanes, next_seq);
         q.touch();
+        kept_ids.extend(q.store_ids());
         stats.queues += 1;
+    }
+    // Pages of queues that did not survive (non-durable or exclusive, or deleted while their drop
+    // was not yet written): dropped now, in the store's order, before anything new is written.
+    kept_ids.sort_unstable();
+    let orphans: Vec<storage::Op> = store
+        .stored_queue_ids()?
+        .into_iter()
+        .filter(|id| kept_ids.binary_search(id).is_err())
+        .map(|id| storage::Op::DropQueueMessages { queue: id })
+        .collect();
+    if !orphans.is_empty() {
+        info!(
+            "dropping the paged messages of {} queue(s) that did not survive",
+            orphans.len()
+        );
+        store.commit_blocking(orphans)?;
     }
     for b in r.bindings {
         let Some(vhost) = broker.vhost(&b.vhost) else {

@@ -90,7 +90,7 @@ impl VHost {
     /// True if `dest` survives a restart (so a binding to it from a durable exchange is stored).
     fn is_durable(&self, dest: &Destination) -> bool {
         match dest {
-            Destination::Queue(q) => self.queue(q).is_some_and(|q| q.persist.is_some()),
+            Destination::Queue(q) => self.queue(q).is_some_and(|q| q.keeps_definition()),
             Destination::Exchange(x) => self.exchange(x).is_some_and(|x| x.durable),
         }
     }
@@ -318,7 +318,7 @@ impl VHost {
         }
         let q = Arc::new(q);
         qs.insert(q.name.clone(), q.clone());
-        if let Some(p) = &q.persist {
+        if let Some(p) = q.persist.as_ref().filter(|_| q.keeps_definition()) {
             self.persist(vec![persist::queue_def(
                 &self.name,
                 &q.name,
@@ -343,9 +343,12 @@ impl VHost {
         }
         let n = q.delete();
         if q.persist.is_some() {
-            let mut ops = vec![Op::DeleteDef {
-                key: QueueDef::key(&self.name, &q.name),
-            }];
+            let mut ops = Vec::new();
+            if q.keeps_definition() {
+                ops.push(Op::DeleteDef {
+                    key: QueueDef::key(&self.name, &q.name),
+                });
+            }
             ops.extend(
                 q.store_ids()
                     .into_iter()

@@ -57,3 +57,24 @@ def test_requeued_messages_keep_their_place_in_a_long_queue(conn, names):
     ch.basic_nack(taken[-1][0].delivery_tag, multiple=True, requeue=True)
     bodies = [b for _, _, b in get_all(ch, q)]
     assert bodies == [f"{i}:{'x' * (i % 50)}".encode() for i in range(500)]
+
+
+def test_long_non_durable_and_exclusive_queues_keep_order_and_content(conn, names):
+    """Non-durable and exclusive queues page a backlog out too (in Warren): nothing of it may be
+    lost, reordered or turned persistent."""
+    ch = conn.channel()
+    plain = names.queue()
+    ch.queue_declare(plain)
+    exclusive = ch.queue_declare("", exclusive=True).method.queue
+    for q in (plain, exclusive):
+        _publish_mixed(ch, q, 2000)
+        assert ch.queue_declare(q, passive=True).method.message_count == 2000
+    for q in (plain, exclusive):
+        got = get_all(ch, q, auto_ack=False)
+        assert [b for _, _, b in got] == [f"{i}:{'x' * (i % 50)}".encode() for i in range(2000)]
+        assert [p.delivery_mode for _, p, _ in got] == [2 if i % 3 else 1 for i in range(2000)]
+        # requeued, they come back in order, redelivered
+        ch.basic_nack(0, multiple=True, requeue=True)
+        again = get_all(ch, q)
+        assert len(again) == 2000 and all(m.redelivered for m, _, _ in again)
+        assert [b for _, _, b in again] == [b for _, _, b in got]

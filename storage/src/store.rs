@@ -245,6 +245,20 @@ impl Store {
         })
     }
 
+    /// Every queue id that has counters (stored messages now or before): start-up drops those
+    /// that belong to no durable queue (pages of non-durable queues from the last run).
+    pub fn stored_queue_ids(&self) -> Result<Vec<u64>, StoreError> {
+        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
+        let mut ids = Vec::new();
+        for item in self.db.iterator_cf(&counts, IteratorMode::Start) {
+            let (k, _) = item?;
+            if let Ok(b) = <[u8; 8]>::try_from(&k[..]) {
+                ids.push(u64::from_be_bytes(b));
+            }
+        }
+        Ok(ids)
+    }
+
     /// Batches whose write failed so far (a full disk, an I/O error).
     pub fn failed_writes(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)

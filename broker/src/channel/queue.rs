@@ -210,14 +210,14 @@ impl Channel {
                 }
             }
             let owner = d.exclusive.then_some(ctx.id);
-            // Exclusive queues die with their connection, so they are never stored.
-            let persist =
-                (d.durable && !d.exclusive && ctx.vhost.queue(&name).is_none()).then(|| {
-                    let store = ctx.vhost.store().clone();
-                    let id = store.allocate_queue_ids(args.lanes() as u64);
-                    let budget = ctx.broker.config.queue_budget();
-                    crate::persist::Persistence { store, id, budget }
-                });
+            // Every queue may page a backlog out to the store; only durable, non-exclusive ones keep
+            // their definition and persistent messages there (see `Queue::keeps_definition`).
+            let persist = ctx.vhost.queue(&name).is_none().then(|| {
+                let store = ctx.vhost.store().clone();
+                let id = store.allocate_queue_ids(args.lanes() as u64);
+                let budget = ctx.broker.config.queue_budget();
+                crate::persist::Persistence { store, id, budget }
+            });
             let fresh = Queue::new(
                 name.clone(),
                 ctx.vhost.name.clone(),

@@ -1,8 +1,8 @@
 //! A queue's ready messages: the front in memory, the rest possibly only in the store.
 //!
-//! The ready messages, in order, are `memory` followed by the `paged` range. A durable queue whose
-//! in-memory part exceeds its budget stops keeping new messages in memory: they are written to the
-//! store (transient ones too, flagged so that a restart drops them) and only the range's bounds and
+//! The ready messages, in order, are `memory` followed by the `paged` range. A queue (durable or
+//! not) whose in-memory part exceeds its budget stops keeping new messages in memory: they are
+//! written to the store (transient ones too, flagged so that a restart drops them) and only the range's bounds and
 //! totals stay in RAM, so memory does not grow with the backlog. Messages are read back ahead of
 //! consumers, a chunk at a time, on a blocking thread. After a restart every stored message starts
 //! out paged: start-up reads no message.

@@ -238,6 +238,12 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// True if the queue's definition and persistent messages survive a restart (durable and not
+    /// exclusive). Other queues use the store only to page out a backlog.
+    pub fn keeps_definition(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+
     /// True once deleted.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Relaxed)
@@ -324,7 +330,7 @@ impl Queue {
             Some((p, id)) => {
                 let (n, bytes) = st.in_memory();
                 let page = st.lanes[lane].must_page(&p.budget, n, bytes);
-                let persistent = message.is_persistent();
+                let persistent = message.is_persistent() && self.keeps_definition();
                 if page || persistent {
                     let op = Op::PutMessage {
                         queue: id,
