@@ -71,6 +71,10 @@ struct Args {
     /// The broker's pid, to report its CPU time and RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// Idle-connection scenario: open this many connections (one channel each), report the
+    /// broker's RSS per connection, close them; no messages.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
     /// Label of the run in the JSON line.
     #[arg(long, default_value = "run")]
     label: String,
@@ -264,6 +268,33 @@ async fn consume(
     r
 }
 
+/// Opens `--idle-connections` connections with a channel each and reports the broker's RSS growth
+/// per connection (needs `--broker-pid`).
+async fn idle_connections(args: &Args) {
+    let before = args.broker_pid.and_then(proc_stats);
+    let mut open = Vec::with_capacity(args.idle_connections);
+    for _ in 0..args.idle_connections {
+        let conn = connect(&args.uri).await;
+        let ch = conn.create_channel().await.expect("channel");
+        open.push((conn, ch));
+    }
+    // Let the broker settle (buffers of the handshake released) before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = args.broker_pid.and_then(proc_stats);
+    for (conn, _) in &open {
+        let _ = conn.close(200, "done".into()).await;
+    }
+    let (rss_before, rss_during) = match (before, during) {
+        (Some((_, a)), Some((_, b))) => (a, b),
+        _ => (0, 0),
+    };
+    let per_conn = rss_during.saturating_sub(rss_before) as f64 / args.idle_connections as f64;
+    println!(
+        "{{\"label\":\"{}\",\"idle_connections\":{},\"broker_rss_kib_before\":{},\"broker_rss_kib_with_connections\":{},\"rss_kib_per_connection\":{:.1}}}",
+        args.label, args.idle_connections, rss_before, rss_during, per_conn
+    );
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -275,6 +306,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
+    if args.idle_connections > 0 {
+        idle_connections(&args).await;
+        return;
+    }
     {
         let conn = connect(&args.uri).await;
         let ch = conn.create_channel().await.expect("channel");
