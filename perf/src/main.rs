@@ -71,6 +71,11 @@ struct Args {
     /// The broker's pid, to report its CPU time and RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// Publish through an exchange of this type (`direct`, `fanout`, `topic`) named `<queue>-x`,
+    /// every queue bound to it; default: the default exchange, straight to the queue. With
+    /// `fanout`, every message goes to every queue.
+    #[arg(long)]
+    exchange_type: Option<String>,
     /// Idle-connection scenario: open this many connections (one channel each), report the
     /// broker's RSS per connection, close them; no messages.
     #[arg(long, default_value_t = 0)]
@@ -107,6 +112,10 @@ fn proc_stats(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, rss))
 }
 
+fn exchange_name(args: &Args) -> String {
+    format!("{}-x", args.queue)
+}
+
 fn queue_name(args: &Args, i: usize) -> String {
     format!("{}-{}", args.queue, i % args.queues)
 }
@@ -129,6 +138,13 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
             .expect("confirm.select");
     }
     let queue = queue_name(&args, index);
+    // (exchange, routing key) to publish with.
+    let (exchange, routing_key) = match args.exchange_type.as_deref() {
+        None => (String::new(), queue.clone()),
+        Some("fanout") => (exchange_name(&args), String::new()),
+        Some("topic") => (exchange_name(&args), format!("{queue}.msg")),
+        Some(_) => (exchange_name(&args), queue.clone()),
+    };
     let props = if args.persistent {
         BasicProperties::default().with_delivery_mode(2)
     } else {
@@ -149,11 +165,16 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
             }
             let mut body = vec![0u8; size];
             body[..8].copy_from_slice(&now_nanos().to_be_bytes());
-            let (ch, queue, props) = (ch.clone(), queue.clone(), props.clone());
+            let (ch, exchange, key, props) = (
+                ch.clone(),
+                exchange.clone(),
+                routing_key.clone(),
+                props.clone(),
+            );
             inflight.push_back(async move {
                 ch.basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    key.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
                     props,
@@ -313,6 +334,24 @@ async fn main() {
     {
         let conn = connect(&args.uri).await;
         let ch = conn.create_channel().await.expect("channel");
+        if let Some(kind) = &args.exchange_type {
+            let kind = match kind.as_str() {
+                "fanout" => lapin::ExchangeKind::Fanout,
+                "topic" => lapin::ExchangeKind::Topic,
+                _ => lapin::ExchangeKind::Direct,
+            };
+            ch.exchange_declare(
+                exchange_name(&args).as_str().into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: args.durable,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange.declare");
+        }
         for i in 0..args.queues {
             let name = queue_name(&args, i);
             let opts = QueueDeclareOptions {
@@ -322,6 +361,22 @@ async fn main() {
             ch.queue_declare(name.as_str().into(), opts, FieldTable::default())
                 .await
                 .expect("declare");
+            if let Some(kind) = &args.exchange_type {
+                let key = match kind.as_str() {
+                    "fanout" => String::new(),
+                    "topic" => format!("{name}.#"),
+                    _ => name.clone(),
+                };
+                ch.queue_bind(
+                    name.as_str().into(),
+                    exchange_name(&args).as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("queue.bind");
+            }
             // A drain-only run (no producer) consumes what is already queued.
             if args.producers > 0 {
                 ch.queue_purge(name.as_str().into(), QueuePurgeOptions::default())
@@ -334,13 +389,19 @@ async fn main() {
     let before = args.broker_pid.and_then(proc_stats);
     let received = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    // A fanout delivers every message once per queue.
+    let copies = if args.exchange_type.as_deref() == Some("fanout") {
+        args.queues as u64
+    } else {
+        1
+    };
     let mut consumers = Vec::new();
     for i in 0..args.consumers {
         consumers.push(tokio::spawn(consume(
             args.clone(),
             i,
             received.clone(),
-            args.count,
+            args.count * copies,
         )));
     }
     let mut producers = Vec::new();
@@ -387,6 +448,14 @@ async fn main() {
                 )
                 .await;
         }
+        if args.exchange_type.is_some() {
+            let _ = ch
+                .exchange_delete(
+                    exchange_name(&args).as_str().into(),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
         let _ = conn.close(200, "cleanup".into()).await;
     }
     println!(
@@ -401,7 +470,7 @@ async fn main() {
         sent,
         nacked,
         got,
-        if args.consumers > 0 { sent.saturating_sub(got) } else { 0 },
+        if args.consumers > 0 { (sent * copies).saturating_sub(got) } else { 0 },
         duplicates,
         sent as f64 / publish_secs,
         if total_secs > 0.0 { got as f64 / total_secs } else { 0.0 },
