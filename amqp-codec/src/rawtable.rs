@@ -80,6 +80,30 @@ pub fn int_of(value: &[u8]) -> Option<i64> {
     })
 }
 
+/// RabbitMQ's name of a raw value's type, as it appears in error texts (`longstr`, `signedint`).
+pub fn type_name(value: &[u8]) -> &'static str {
+    match value.first() {
+        Some(b't') => "bool",
+        Some(b'b') => "byte",
+        Some(b'B') => "unsignedbyte",
+        Some(b's') => "short",
+        Some(b'u') => "unsignedshort",
+        Some(b'I') => "signedint",
+        Some(b'i') => "unsignedint",
+        Some(b'l') => "long",
+        Some(b'f') => "float",
+        Some(b'd') => "double",
+        Some(b'D') => "decimal",
+        Some(b'S') => "longstr",
+        Some(b'A') => "array",
+        Some(b'T') => "timestamp",
+        Some(b'F') => "table",
+        Some(b'x') => "binary",
+        Some(b'V') => "void",
+        _ => "unknown",
+    }
+}
+
 /// A raw long string value.
 pub fn long_str(s: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(5 + s.len());

@@ -49,16 +49,23 @@ impl Message {
     }
 
     /// Takes the sender-selected routing keys from the `CC` and `BCC` headers (arrays of strings),
-    /// and removes `BCC` from the message, as RabbitMQ does at publish.
-    pub fn with_sender_selected_keys(mut self) -> Self {
+    /// and removes `BCC` from the message, as RabbitMQ does at publish. A `CC` or `BCC` that is not
+    /// an array is refused with RabbitMQ's reason (`{unacceptable_type_in_header,"CC",longstr}`).
+    pub fn with_sender_selected_keys(mut self) -> Result<Self, String> {
         let Some(table) = self.properties.headers_raw() else {
-            return self;
+            return Ok(self);
         };
         let entries = amqp_codec::rawtable::entries(table);
         let mut keys = Vec::new();
         let mut bcc = false;
         for (k, v) in &entries {
             if *k == "CC" || *k == "BCC" {
+                if v.first() != Some(&b'A') {
+                    return Err(format!(
+                        "{{unacceptable_type_in_header,\"{k}\",{}}}",
+                        amqp_codec::rawtable::type_name(v)
+                    ));
+                }
                 bcc |= *k == "BCC";
                 keys.extend(
                     amqp_codec::rawtable::array_items(v)
@@ -74,7 +81,7 @@ impl Message {
             self.properties = self.properties.with_raw_headers(Some(&kept), false);
         }
         self.extra_keys = keys;
-        self
+        Ok(self)
     }
 
     /// The per-message TTL from the `expiration` property (checked at publish: see

@@ -364,34 +364,35 @@ impl VHost {
     /// exchange-to-exchange bindings (each exchange visited once) and alternate exchanges (used by an
     /// exchange that matched nothing).
     pub fn route(&self, exchange: &Exchange, message: &Message, out: &mut Vec<Arc<Queue>>) {
-        self.route_key(exchange, &message.routing_key, message, out);
-        if !message.extra_keys.is_empty() {
-            // Sender-selected distribution: the CC and BCC keys route too (each queue once).
-            for key in &message.extra_keys {
-                self.route_key(exchange, key, message, out);
-            }
-            let mut seen: Vec<*const Queue> = Vec::with_capacity(out.len());
-            out.retain(|q| {
-                let p = Arc::as_ptr(q);
-                !seen.contains(&p) && {
-                    seen.push(p);
-                    true
-                }
-            });
-        }
+        self.route_keys(
+            exchange,
+            &message.routing_key,
+            &message.extra_keys,
+            message,
+            out,
+        );
     }
 
-    /// [`VHost::route`] with a routing key other than the message's own (dead letters).
-    pub fn route_key(
+    /// [`VHost::route`] with explicit routing keys: `first`, then `more` (the CC and BCC keys of
+    /// sender-selected distribution, or a dead letter's keys). As in RabbitMQ, every exchange on
+    /// the way matches the whole set of keys, and an alternate exchange is used only if none of
+    /// them matched. Each queue is reported once.
+    pub fn route_keys(
         &self,
         exchange: &Exchange,
-        routing_key: &str,
+        first: &str,
+        more: &[String],
         message: &Message,
         out: &mut Vec<Arc<Queue>>,
     ) {
+        let keys = || std::iter::once(first).chain(more.iter().map(String::as_str));
         if exchange.is_default() {
-            if let Some(q) = self.queue(routing_key) {
-                out.push(q);
+            for key in keys() {
+                if let Some(q) = self.queue(key) {
+                    if !out.iter().any(|o| Arc::ptr_eq(o, &q)) {
+                        out.push(q);
+                    }
+                }
             }
             return;
         }
@@ -407,24 +408,26 @@ impl VHost {
         let mut queue_names: Vec<String> = Vec::new();
         while let Some(x) = stack.pop() {
             let mut matched = false;
-            x.route(routing_key, &mut headers, &mut |d| {
-                matched = true;
-                match d {
-                    Destination::Queue(n) => {
-                        if !queue_names.contains(n) {
-                            queue_names.push(n.clone())
+            for key in keys() {
+                x.route(key, &mut headers, &mut |d| {
+                    matched = true;
+                    match d {
+                        Destination::Queue(n) => {
+                            if !queue_names.contains(n) {
+                                queue_names.push(n.clone())
+                            }
                         }
-                    }
-                    Destination::Exchange(n) => {
-                        if let Some((name, next)) = xs.get_key_value(n.as_str()) {
-                            if !visited.contains(&name.as_str()) {
-                                visited.push(name.as_str());
-                                stack.push(next);
+                        Destination::Exchange(n) => {
+                            if let Some((name, next)) = xs.get_key_value(n.as_str()) {
+                                if !visited.contains(&name.as_str()) {
+                                    visited.push(name.as_str());
+                                    stack.push(next);
+                                }
                             }
                         }
                     }
-                }
-            });
+                });
+            }
             if !matched {
                 if let Some((name, ae)) = x.alternate.as_deref().and_then(|a| xs.get_key_value(a)) {
                     if !visited.contains(&name.as_str()) {
@@ -439,7 +442,14 @@ impl VHost {
             return;
         }
         let qs = self.qs();
-        out.extend(queue_names.iter().filter_map(|n| qs.get(n).cloned()));
+        let was_empty = out.is_empty();
+        for n in &queue_names {
+            if let Some(q) = qs.get(n) {
+                if was_empty || !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                    out.push(q.clone());
+                }
+            }
+        }
     }
 
     /// Publishes dead letters to their exchanges, and whatever those publishes dead-letter in turn
@@ -457,15 +467,10 @@ impl VHost {
                 continue;
             };
             queues.clear();
-            for key in &letter.routing_keys {
-                self.route_key(&x, key, &letter.message, &mut queues);
+            if let Some((first, more)) = letter.routing_keys.split_first() {
+                self.route_keys(&x, first, more, &letter.message, &mut queues);
             }
-            let mut seen: Vec<*const Queue> = Vec::with_capacity(queues.len());
             for q in queues.drain(..) {
-                if seen.contains(&Arc::as_ptr(&q)) {
-                    continue;
-                }
-                seen.push(Arc::as_ptr(&q));
                 if crate::queue::is_cycle(&letter, &q.name) {
                     crate::queue::log_cycle(&letter, &q.name);
                     continue;

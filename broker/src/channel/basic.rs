@@ -250,7 +250,9 @@ impl Channel {
             a.body,
         );
         if message.properties.has_headers() {
-            message = message.with_sender_selected_keys();
+            message = message.with_sender_selected_keys().map_err(|reason| {
+                AmqpError::precondition_failed(format!("invalid message: {reason}"))
+            })?;
         }
         if message.properties.reply_to() == Some(REPLY_QUEUE) {
             // A direct reply-to request: the reply goes to this channel's reply consumer.

@@ -673,6 +673,11 @@ impl Queue {
                 self.expire_locked(&mut st);
                 self.schedule_expiry(&mut st);
             }
+            // Back over the limit: drop from the head at once, as RabbitMQ does (reject-publish
+            // queues may go over with requeues).
+            if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
+                self.drop_head_locked(&mut st);
+            }
             std::mem::take(&mut st.dead)
         };
         self.route_dead(dead);
