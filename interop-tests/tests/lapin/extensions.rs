@@ -3,7 +3,7 @@
 //! validation, and CC/BCC sender-selected routing.
 //!
 //! The lapin counterpart of `interop-tests/pika/test_ext_*.py`; the behaviours are those written
-//! down in `notes/rabbit-extensions.md` (observed on RabbitMQ 3.10.8). Every wait is a poll
+//! down in `docs/rabbitmq-extensions-observed.md` (observed on RabbitMQ 3.10.8). Every wait is a poll
 //! against a deadline; timings (TTLs, x-expires) are small.
 //!
 //! Queues are exclusive where the feature allows it (so they go with the connection), named
@@ -15,6 +15,7 @@ mod dlx;
 mod maxlen;
 mod priority;
 mod quorum;
+mod routing;
 mod sac;
 mod ttl;
 
