@@ -363,15 +363,23 @@ impl Queue {
                 },
             );
         }
-        self.dispatch_locked(&mut st);
+        self.after_arrival(&mut st);
+        (Enqueued::Accepted, std::mem::take(&mut st.dead))
+    }
+
+    /// After messages arrived (published or requeued): deliver what can be delivered, expire what
+    /// is due (a TTL-0 message only once no consumer could take it), and drop from the head down to
+    /// a drop-head length limit (requeues may take it over, as in RabbitMQ; reject-publish queues
+    /// are allowed to stay over).
+    fn after_arrival(self: &Arc<Self>, st: &mut QueueState) {
+        self.dispatch_locked(st);
         if st.may_expire {
-            self.expire_locked(&mut st);
-            self.schedule_expiry(&mut st);
+            self.expire_locked(st);
+            self.schedule_expiry(st);
         }
         if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
-            self.drop_head_locked(&mut st);
+            self.drop_head_locked(st);
         }
-        (Enqueued::Accepted, std::mem::take(&mut st.dead))
     }
 
     /// True if one more message would break the length limit (as RabbitMQ's `would_overflow`).
@@ -668,16 +676,7 @@ impl Queue {
                 }
                 st.lanes[lane].requeue(r);
             }
-            self.dispatch_locked(&mut st);
-            if st.may_expire {
-                self.expire_locked(&mut st);
-                self.schedule_expiry(&mut st);
-            }
-            // Back over the limit: drop from the head at once, as RabbitMQ does (reject-publish
-            // queues may go over with requeues).
-            if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
-                self.drop_head_locked(&mut st);
-            }
+            self.after_arrival(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.route_dead(dead);
