@@ -249,6 +249,9 @@ async fn consume(
     };
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let mut unacked = 0u64;
+    // Acks handed to lapin and not yet written: like publishes, a window of them (`--pipeline`)
+    // lets lapin write several per syscall instead of one ack per write.
+    let mut acks = futures::stream::FuturesUnordered::new();
     loop {
         if received_total.load(Ordering::Relaxed) >= expected {
             break;
@@ -275,16 +278,26 @@ async fn consume(
         if args.ack {
             unacked += 1;
             if unacked >= args.multi_ack {
-                next.acker
-                    .ack(BasicAckOptions {
-                        multiple: args.multi_ack > 1,
-                    })
-                    .await
-                    .expect("ack");
                 unacked = 0;
+                if args.multi_ack > 1 {
+                    // Multiple acks must reach the broker in order: one at a time.
+                    next.acker
+                        .ack(BasicAckOptions { multiple: true })
+                        .await
+                        .expect("ack");
+                } else {
+                    let acker = next.acker.clone();
+                    acks.push(
+                        async move { acker.ack(BasicAckOptions::default()).await.expect("ack") },
+                    );
+                    while acks.len() >= args.pipeline.max(1) {
+                        acks.next().await;
+                    }
+                }
             }
         }
     }
+    while acks.next().await.is_some() {}
     let _ = conn.close(200, "done".into()).await;
     r
 }
