@@ -15,7 +15,7 @@ import pika
 import pytest
 
 from conftest import BROKER_VHOST, channel_closed, drain, get_all, wait_for
-from ext_helpers import count, wait_count
+from ext_helpers import count, declare_raw, wait_count
 
 V = BROKER_VHOST
 QUIET = 0.2
@@ -222,3 +222,29 @@ def test_consumer_timeout_cancels_the_consumer_and_requeues(conn, names):
     assert (body, m.redelivered) == ("late", True)
     assert count(ch, q) == 0
     assert slow_ch.is_open and conn.is_open
+
+
+# Warren only: RabbitMQ 3.10 ignores x-consumer-timeout (its node-wide timeout closes the channel
+# the same way). A client that does not take cancel notifications (this raw client advertises none)
+# cannot be told its consumer was cancelled, so its channel is closed, as RabbitMQ does, and the
+# message goes back to the queue.
+@pytest.mark.warren_only
+def test_consumer_timeout_closes_the_channel_of_a_client_without_cancel_notifications(raw, conn, names):
+    q = names.queue()
+    c = raw().handshake()
+    c.open_channel(1)
+    assert declare_raw(c, 1, q, [("x-consumer-timeout", "I", 300)]) == ("ok", None)
+    c.publish(1, "", q, b"held")
+    c.consume(1, q, tag="late")
+    m = c.read_method()
+    assert m[1:3] == (60, 21), m  # consume-ok
+    m = c.read_method()
+    assert m[1:3] == (60, 60), m  # the delivery, never acked
+    c.read_content(1)
+    code, text, class_id, method_id = c.expect_channel_close(1)
+    assert (code, text) == (406, "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. "
+                            "Timeout value used: 300 ms. This timeout value can be configured, see "
+                            "consumers doc guide to learn more")
+    ch = conn.channel()
+    m, _, body = ch.basic_get(q, auto_ack=True)
+    assert body == b"held" and m.redelivered
