@@ -349,3 +349,20 @@ def test_short_ttl_behind_a_long_ttl_message_expires_promptly(conn, names):
     assert p.headers["x-death"][0]["reason"] == "expired"
     assert count(ch, q) == 1
     assert bodies(get_all(ch, q)) == ["long"]
+
+
+def test_a_long_queue_without_consumers_expires_all_of_its_messages(conn, names):
+    """A retry queue (TTL, dead-lettering, no consumer) with a long backlog: every message expires
+    and is dead-lettered (in Warren, most of this backlog lives in the store: the suites run it with
+    a 64-message memory budget)."""
+    ch = conn.channel()
+    ch.confirm_delivery()
+    dead, q = names.queue("dead"), names.queue()
+    ch.queue_declare(dead)
+    ch.queue_declare(q, arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "",
+                                   "x-dead-letter-routing-key": dead})
+    for i in range(600):
+        ch.basic_publish("", q, str(i).encode())
+    assert wait_count(conn, ch, dead, 600, timeout=30)
+    assert count(ch, q) == 0
+    assert [b for _, _, b in get_all(ch, dead)] == [str(i).encode() for i in range(600)]

@@ -540,6 +540,7 @@ impl Queue {
             let mut st = self.lock();
             st.timer_at = None;
             self.expire_locked(&mut st);
+            self.read_ahead(&mut st);
             self.schedule_expiry(&mut st);
             std::mem::take(&mut st.dead)
         };
@@ -1181,19 +1182,25 @@ impl Queue {
                 st.consumers[i..end].rotate_left(1);
             }
         }
-        // Read ahead of consumers: keep some messages in memory while more are stored, in
-        // priority order, until enough are in memory.
-        if !st.consumers.is_empty() {
-            let mut in_memory = 0;
-            for lane in (0..st.lanes.len()).rev() {
-                if in_memory >= backlog::LOAD_LOW_WATER {
-                    break;
-                }
-                if st.lanes[lane].wants_load() {
-                    self.start_load(st, lane);
-                }
-                in_memory += st.lanes[lane].in_memory();
+        self.read_ahead(st);
+    }
+
+    /// Keeps some messages in memory while more are stored, in priority order, until enough are
+    /// in memory: ahead of consumers, and, in a queue where messages expire, so that stored ones
+    /// reach the expiry timers even with no consumer (a retry queue with a long backlog).
+    fn read_ahead(self: &Arc<Self>, st: &mut QueueState) {
+        if st.consumers.is_empty() && !st.may_expire {
+            return;
+        }
+        let mut in_memory = 0;
+        for lane in (0..st.lanes.len()).rev() {
+            if in_memory >= backlog::LOAD_LOW_WATER {
+                break;
             }
+            if st.lanes[lane].wants_load() {
+                self.start_load(st, lane);
+            }
+            in_memory += st.lanes[lane].in_memory();
         }
     }
 }
