@@ -22,18 +22,25 @@ fn value_len(b: &[u8]) -> usize {
 
 /// The entries of a well-formed table (with its 4-byte length): (key, raw value with its tag).
 pub fn entries(table: &[u8]) -> Vec<(&str, &[u8])> {
+    iter(table).collect()
+}
+
+/// [`entries`] without collecting them (no allocation: for checks on the publish path).
+pub fn iter(table: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
     let end = 4 + u32::from_be_bytes([table[0], table[1], table[2], table[3]]) as usize;
     let mut pos = 4;
-    let mut out = Vec::new();
-    while pos < end {
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
         let klen = table[pos] as usize;
         let key = std::str::from_utf8(&table[pos + 1..pos + 1 + klen]).unwrap_or("");
         pos += 1 + klen;
         let n = value_len(&table[pos..]);
-        out.push((key, &table[pos..pos + n]));
+        let value = &table[pos..pos + n];
         pos += n;
-    }
-    out
+        Some((key, value))
+    })
 }
 
 /// The items of a raw array value (`A` tag first), each a raw value with its tag.

@@ -44,9 +44,7 @@ pub struct Delayed {
 /// converts to one, as the plugin takes it). `None`: route at once.
 pub fn delay_of(message: &Message) -> Option<i64> {
     let table = message.properties.headers_raw()?;
-    let (_, v) = rawtable::entries(table)
-        .into_iter()
-        .find(|(k, _)| *k == "x-delay")?;
+    let (_, v) = rawtable::iter(table).find(|(k, _)| *k == "x-delay")?;
     let d = rawtable::int_of(v).or_else(|| match v.first() {
         Some(b'S') => rawtable::str_of(v).and_then(|s| s.trim().parse().ok()),
         Some(b'd') => Some(f64::from_be_bytes(v[1..9].try_into().ok()?) as i64),

@@ -55,6 +55,10 @@ impl Message {
         let Some(table) = self.properties.headers_raw() else {
             return Ok(self);
         };
+        // Most messages with headers have neither: look before allocating anything.
+        if !amqp_codec::rawtable::iter(table).any(|(k, _)| k == "CC" || k == "BCC") {
+            return Ok(self);
+        }
         let entries = amqp_codec::rawtable::entries(table);
         let mut keys = Vec::new();
         let mut bcc = false;

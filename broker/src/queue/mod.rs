@@ -426,12 +426,18 @@ impl Queue {
         if st.lanes[lane].in_memory() == 0 {
             st.lane_expiry_max[lane] = 0;
         }
+        Self::note_expiry(st, lane, &r);
+        st.lanes[lane].push(r);
+    }
+
+    /// Notes the expiry of a message joining the back of a lane's memory: one that expires before
+    /// a message ahead of it goes into the heap, so it leaves on time from the middle.
+    fn note_expiry(st: &mut QueueState, lane: usize, r: &Ready) {
         if r.expires_at != NEVER && r.expires_at < st.lane_expiry_max[lane] {
             st.expiry_heap
                 .push(Reverse((r.expires_at, r.seq, lane as u8)));
         }
         st.lane_expiry_max[lane] = st.lane_expiry_max[lane].max(r.expires_at);
-        st.lanes[lane].push(r);
     }
 
     /// Takes the next ready message in priority order, dropping expired ones on the way.
@@ -559,13 +565,18 @@ impl Queue {
             st.expires_timer = true;
             let at = st.last_used + expires;
             drop(st);
-            let q = Arc::downgrade(self);
-            at_time(at, move || {
-                if let Some(q) = q.upgrade() {
-                    q.on_expires_timer();
-                }
-            });
+            self.expires_timer_at(at);
         }
+    }
+
+    /// Runs the `x-expires` check at `at` (holding only a weak reference to the queue).
+    fn expires_timer_at(self: &Arc<Self>, at: u64) {
+        let q = Arc::downgrade(self);
+        at_time(at, move || {
+            if let Some(q) = q.upgrade() {
+                q.on_expires_timer();
+            }
+        });
     }
 
     fn on_expires_timer(self: &Arc<Self>) {
@@ -585,12 +596,7 @@ impl Queue {
         if now_ms() < due {
             st.expires_timer = true;
             drop(st);
-            let q = Arc::downgrade(self);
-            at_time(due, move || {
-                if let Some(q) = q.upgrade() {
-                    q.on_expires_timer();
-                }
-            });
+            self.expires_timer_at(due);
             return;
         }
         drop(st);
@@ -924,11 +930,7 @@ impl Queue {
             p.store.submit(stale, None);
         }
         for r in &loaded {
-            if r.expires_at != NEVER && r.expires_at < st.lane_expiry_max[lane] {
-                st.expiry_heap
-                    .push(Reverse((r.expires_at, r.seq, lane as u8)));
-            }
-            st.lane_expiry_max[lane] = st.lane_expiry_max[lane].max(r.expires_at);
+            Self::note_expiry(st, lane, r);
         }
         st.lanes[lane].absorb(generation, loaded, &sizes);
     }
