@@ -91,6 +91,7 @@ impl Delayed {
             seq,
             record: negated.record_with_count(0),
             size: negated.size() as u64,
+            shared: None,
         };
         let confirm = wait.map(|w| w.completion());
         let me = self.clone();
@@ -162,6 +163,7 @@ impl Delayed {
                 queue: DELAYED_AREA,
                 seq,
                 size: record.body.len() as u64,
+                shared: record.shared,
             });
             let exchange = record.exchange.clone();
             match Message::from_record(record) {

@@ -2,7 +2,14 @@
 
 use amqp_codec::Properties;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use storage::{Op, Store};
+
+/// Bodies at least this big are stored once when a message goes to several queues: below it, a
+/// shared body's bookkeeping (its reference count and one index entry per queue) costs about as
+/// much as the copies it saves.
+pub const SHARE_MIN_BODY: usize = 128;
 
 /// An immutable message: what the publisher sent, plus where it was published.
 #[derive(Debug)]
@@ -21,6 +28,11 @@ pub struct Message {
     pub extra_keys: Vec<String>,
     /// Encoded store record, made once however many durable queues store the message.
     record: OnceLock<Bytes>,
+    /// Set while routing to several queues: the first queue that stores the message stores its
+    /// body in the store's shared body area, and the others point at it.
+    share: AtomicBool,
+    /// The id of its body in the shared body area, once stored there (or read back from there).
+    shared_body: OnceLock<u64>,
 }
 
 impl Message {
@@ -45,7 +57,54 @@ impl Message {
             published_at,
             extra_keys: Vec::new(),
             record: OnceLock::new(),
+            share: AtomicBool::new(false),
+            shared_body: OnceLock::new(),
         }
+    }
+
+    /// Called before enqueueing on `queues` queues: with two or more (and a body worth it), the
+    /// queues that store the message share one copy of its body. [`Message::end_sharing`] must
+    /// follow once every queue had it.
+    pub fn begin_sharing(&self, queues: usize) {
+        // A message read back from the store already points at a body it does not own.
+        if queues >= 2 && self.body.len() >= SHARE_MIN_BODY && self.shared_body.get().is_none() {
+            self.share.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the router's hold on the shared body, if a queue stored one.
+    pub fn end_sharing(&self, store: &Store) {
+        if self.share.swap(false, Ordering::Relaxed) {
+            if let Some(&id) = self.shared_body.get() {
+                store.submit(vec![Op::ReleaseBody { id }], None);
+            }
+        }
+    }
+
+    /// The id of its shared body, if it has one.
+    pub fn shared_id(&self) -> Option<u64> {
+        self.shared_body.get().copied()
+    }
+
+    /// What a queue writes to store the message: its record, and the shared body the record
+    /// points at. The first call while sharing submits the body itself (before the record, so
+    /// the writer sees them in that order).
+    pub fn store_form(&self, store: &Store) -> (Bytes, Option<u64>) {
+        if self.share.load(Ordering::Relaxed) {
+            self.shared_body.get_or_init(|| {
+                let id = store.allocate_body_id();
+                let value = storage::MessageRecord::encode_body(self.properties.raw(), &self.body);
+                store.submit(
+                    vec![Op::PutBody {
+                        id,
+                        value: Bytes::from(value),
+                    }],
+                    None,
+                );
+                id
+            });
+        }
+        (self.record(), self.shared_id())
     }
 
     /// Takes the sender-selected routing keys from the `CC` and `BCC` headers (arrays of strings),
@@ -127,7 +186,8 @@ impl Message {
         self.properties.delivery_mode() == 2
     }
 
-    /// The record the store keeps for this message (encoded on first use).
+    /// The record the store keeps for this message (encoded on first use; if its body is shared,
+    /// the record points at it).
     pub fn record(&self) -> Bytes {
         self.record
             .get_or_init(|| self.record_with_count(0))
@@ -145,6 +205,7 @@ impl Message {
                 delivery_count,
                 transient: !self.is_persistent(),
                 published_at: self.published_at,
+                shared: self.shared_id(),
             }
             .encode(),
         )
@@ -153,13 +214,17 @@ impl Message {
     /// Rebuilds a message from its store record.
     pub fn from_record(r: storage::MessageRecord) -> Option<Self> {
         let properties = Properties::new(r.properties).ok()?;
-        Some(Message::new_at(
+        let m = Message::new_at(
             r.exchange,
             r.routing_key,
             properties,
             r.body,
             r.published_at,
-        ))
+        );
+        if let Some(id) = r.shared {
+            let _ = m.shared_body.set(id);
+        }
+        Some(m)
     }
 }
 

@@ -470,6 +470,7 @@ impl VHost {
             if let Some((first, more)) = letter.routing_keys.split_first() {
                 self.route_keys(&x, first, more, &letter.message, &mut queues);
             }
+            letter.message.begin_sharing(queues.len());
             for q in queues.drain(..) {
                 if crate::queue::is_cycle(&letter, &q.name) {
                     crate::queue::log_cycle(&letter, &q.name);
@@ -478,6 +479,7 @@ impl VHost {
                 let (_, more) = q.enqueue_inner(letter.message.clone(), None);
                 work.extend(more);
             }
+            letter.message.end_sharing(&self.store);
         }
     }
 
@@ -490,8 +492,10 @@ impl VHost {
         };
         let mut queues = Vec::new();
         self.route(&x, &message, &mut queues);
+        message.begin_sharing(queues.len());
         for q in queues {
             q.enqueue(message.clone(), None);
         }
+        message.end_sharing(&self.store);
     }
 }

@@ -5,6 +5,10 @@ and a consumer (with manual acks) run. After every restart:
 * no message whose ack the broker had made durable comes back (nothing resurrected);
 * what is left in the queue is in publish order.
 
+Messages are published to a fanout exchange bound to the consumed queue and to a second queue
+that nobody consumes, with bodies long enough that Warren stores each body once for both queues:
+the second queue must keep every confirmed message, in order, whatever the first one acked.
+
 An ack is known to be durable once a persistent message published afterwards *on the same
 connection* was confirmed: the broker handles a connection's frames in order and its store writes in
 order. Acks after the last such marker may or may not survive a crash; both are allowed.
@@ -28,10 +32,18 @@ ROUNDS = int(os.environ.get("CRASH_ROUNDS", "3"))
 pytestmark = pytest.mark.skipif(not KILL, reason="no BROKER_KILL_RESTART command for this broker")
 
 
+def body_of(i):
+    return f"{i} ".encode() + b"x" * 200
+
+
+def id_of(body):
+    return int(body.split(b" ", 1)[0])
+
+
 class Publisher(threading.Thread):
-    def __init__(self, queue, start_id, stop):
+    def __init__(self, exchange, start_id, stop):
         super().__init__(daemon=True)
-        self.queue, self.next_id, self.stop = queue, start_id, stop
+        self.exchange, self.next_id, self.stop = exchange, start_id, stop
         self.confirmed = []
 
     def run(self):
@@ -41,7 +53,7 @@ class Publisher(threading.Thread):
             ch.confirm_delivery()
             while not self.stop.is_set():
                 i = self.next_id
-                ch.basic_publish("", self.queue, str(i).encode(), pika.BasicProperties(delivery_mode=2))
+                ch.basic_publish(self.exchange, "", body_of(i), pika.BasicProperties(delivery_mode=2))
                 # basic_publish returned: the broker confirmed it.
                 self.confirmed.append(i)
                 self.next_id += 1
@@ -69,7 +81,7 @@ class Consumer(threading.Thread):
                 for method, _, body in ch.consume(self.queue, inactivity_timeout=0.05):
                     if method is None:
                         break
-                    batch.append((method.delivery_tag, int(body)))
+                    batch.append((method.delivery_tag, id_of(body)))
                     if len(batch) >= 20:
                         break
                 ch.cancel()
@@ -99,23 +111,28 @@ def drain(queue):
         method, _, body = ch.basic_get(queue, auto_ack=False)
         if method is None:
             break
-        ids.append(int(body))
+        ids.append(id_of(body))
     conn.close()  # unacked: they all go back
     return ids
 
 
 def test_nothing_confirmed_is_lost_nothing_acked_comes_back():
     q, markers = uid("crash"), uid("crash-markers")
+    x, copy = uid("crash-fanout"), uid("crash-copy")
     conn = pika.BlockingConnection(params())
-    conn.channel().queue_declare(q, durable=True)
-    conn.channel().queue_declare(markers, durable=True)
+    ch = conn.channel()
+    ch.exchange_declare(x, "fanout", durable=True)
+    for name in (q, copy):
+        ch.queue_declare(name, durable=True)
+        ch.queue_bind(name, x)
+    ch.queue_declare(markers, durable=True)
     conn.close()
     confirmed, durably_acked, maybe_acked = set(), set(), set()
     next_id = 0
     checked = 0
     for _ in range(ROUNDS):
         stop = threading.Event()
-        pub = Publisher(q, next_id, stop)
+        pub = Publisher(x, next_id, stop)
         con = Consumer(q, markers, stop)
         pub.start()
         con.start()
@@ -136,9 +153,15 @@ def test_nothing_confirmed_is_lost_nothing_acked_comes_back():
         assert not (set(remaining) & durably_acked), "acked messages came back"
         lost = confirmed - set(remaining) - durably_acked - maybe_acked
         assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+        copies = drain(copy)
+        assert copies == sorted(set(copies)), "order broken or duplicates in the unconsumed copy"
+        lost = confirmed - set(copies)
+        assert not lost, f"confirmed messages lost from the unconsumed copy: {sorted(lost)[:20]}"
         checked += len(confirmed)
     print(f"crash test: {ROUNDS} kills, {len(confirmed)} confirmed messages checked")
     conn = pika.BlockingConnection(params())
-    conn.channel().queue_delete(q)
-    conn.channel().queue_delete(markers)
+    ch = conn.channel()
+    for name in (q, copy, markers):
+        ch.queue_delete(name)
+    ch.exchange_delete(x)
     conn.close()

@@ -27,6 +27,11 @@ pub fn counts(queue: u64) -> [u8; 8] {
     queue.to_be_bytes()
 }
 
+/// The key of a shared body (and of its reference count).
+pub fn body(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
 /// Tag bytes of definition keys.
 pub mod tag {
     /// A vhost.

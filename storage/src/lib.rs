@@ -3,7 +3,9 @@
 //! * Column families: `meta` (format version), `defs` (vhosts, exchanges, queues, bindings),
 //!   `msgs` (messages, keyed by big-endian `(queue id, sequence)` so a queue is one contiguous,
 //!   ordered key range), `counts` (per-queue message count and bytes, kept by a merge operator so that
-//!   start-up reads counters instead of scanning messages).
+//!   start-up reads counters instead of scanning messages), `bodies`, `refs` and `qrefs` (bodies
+//!   shared by the records of several queues, their reference counts, and which record points at
+//!   which body: see the writer).
 //! * Writes go through one writer thread that commits everything waiting as one `WriteBatch` with one
 //!   WAL sync (group commit), then runs the completions (publisher confirms, declare-ok). A message
 //!   deleted before its batch was written is neither written nor deleted.

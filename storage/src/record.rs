@@ -4,7 +4,11 @@ use crate::codec::{Dec, Enc};
 use crate::StoreError;
 use bytes::Bytes;
 
+/// A record that carries its properties and body.
 const VERSION: u8 = 2;
+/// A record whose properties and body are in the shared body area (a message routed to several
+/// queues is stored once; each queue's record points at it).
+const VERSION_SHARED: u8 = 3;
 
 /// A message as the store keeps it: where it was published, its raw properties and body, and the
 /// delivery state that must survive a restart.
@@ -24,6 +28,10 @@ pub struct MessageRecord {
     pub transient: bool,
     /// When it was published (ms since the Unix epoch): TTLs count from here.
     pub published_at: u64,
+    /// The id of its shared body, if its properties and body are kept once for several queues.
+    /// Encoding such a record leaves `properties` and `body` out; reading it back through
+    /// [`crate::Store::read_messages`] fills them in from the body area.
+    pub shared: Option<u64>,
 }
 
 impl MessageRecord {
@@ -35,22 +43,49 @@ impl MessageRecord {
                 + self.properties.len()
                 + self.body.len(),
         ));
-        e.u8(VERSION)
-            .u8(self.transient as u8)
-            .u32(self.delivery_count)
-            .u64(self.published_at)
-            .short(&self.exchange)
-            .short(&self.routing_key)
-            .long(&self.properties);
-        e.0.extend_from_slice(&self.body);
+        e.u8(if self.shared.is_some() {
+            VERSION_SHARED
+        } else {
+            VERSION
+        })
+        .u8(self.transient as u8)
+        .u32(self.delivery_count)
+        .u64(self.published_at)
+        .short(&self.exchange)
+        .short(&self.routing_key);
+        match self.shared {
+            Some(id) => {
+                e.u64(id);
+            }
+            None => {
+                e.long(&self.properties);
+                e.0.extend_from_slice(&self.body);
+            }
+        }
         e.0
+    }
+
+    /// The shared part of a record (properties and body), as the body area keeps it.
+    pub fn encode_body(properties: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut e = Enc(Vec::with_capacity(4 + properties.len() + body.len()));
+        e.long(properties);
+        e.0.extend_from_slice(body);
+        e.0
+    }
+
+    /// Fills in properties and body from a value of the body area (no copy).
+    pub(crate) fn attach_body(&mut self, value: Bytes) -> Result<(), StoreError> {
+        let (properties, body) = split_props(&value, 0)?;
+        self.properties = properties;
+        self.body = body;
+        Ok(())
     }
 
     /// Decodes a record; properties and body are slices of `value` (no copy).
     pub fn decode(value: Bytes) -> Result<Self, StoreError> {
         let mut d = Dec::new(&value);
         let version = d.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_SHARED {
             return Err(StoreError::Corrupt(format!(
                 "unknown message record version {version}"
             )));
@@ -60,13 +95,12 @@ impl MessageRecord {
         let published_at = d.u64()?;
         let exchange = d.short()?;
         let routing_key = d.short()?;
-        let props_len = d.u32()? as usize;
-        let start = d.pos();
-        if start + props_len > value.len() {
-            return Err(StoreError::Corrupt("truncated properties".into()));
-        }
-        let properties = value.slice(start..start + props_len);
-        let body = value.slice(start + props_len..);
+        let (properties, body, shared) = if version == VERSION_SHARED {
+            (Bytes::new(), Bytes::new(), Some(d.u64()?))
+        } else {
+            let (p, b) = split_props(&value, d.pos())?;
+            (p, b, None)
+        };
         Ok(MessageRecord {
             exchange,
             routing_key,
@@ -75,8 +109,23 @@ impl MessageRecord {
             delivery_count,
             transient,
             published_at,
+            shared,
         })
     }
+}
+
+/// Splits `long(properties) ++ body` starting at `at`.
+fn split_props(value: &Bytes, at: usize) -> Result<(Bytes, Bytes), StoreError> {
+    let mut d = Dec::new(&value[at..]);
+    let props_len = d.u32()? as usize;
+    let start = at + d.pos();
+    if start + props_len > value.len() {
+        return Err(StoreError::Corrupt("truncated properties".into()));
+    }
+    Ok((
+        value.slice(start..start + props_len),
+        value.slice(start + props_len..),
+    ))
 }
 
 #[cfg(test)]
@@ -93,8 +142,23 @@ mod tests {
             delivery_count: 3,
             transient: true,
             published_at: 1_700_000_000_000,
+            shared: None,
         };
         assert_eq!(MessageRecord::decode(Bytes::from(r.encode())).unwrap(), r);
+        let mut s = MessageRecord {
+            shared: Some(42),
+            ..r.clone()
+        };
+        let mut back = MessageRecord::decode(Bytes::from(s.encode())).unwrap();
+        assert_eq!(back.shared, Some(42));
+        assert!(back.body.is_empty() && back.properties.is_empty());
+        back.attach_body(Bytes::from(MessageRecord::encode_body(
+            &s.properties,
+            &s.body,
+        )))
+        .unwrap();
+        s.shared = Some(42);
+        assert_eq!(back, s);
         assert!(MessageRecord::decode(Bytes::from_static(&[9])).is_err());
         assert!(MessageRecord::decode(Bytes::from_static(&[1, 0, 0])).is_err());
     }

@@ -19,9 +19,15 @@ pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_DEFS: &str = "defs";
 pub(crate) const CF_MSGS: &str = "msgs";
 pub(crate) const CF_COUNTS: &str = "counts";
+pub(crate) const CF_BODIES: &str = "bodies";
+pub(crate) const CF_REFS: &str = "refs";
+pub(crate) const CF_QREFS: &str = "qrefs";
 
 /// What this version writes in `meta/format` and in the marker file.
-const FORMAT: &str = "warren-store-v2";
+const FORMAT: &str = "warren-store-v3";
+/// An older format this version opens and upgrades in place (v3 only added the shared body
+/// column families and a record version; v2 records are still read as they are).
+const UPGRADABLE: &str = "warren-store-v2";
 /// A file naming the store's format, checked before RocksDB touches the directory.
 const MARKER_FILE: &str = "WARREN_STORE";
 
@@ -103,6 +109,7 @@ pub struct Store {
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_queue_id: AtomicU64,
+    next_body_id: AtomicU64,
     failures: Arc<AtomicU64>,
 }
 
@@ -154,7 +161,7 @@ impl Store {
                 .map_err(|e| StoreError::Db(format!("{}: {e}", marker.display())))?;
         } else {
             let found = std::fs::read_to_string(&marker).unwrap_or_default();
-            if found.trim() != FORMAT {
+            if found.trim() != FORMAT && found.trim() != UPGRADABLE {
                 return Err(StoreError::Incompatible {
                     path: dir.to_path_buf(),
                     found: if found.is_empty() {
@@ -170,7 +177,8 @@ impl Store {
         let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(fresh);
-        db_opts.create_missing_column_families(fresh);
+        // Also adds the column families an older format lacks (the marker was checked above).
+        db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
         // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
@@ -184,6 +192,9 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_DEFS, cf_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_MSGS, msgs_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_COUNTS, counts),
+            ColumnFamilyDescriptor::new(CF_BODIES, msgs_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_REFS, cf_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_QREFS, msgs_options(&config, &cache)),
         ];
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
             let text = e.into_string();
@@ -205,6 +216,14 @@ impl Store {
         let meta = db.cf_handle(CF_META).expect("meta cf");
         match db.get_cf(&meta, b"format")? {
             Some(v) if v == FORMAT.as_bytes() => {}
+            Some(v) if v == UPGRADABLE.as_bytes() => {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                db.put_cf_opt(&meta, b"format", FORMAT.as_bytes(), &wo)?;
+                std::fs::write(&marker, format!("{FORMAT}\n"))
+                    .map_err(|e| StoreError::Db(format!("{}: {e}", marker.display())))?;
+                info!(from = UPGRADABLE, to = FORMAT, "store format upgraded");
+            }
             Some(v) => {
                 return Err(StoreError::Incompatible {
                     path: dir.to_path_buf(),
@@ -225,6 +244,18 @@ impl Store {
                 })
             }
         }
+        // Body ids are never reused: continue after the highest one stored.
+        let next_body_id = {
+            let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
+            let mut it = db.raw_iterator_cf(&bodies);
+            it.seek_to_last();
+            let last = it
+                .key()
+                .and_then(|k| <[u8; 8]>::try_from(k).ok())
+                .map_or(0, u64::from_be_bytes);
+            it.status()?;
+            last + 1
+        };
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
@@ -241,6 +272,7 @@ impl Store {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             next_queue_id: AtomicU64::new(1),
+            next_body_id: AtomicU64::new(next_body_id),
             failures,
         })
     }
@@ -337,6 +369,22 @@ impl Store {
         self.next_queue_id.fetch_max(last + 1, Ordering::Relaxed);
     }
 
+    /// A fresh shared body id (for [`Op::PutBody`]).
+    pub fn allocate_body_id(&self) -> u64 {
+        self.next_body_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Shared bodies stored now (a scan: for tests and diagnostics).
+    pub fn stored_bodies(&self) -> Result<u64, StoreError> {
+        let bodies = self.db.cf_handle(CF_BODIES).expect("bodies cf");
+        let mut n = 0;
+        for item in self.db.iterator_cf(&bodies, IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Counters and bounds of the messages stored under one queue id (no scan).
     pub fn queue_state(&self, id: u64) -> Result<QueueState, StoreError> {
         let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
@@ -410,6 +458,7 @@ impl Store {
         max_bytes: usize,
     ) -> Result<Vec<(u64, MessageRecord)>, StoreError> {
         let msgs = self.db.cf_handle(CF_MSGS).expect("msgs cf");
+        let bodies = self.db.cf_handle(CF_BODIES).expect("bodies cf");
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
         let start = keys::message(queue, from);
@@ -426,7 +475,15 @@ impl Store {
             if q != queue || out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
                 break;
             }
-            let record = MessageRecord::decode(Bytes::from(v.into_vec()))?;
+            let mut record = MessageRecord::decode(Bytes::from(v.into_vec()))?;
+            if let Some(id) = record.shared {
+                let Some(value) = self.db.get_cf(&bodies, keys::body(id))? else {
+                    return Err(StoreError::Corrupt(format!(
+                        "message {seq} of queue {queue} points at missing body {id}"
+                    )));
+                };
+                record.attach_body(Bytes::from(value))?;
+            }
             bytes += record.body.len();
             out.push((seq, record));
         }

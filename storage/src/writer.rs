@@ -5,11 +5,20 @@
 //! `WriteBatch`, writes it with one WAL sync, and runs the completions. One fsync thus covers every
 //! publisher, channel and queue that wrote meanwhile. A message put and deleted within one batch (acked
 //! before it reached the disk) is dropped from the batch entirely.
+//!
+//! Shared bodies: a message routed to several queues keeps its properties and body once, in the
+//! `bodies` column family, with a reference count in `refs` and, per queue record that points at it,
+//! an entry in `qrefs` (so a range delete finds the bodies it releases without reading messages).
+//! The count is read, changed and written back here, on the only thread that writes, in the same
+//! batch as the records that changed it: a body goes away in the batch that drops its last
+//! reference, so a crash can leave neither a dangling reference nor an orphan body. A range delete
+//! (purge, queue deletion) must see what is already written to find its references, so the ops
+//! before it are written first (without a sync; the last write of the group syncs the WAL).
 
 use crate::keys;
 use crate::StoreError;
 use bytes::Bytes;
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -34,6 +43,8 @@ pub enum Op {
         record: Bytes,
         /// Body size, for the queue's byte counter.
         size: u64,
+        /// The shared body the record points at (it holds a reference).
+        shared: Option<u64>,
     },
     /// Delete the message at (queue, seq).
     DeleteMessage {
@@ -43,6 +54,22 @@ pub enum Op {
         seq: u64,
         /// Body size, for the queue's byte counter.
         size: u64,
+        /// The shared body the record pointed at (its reference is dropped).
+        shared: Option<u64>,
+    },
+    /// Store a shared body (encoded with [`crate::MessageRecord::encode_body`]) with one reference
+    /// held by whoever routes the message, dropped with [`Op::ReleaseBody`] once every queue's
+    /// record (which hold their own references) has been submitted.
+    PutBody {
+        /// Body id ([`crate::Store::allocate_body_id`]).
+        id: u64,
+        /// Properties and body.
+        value: Bytes,
+    },
+    /// Drops the router's reference to a shared body.
+    ReleaseBody {
+        /// Body id.
+        id: u64,
     },
     /// Delete the messages `from..=to` of a queue (a purge of its paged range).
     DeleteRange {
@@ -159,6 +186,7 @@ pub(crate) fn merge_counts(
 fn op_bytes(op: &Op) -> usize {
     match op {
         Op::PutMessage { record, .. } | Op::UpdateMessage { record, .. } => record.len(),
+        Op::PutBody { value, .. } => value.len(),
         Op::PutDef { value, .. } => value.len(),
         _ => 16,
     }
@@ -210,102 +238,221 @@ pub(crate) fn run(
 }
 
 fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), StoreError> {
+    let ops: Vec<&Op> = requests.iter().flat_map(|r| r.ops.iter()).collect();
+    let mut unsynced = false;
+    let mut start = 0;
+    for (i, op) in ops.iter().enumerate() {
+        if matches!(op, Op::DeleteRange { .. } | Op::DropQueueMessages { .. }) {
+            let mut batch = segment(db, &ops[start..i])?;
+            range_delete(db, op, &mut batch)?;
+            db.write_opt(batch, &WriteOptions::default())?;
+            unsynced = true;
+            start = i + 1;
+        }
+    }
+    let batch = segment(db, &ops[start..])?;
+    if !batch.is_empty() {
+        db.write_opt(batch, wo)?;
+    } else if unsynced {
+        db.flush_wal(true)?;
+    }
+    Ok(())
+}
+
+/// Reference count changes of shared bodies within one write.
+#[derive(Default)]
+struct BodyRefs {
+    delta: HashMap<u64, i64>,
+    new: HashMap<u64, Bytes>,
+}
+
+impl BodyRefs {
+    fn add(&mut self, id: u64, d: i64) {
+        *self.delta.entry(id).or_default() += d;
+    }
+
+    /// Writes the new counts; a body whose count reaches zero is deleted (or, if it was put in
+    /// this same write, never written).
+    fn apply(self, db: &DB, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        if self.delta.is_empty() {
+            return Ok(());
+        }
+        let bodies = db.cf_handle(crate::store::CF_BODIES).expect("bodies cf");
+        let refs = db.cf_handle(crate::store::CF_REFS).expect("refs cf");
+        for (id, d) in self.delta {
+            let key = keys::body(id);
+            let new = self.new.get(&id);
+            let before = if new.is_some() {
+                0
+            } else {
+                match db.get_cf(&refs, key)? {
+                    Some(v) => decode_refs(&v),
+                    None => {
+                        debug!(body = id, "reference change of a body that is not stored");
+                        0
+                    }
+                }
+            };
+            let after = before + d;
+            if after <= 0 {
+                if new.is_none() {
+                    batch.delete_cf(&bodies, key);
+                    batch.delete_cf(&refs, key);
+                }
+            } else {
+                if let Some(value) = new {
+                    batch.put_cf(&bodies, key, value);
+                }
+                batch.put_cf(&refs, key, after.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_refs(v: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(v).map_or(0, i64::from_be_bytes)
+}
+
+/// A purge of a paged range or a queue's deletion, against what is already written: the shared
+/// bodies its records pointed at are found in `qrefs` and released.
+fn range_delete(db: &DB, op: &Op, batch: &mut WriteBatch) -> Result<(), StoreError> {
+    let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
+    let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
+    let qrefs = db.cf_handle(crate::store::CF_QREFS).expect("qrefs cf");
+    let (queue, from, end) = match op {
+        Op::DeleteRange {
+            queue,
+            from,
+            to,
+            count,
+            bytes,
+        } => {
+            batch.merge_cf(
+                &counts,
+                keys::counts(*queue),
+                count_delta(-(*count as i64), -(*bytes as i64)),
+            );
+            (
+                *queue,
+                keys::message(*queue, *from),
+                keys::message(*queue, to.saturating_add(1)),
+            )
+        }
+        Op::DropQueueMessages { queue } => {
+            batch.delete_cf(&counts, keys::counts(*queue));
+            (
+                *queue,
+                keys::message(*queue, 0),
+                keys::message(queue.saturating_add(1), 0),
+            )
+        }
+        _ => return Ok(()),
+    };
+    let mut refs = BodyRefs::default();
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(end.to_vec());
+    for item in db.iterator_cf_opt(&qrefs, ro, IteratorMode::From(&from, Direction::Forward)) {
+        let (_, v) = item?;
+        refs.add(decode_refs(&v) as u64, -1);
+    }
+    debug!(queue, bodies = refs.delta.len(), "range delete");
+    batch.delete_range_cf(&msgs, from, end);
+    batch.delete_range_cf(&qrefs, from, end);
+    refs.apply(db, batch)
+}
+
+/// Folds ops (with no range delete among them) into one batch.
+fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
     let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
     let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
     let defs = db.cf_handle(crate::store::CF_DEFS).expect("defs cf");
+    let qrefs = db.cf_handle(crate::store::CF_QREFS).expect("qrefs cf");
     // Puts and deletes of the same message within this batch cancel out (with any rewrite of the
     // record between them, which would otherwise bring it back).
-    let mut put_at: HashMap<(u64, u64), (usize, usize)> = HashMap::new();
-    let mut updated_at: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
-    let mut cancelled: Vec<Vec<bool>> = requests.iter().map(|r| vec![false; r.ops.len()]).collect();
-    for (ri, r) in requests.iter().enumerate() {
-        for (oi, op) in r.ops.iter().enumerate() {
-            match op {
-                Op::PutMessage { queue, seq, .. } => {
-                    put_at.insert((*queue, *seq), (ri, oi));
-                }
-                Op::UpdateMessage { queue, seq, .. } if put_at.contains_key(&(*queue, *seq)) => {
-                    updated_at.entry((*queue, *seq)).or_default().push((ri, oi));
-                }
-                Op::DeleteMessage { queue, seq, .. } => {
-                    if let Some((pr, po)) = put_at.remove(&(*queue, *seq)) {
-                        cancelled[pr][po] = true;
-                        cancelled[ri][oi] = true;
-                        for (ur, uo) in updated_at.remove(&(*queue, *seq)).unwrap_or_default() {
-                            cancelled[ur][uo] = true;
-                        }
+    let mut put_at: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut updated_at: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    let mut cancelled = vec![false; ops.len()];
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::PutMessage { queue, seq, .. } => {
+                put_at.insert((*queue, *seq), i);
+            }
+            Op::UpdateMessage { queue, seq, .. } if put_at.contains_key(&(*queue, *seq)) => {
+                updated_at.entry((*queue, *seq)).or_default().push(i);
+            }
+            Op::DeleteMessage { queue, seq, .. } => {
+                if let Some(p) = put_at.remove(&(*queue, *seq)) {
+                    cancelled[p] = true;
+                    cancelled[i] = true;
+                    for u in updated_at.remove(&(*queue, *seq)).unwrap_or_default() {
+                        cancelled[u] = true;
                     }
                 }
-                Op::DropQueueMessages { queue } => put_at.retain(|(q, _), _| q != queue),
-                _ => {}
             }
+            _ => {}
         }
     }
     let mut batch = WriteBatch::default();
-    for (ri, r) in requests.iter().enumerate() {
-        for (oi, op) in r.ops.iter().enumerate() {
-            if cancelled[ri][oi] {
-                continue;
+    let mut refs = BodyRefs::default();
+    for (op, _) in ops.iter().zip(&cancelled).filter(|(_, c)| !**c) {
+        match op {
+            Op::PutMessage {
+                queue,
+                seq,
+                record,
+                size,
+                shared,
+            } => {
+                let key = keys::message(*queue, *seq);
+                batch.put_cf(&msgs, key, record);
+                batch.merge_cf(&counts, keys::counts(*queue), count_delta(1, *size as i64));
+                if let Some(id) = shared {
+                    batch.put_cf(&qrefs, key, id.to_be_bytes());
+                    refs.add(*id, 1);
+                }
             }
-            match op {
-                Op::PutMessage {
-                    queue,
-                    seq,
-                    record,
-                    size,
-                } => {
-                    batch.put_cf(&msgs, keys::message(*queue, *seq), record);
-                    batch.merge_cf(&counts, keys::counts(*queue), count_delta(1, *size as i64));
+            Op::DeleteMessage {
+                queue,
+                seq,
+                size,
+                shared,
+            } => {
+                let key = keys::message(*queue, *seq);
+                batch.delete_cf(&msgs, key);
+                batch.merge_cf(
+                    &counts,
+                    keys::counts(*queue),
+                    count_delta(-1, -(*size as i64)),
+                );
+                if let Some(id) = shared {
+                    batch.delete_cf(&qrefs, key);
+                    refs.add(*id, -1);
                 }
-                Op::DeleteMessage { queue, seq, size } => {
-                    batch.delete_cf(&msgs, keys::message(*queue, *seq));
-                    batch.merge_cf(
-                        &counts,
-                        keys::counts(*queue),
-                        count_delta(-1, -(*size as i64)),
-                    );
-                }
-                Op::UpdateMessage { queue, seq, record } => {
-                    batch.put_cf(&msgs, keys::message(*queue, *seq), record);
-                }
-                Op::DeleteRange {
-                    queue,
-                    from,
-                    to,
-                    count,
-                    bytes,
-                } => {
-                    let end = keys::message(*queue, to.saturating_add(1));
-                    batch.delete_range_cf(&msgs, keys::message(*queue, *from), end);
-                    batch.merge_cf(
-                        &counts,
-                        keys::counts(*queue),
-                        count_delta(-(*count as i64), -(*bytes as i64)),
-                    );
-                }
-                Op::MarkDelivered { queue, seq } => {
-                    let mark = Counts {
-                        count: 0,
-                        bytes: 0,
-                        delivered: seq + 1,
-                    };
-                    batch.merge_cf(&counts, keys::counts(*queue), mark.encode());
-                }
-                Op::DropQueueMessages { queue } => {
-                    batch.delete_range_cf(
-                        &msgs,
-                        keys::message(*queue, 0),
-                        keys::message(queue.saturating_add(1), 0),
-                    );
-                    batch.delete_cf(&counts, keys::counts(*queue));
-                }
-                Op::PutDef { key, value } => batch.put_cf(&defs, key, value),
-                Op::DeleteDef { key } => batch.delete_cf(&defs, key),
+            }
+            Op::UpdateMessage { queue, seq, record } => {
+                batch.put_cf(&msgs, keys::message(*queue, *seq), record);
+            }
+            Op::PutBody { id, value } => {
+                refs.new.insert(*id, value.clone());
+                refs.add(*id, 1);
+            }
+            Op::ReleaseBody { id } => refs.add(*id, -1),
+            Op::MarkDelivered { queue, seq } => {
+                let mark = Counts {
+                    count: 0,
+                    bytes: 0,
+                    delivered: seq + 1,
+                };
+                batch.merge_cf(&counts, keys::counts(*queue), mark.encode());
+            }
+            Op::PutDef { key, value } => batch.put_cf(&defs, key, value),
+            Op::DeleteDef { key } => batch.delete_cf(&defs, key),
+            Op::DeleteRange { .. } | Op::DropQueueMessages { .. } => {
+                unreachable!("range deletes are written on their own")
             }
         }
     }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    db.write_opt(batch, wo).map_err(StoreError::from)
+    refs.apply(db, &mut batch)?;
+    Ok(batch)
 }

@@ -15,6 +15,7 @@ fn record(body: &str) -> MessageRecord {
         delivery_count: 0,
         transient: false,
         published_at: 0,
+        shared: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn put(queue: u64, seq: u64, body: &str) -> Op {
         seq,
         size: r.body.len() as u64,
         record: Bytes::from(r.encode()),
+        shared: None,
     }
 }
 
@@ -33,6 +35,39 @@ fn del(queue: u64, seq: u64, body: &str) -> Op {
         queue,
         seq,
         size: body.len() as u64,
+        shared: None,
+    }
+}
+
+/// A record pointing at shared body `id`.
+fn put_shared(queue: u64, seq: u64, id: u64, body: &str) -> Op {
+    let r = MessageRecord {
+        shared: Some(id),
+        ..record(body)
+    };
+    Op::PutMessage {
+        queue,
+        seq,
+        size: body.len() as u64,
+        record: Bytes::from(r.encode()),
+        shared: Some(id),
+    }
+}
+
+fn del_shared(queue: u64, seq: u64, id: u64, body: &str) -> Op {
+    Op::DeleteMessage {
+        queue,
+        seq,
+        size: body.len() as u64,
+        shared: Some(id),
+    }
+}
+
+fn put_body(id: u64, body: &str) -> Op {
+    let r = record(body);
+    Op::PutBody {
+        id,
+        value: Bytes::from(MessageRecord::encode_body(&r.properties, &r.body)),
     }
 }
 
@@ -253,4 +288,161 @@ fn a_range_delete_removes_the_paged_part_and_fixes_the_counters() {
         (r.queues[0].count, r.queues[0].bytes, r.queues[0].tail),
         (3, 6, Some(3))
     );
+}
+
+#[test]
+fn a_body_shared_by_queues_is_stored_once_and_goes_with_its_last_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "fanned out";
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let id = store.allocate_body_id();
+        let mut ops = vec![queue_def(1, "a"), queue_def(2, "b"), queue_def(3, "c")];
+        ops.push(put_body(id, body));
+        ops.extend((1..=3).map(|q| put_shared(q, 1, id, body)));
+        store.commit_blocking(ops).unwrap();
+        store.commit_blocking(vec![Op::ReleaseBody { id }]).unwrap();
+        assert_eq!(store.stored_bodies().unwrap(), 1);
+        store
+            .commit_blocking(vec![del_shared(1, 1, id, body)])
+            .unwrap();
+        assert_eq!(store.stored_bodies().unwrap(), 1);
+    }
+    // After a reopen, the remaining queues still read the body, and new ids do not collide.
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let r = store.recover().unwrap();
+    let counts: Vec<u64> = r.queues.iter().map(|q| q.count).collect();
+    assert_eq!(counts, vec![0, 1, 1]);
+    for q in [2, 3] {
+        let got = store.read_messages(q, 0, 10, usize::MAX).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.body, Bytes::from_static(body.as_bytes()));
+        assert_eq!(got[0].1.properties, record(body).properties);
+        assert_eq!(got[0].1.shared, Some(1));
+    }
+    assert_eq!(store.allocate_body_id(), 2);
+    store
+        .commit_blocking(vec![del_shared(2, 1, 1, body)])
+        .unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 1);
+    store
+        .commit_blocking(vec![del_shared(3, 1, 1, body)])
+        .unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 0);
+}
+
+#[test]
+fn a_shared_body_acked_everywhere_before_its_batch_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let id = store.allocate_body_id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // One submission per step, as the broker makes them; they may share a batch or not.
+    let steps = vec![
+        vec![put_body(id, "x")],
+        vec![put_shared(1, 1, id, "x")],
+        vec![put_shared(2, 1, id, "x")],
+        vec![Op::ReleaseBody { id }],
+        vec![del_shared(1, 1, id, "x")],
+        vec![del_shared(2, 1, id, "x")],
+    ];
+    for ops in steps {
+        let tx = tx.clone();
+        store.submit(ops, Some(Box::new(move |r| tx.send(r.is_ok()).unwrap())));
+    }
+    for _ in 0..6 {
+        assert!(rx.recv().unwrap());
+    }
+    assert_eq!(store.stored_bodies().unwrap(), 0);
+    assert!(store
+        .read_messages(1, 0, 10, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .read_messages(2, 0, 10, usize::MAX)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn purging_or_dropping_queues_releases_the_bodies_their_records_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let mut ops = vec![queue_def(1, "a"), queue_def(2, "b")];
+    for seq in 1..=5 {
+        let id = store.allocate_body_id();
+        ops.push(put_body(id, "shared"));
+        ops.push(put_shared(1, seq, id, "shared"));
+        ops.push(put_shared(2, seq, id, "shared"));
+        ops.push(Op::ReleaseBody { id });
+        ops.push(put(1, 100 + seq, "own"));
+    }
+    store.commit_blocking(ops).unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 5);
+    // A purge of part of queue 1 and a put in the same group: the body stays for queue 2.
+    store
+        .commit_blocking(vec![
+            Op::DeleteRange {
+                queue: 1,
+                from: 1,
+                to: 3,
+                count: 3,
+                bytes: 18,
+            },
+            put(1, 200, "after"),
+        ])
+        .unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 5);
+    // Queue 2 dropped: bodies 1-3 have no reference left; 4 and 5 are still queue 1's.
+    store
+        .commit_blocking(vec![Op::DropQueueMessages { queue: 2 }])
+        .unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 2);
+    let left: Vec<u64> = store
+        .read_messages(1, 0, 100, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(left, vec![4, 5, 101, 102, 103, 104, 105, 200]);
+    store
+        .commit_blocking(vec![Op::DropQueueMessages { queue: 1 }])
+        .unwrap();
+    assert_eq!(store.stored_bodies().unwrap(), 0);
+}
+
+#[test]
+fn a_store_of_the_previous_format_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A v2 store as that version left it: four column families and its markers.
+        let mut o = rocksdb::Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&o, dir.path(), ["meta", "defs", "msgs", "counts"]).unwrap();
+        db.put_cf(
+            &db.cf_handle("meta").unwrap(),
+            b"format",
+            b"warren-store-v2",
+        )
+        .unwrap();
+        let r = record("old");
+        db.put_cf(
+            &db.cf_handle("msgs").unwrap(),
+            storage::keys::message(1, 1),
+            r.encode(),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("WARREN_STORE"), "warren-store-v2\n").unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let got = store.read_messages(1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(got, vec![(1, record("old"))]);
+    drop(store);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("WARREN_STORE")).unwrap(),
+        "warren-store-v3\n"
+    );
+    // And it opens again as v3.
+    Store::open(dir.path(), StoreConfig::default()).unwrap();
 }

@@ -326,6 +326,7 @@ impl Channel {
                 });
             }
         } else {
+            message.begin_sharing(queues.len());
             for q in queues.drain(..) {
                 if q.enqueue(message.clone(), wait) == Enqueued::Rejected {
                     // A full queue with x-overflow reject-publish: the publisher's confirm is a nack.
@@ -334,6 +335,7 @@ impl Channel {
                     }
                 }
             }
+            message.end_sharing(ctx.vhost.store());
         }
         self.route_buf = queues;
     }

@@ -332,11 +332,13 @@ impl Queue {
                 let page = st.lanes[lane].must_page(&p.budget, n, bytes);
                 let persistent = message.is_persistent() && self.keeps_definition();
                 if page || persistent {
+                    let (record, shared) = message.store_form(&p.store);
                     let op = Op::PutMessage {
                         queue: id,
                         seq,
-                        record: message.record(),
+                        record,
                         size: message.size() as u64,
+                        shared,
                     };
                     let done = wait.filter(|_| persistent).map(|w| w.completion());
                     p.store.submit(vec![op], done);
@@ -744,6 +746,7 @@ impl Queue {
                 queue: p.id + self.lane_of(m) as u64,
                 seq,
                 size: m.size() as u64,
+                shared: m.shared_id(),
             })
             .collect();
         if !ops.is_empty() {
@@ -889,6 +892,7 @@ impl Queue {
         for (seq, record) in records {
             let size = record.body.len() as u64;
             let delivery_count = record.delivery_count;
+            let shared = record.shared;
             let drop = if record.transient && seq < st.first_seq_of_run {
                 true
             } else if let Some(message) = Message::from_record(record) {
@@ -923,6 +927,7 @@ impl Queue {
                     queue: id,
                     seq,
                     size,
+                    shared,
                 });
             }
         }
