@@ -89,9 +89,10 @@ impl Delayed {
         let op = Op::PutMessage {
             queue: DELAYED_AREA,
             seq,
-            record: negated.record_with_count(0),
+            record: negated.record(),
             size: negated.size() as u64,
             shared: None,
+            transient: false,
         };
         let confirm = wait.map(|w| w.completion());
         let me = self.clone();
@@ -164,6 +165,7 @@ impl Delayed {
                 seq,
                 size: record.body.len() as u64,
                 shared: record.shared,
+                transient: record.in_transient_area,
             });
             let exchange = record.exchange.clone();
             match Message::from_record(record) {

@@ -26,8 +26,10 @@ pub struct Message {
     pub published_at: u64,
     /// Sender-selected routing keys (the `CC` and `BCC` headers), routed to as well.
     pub extra_keys: Vec<String>,
-    /// Encoded store record, made once however many durable queues store the message.
+    /// Encoded store record, made once however many queues store the message.
     record: OnceLock<Bytes>,
+    /// The same pointing at its shared body, made once however many durable queues store it.
+    shared_record: OnceLock<Bytes>,
     /// Set while routing to several queues: the first queue that stores the message stores its
     /// body in the store's shared body area, and the others point at it.
     share: AtomicBool,
@@ -57,6 +59,7 @@ impl Message {
             published_at,
             extra_keys: Vec::new(),
             record: OnceLock::new(),
+            shared_record: OnceLock::new(),
             share: AtomicBool::new(false),
             shared_body: OnceLock::new(),
         }
@@ -87,9 +90,13 @@ impl Message {
     }
 
     /// What a queue writes to store the message: its record, and the shared body the record
-    /// points at. The first call while sharing submits the body itself (before the record, so
-    /// the writer sees them in that order).
-    pub fn store_form(&self, store: &Store) -> (Bytes, Option<u64>) {
+    /// points at. Only records that survive a restart (`lasting`) share a body: the transient
+    /// area is dropped wholesale at start-up, references and all. The first lasting call while
+    /// sharing submits the body itself (before the record, so the writer sees them in order).
+    pub fn store_form(&self, store: &Store, lasting: bool) -> (Bytes, Option<u64>) {
+        if !lasting {
+            return (self.record(), None);
+        }
         if self.share.load(Ordering::Relaxed) {
             self.shared_body.get_or_init(|| {
                 let id = store.allocate_body_id();
@@ -104,7 +111,15 @@ impl Message {
                 id
             });
         }
-        (self.record(), self.shared_id())
+        match self.shared_id() {
+            Some(id) => (
+                self.shared_record
+                    .get_or_init(|| self.encode_record(0, Some(id)))
+                    .clone(),
+                Some(id),
+            ),
+            None => (self.record(), None),
+        }
     }
 
     /// Takes the sender-selected routing keys from the `CC` and `BCC` headers (arrays of strings),
@@ -186,16 +201,22 @@ impl Message {
         self.properties.delivery_mode() == 2
     }
 
-    /// The record the store keeps for this message (encoded on first use; if its body is shared,
-    /// the record points at it).
+    /// The record the store keeps for this message, with its properties and body (encoded on
+    /// first use).
     pub fn record(&self) -> Bytes {
         self.record
-            .get_or_init(|| self.record_with_count(0))
+            .get_or_init(|| self.encode_record(0, None))
             .clone()
     }
 
-    /// The record with a delivery count (written again when a counted delivery is returned).
-    pub fn record_with_count(&self, delivery_count: u32) -> Bytes {
+    /// The record with a delivery count (written again when a counted delivery is returned):
+    /// a lasting record points at the shared body if the message has one, as when first stored.
+    pub fn record_with_count(&self, delivery_count: u32, lasting: bool) -> Bytes {
+        let shared = if lasting { self.shared_id() } else { None };
+        self.encode_record(delivery_count, shared)
+    }
+
+    fn encode_record(&self, delivery_count: u32, shared: Option<u64>) -> Bytes {
         Bytes::from(
             storage::MessageRecord {
                 exchange: self.exchange.clone(),
@@ -205,7 +226,8 @@ impl Message {
                 delivery_count,
                 transient: !self.is_persistent(),
                 published_at: self.published_at,
-                shared: self.shared_id(),
+                shared,
+                in_transient_area: false,
             }
             .encode(),
         )

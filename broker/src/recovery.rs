@@ -124,6 +124,8 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
                         end: tail,
                         count: s.count,
                         bytes: s.bytes,
+                        lasting: s.count,
+                        lasting_bytes: s.bytes,
                     }),
                     _ => None,
                 };

@@ -2,7 +2,8 @@
 //!
 //! * Column families: `meta` (format version), `defs` (vhosts, exchanges, queues, bindings),
 //!   `msgs` (messages, keyed by big-endian `(queue id, sequence)` so a queue is one contiguous,
-//!   ordered key range), `counts` (per-queue message count and bytes, kept by a merge operator so that
+//!   ordered key range), `tmsgs` (records that only page messages out of memory: the same keys,
+//!   emptied at start-up, counted nowhere), `counts` (per-queue message count and bytes, kept by a merge operator so that
 //!   start-up reads counters instead of scanning messages), `bodies`, `refs` and `qrefs` (bodies
 //!   shared by the records of several queues, their reference counts, and which record points at
 //!   which body: see the writer).

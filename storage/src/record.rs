@@ -32,6 +32,9 @@ pub struct MessageRecord {
     /// Encoding such a record leaves `properties` and `body` out; reading it back through
     /// [`crate::Store::read_messages`] fills them in from the body area.
     pub shared: Option<u64>,
+    /// Read from the transient area (written only to page it out of memory). Not part of the
+    /// encoding: [`crate::Store::read_messages`] sets it.
+    pub in_transient_area: bool,
 }
 
 impl MessageRecord {
@@ -110,6 +113,7 @@ impl MessageRecord {
             transient,
             published_at,
             shared,
+            in_transient_area: false,
         })
     }
 }
@@ -143,6 +147,7 @@ mod tests {
             transient: true,
             published_at: 1_700_000_000_000,
             shared: None,
+            in_transient_area: false,
         };
         assert_eq!(MessageRecord::decode(Bytes::from(r.encode())).unwrap(), r);
         let mut s = MessageRecord {

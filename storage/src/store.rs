@@ -5,9 +5,7 @@ use crate::keys::{self, tag};
 use crate::writer::{self, Completion, Op, Request};
 use crate::{MessageRecord, StoreError};
 use bytes::Bytes;
-use rocksdb::{
-    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, ReadOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -18,6 +16,9 @@ use tracing::info;
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_DEFS: &str = "defs";
 pub(crate) const CF_MSGS: &str = "msgs";
+/// Records written only to page messages out of memory that do not survive a restart (transient
+/// messages, messages of non-durable queues): emptied at start-up, counted nowhere.
+pub(crate) const CF_TMSGS: &str = "tmsgs";
 pub(crate) const CF_COUNTS: &str = "counts";
 pub(crate) const CF_BODIES: &str = "bodies";
 pub(crate) const CF_REFS: &str = "refs";
@@ -191,12 +192,13 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_META, cf_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_DEFS, cf_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_MSGS, msgs_options(&config, &cache)),
+            ColumnFamilyDescriptor::new(CF_TMSGS, msgs_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_COUNTS, counts),
             ColumnFamilyDescriptor::new(CF_BODIES, msgs_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_REFS, cf_options(&config, &cache)),
             ColumnFamilyDescriptor::new(CF_QREFS, msgs_options(&config, &cache)),
         ];
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
+        let mut db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
             let text = e.into_string();
             if text.contains("lock")
                 && (text.contains("LOCK") || text.contains("Resource temporarily unavailable"))
@@ -244,6 +246,10 @@ impl Store {
                 })
             }
         }
+        // What was paged out only to save memory does not survive: dropping the column family
+        // frees its files at once, with no scan and no tombstones.
+        db.drop_cf(CF_TMSGS)?;
+        db.create_cf(CF_TMSGS, &msgs_options(&config, &cache))?;
         // Body ids are never reused: continue after the highest one stored.
         let next_body_id = {
             let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
@@ -449,7 +455,8 @@ impl Store {
     }
 
     /// Reads up to `limit` messages of a queue from sequence `from` on (or up to `max_bytes` of
-    /// bodies, whichever comes first; at least one). Blocking: call from a blocking thread.
+    /// bodies, whichever comes first; at least one), lasting and transient records merged in
+    /// sequence order. Blocking: call from a blocking thread.
     pub fn read_messages(
         &self,
         queue: u64,
@@ -457,25 +464,44 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, MessageRecord)>, StoreError> {
-        let msgs = self.db.cf_handle(CF_MSGS).expect("msgs cf");
         let bodies = self.db.cf_handle(CF_BODIES).expect("bodies cf");
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
-        let start = keys::message(queue, from);
+        let open = |cf: &str| {
+            let cf = self.db.cf_handle(cf).expect("message cf");
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
+            let mut it = self.db.raw_iterator_cf_opt(&cf, ro);
+            it.seek(keys::message(queue, from));
+            it
+        };
+        let mut lasting = open(CF_MSGS);
+        let mut transient = open(CF_TMSGS);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for item in
-            self.db
-                .iterator_cf_opt(&msgs, ro, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = item?;
-            let Some((q, seq)) = keys::parse_message(&k) else {
+        while out.len() < limit && (bytes < max_bytes || out.is_empty()) {
+            // The smaller key of the two iterators comes next.
+            let take_lasting = match (lasting.key(), transient.key()) {
+                (Some(a), Some(b)) => a <= b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let it = if take_lasting {
+                &mut lasting
+            } else {
+                &mut transient
+            };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            let Some((q, seq)) = keys::parse_message(k) else {
                 return Err(StoreError::Corrupt("bad message key".into()));
             };
-            if q != queue || out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
+            if q != queue {
                 break;
             }
-            let mut record = MessageRecord::decode(Bytes::from(v.into_vec()))?;
+            let mut record = MessageRecord::decode(Bytes::copy_from_slice(v))?;
+            record.in_transient_area = !take_lasting;
+            it.next();
             if let Some(id) = record.shared {
                 let Some(value) = self.db.get_cf(&bodies, keys::body(id))? else {
                     return Err(StoreError::Corrupt(format!(
@@ -487,6 +513,8 @@ impl Store {
             bytes += record.body.len();
             out.push((seq, record));
         }
+        lasting.status()?;
+        transient.status()?;
         Ok(out)
     }
 

@@ -45,6 +45,10 @@ pub enum Op {
         size: u64,
         /// The shared body the record points at (it holds a reference).
         shared: Option<u64>,
+        /// Written only to page it out of memory (a transient message, or any message of a
+        /// non-durable queue): kept in `tmsgs`, which start-up empties, and left out of the
+        /// queue's counters. Such a record never points at a shared body.
+        transient: bool,
     },
     /// Delete the message at (queue, seq).
     DeleteMessage {
@@ -56,6 +60,8 @@ pub enum Op {
         size: u64,
         /// The shared body the record pointed at (its reference is dropped).
         shared: Option<u64>,
+        /// The record was put as transient.
+        transient: bool,
     },
     /// Store a shared body (encoded with [`crate::MessageRecord::encode_body`]) with one reference
     /// held by whoever routes the message, dropped with [`Op::ReleaseBody`] once every queue's
@@ -92,6 +98,8 @@ pub enum Op {
         seq: u64,
         /// Encoded record.
         record: Bytes,
+        /// The record was put as transient.
+        transient: bool,
     },
     /// Record that messages up to `seq` were delivered at least once (they come back as redelivered
     /// after a restart, as in RabbitMQ).
@@ -318,6 +326,7 @@ fn decode_refs(v: &[u8]) -> i64 {
 /// bodies its records pointed at are found in `qrefs` and released.
 fn range_delete(db: &DB, op: &Op, batch: &mut WriteBatch) -> Result<(), StoreError> {
     let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
+    let tmsgs = db.cf_handle(crate::store::CF_TMSGS).expect("tmsgs cf");
     let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
     let qrefs = db.cf_handle(crate::store::CF_QREFS).expect("qrefs cf");
     let (queue, from, end) = match op {
@@ -358,6 +367,7 @@ fn range_delete(db: &DB, op: &Op, batch: &mut WriteBatch) -> Result<(), StoreErr
     }
     debug!(queue, bodies = refs.delta.len(), "range delete");
     batch.delete_range_cf(&msgs, from, end);
+    batch.delete_range_cf(&tmsgs, from, end);
     batch.delete_range_cf(&qrefs, from, end);
     refs.apply(db, batch)
 }
@@ -365,6 +375,7 @@ fn range_delete(db: &DB, op: &Op, batch: &mut WriteBatch) -> Result<(), StoreErr
 /// Folds ops (with no range delete among them) into one batch.
 fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
     let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
+    let tmsgs = db.cf_handle(crate::store::CF_TMSGS).expect("tmsgs cf");
     let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
     let defs = db.cf_handle(crate::store::CF_DEFS).expect("defs cf");
     let qrefs = db.cf_handle(crate::store::CF_QREFS).expect("qrefs cf");
@@ -403,6 +414,19 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
                 record,
                 size,
                 shared,
+                transient: true,
+            } => {
+                debug_assert!(shared.is_none(), "a transient record with a shared body");
+                let _ = size;
+                batch.put_cf(&tmsgs, keys::message(*queue, *seq), record);
+            }
+            Op::PutMessage {
+                queue,
+                seq,
+                record,
+                size,
+                shared,
+                transient: false,
             } => {
                 let key = keys::message(*queue, *seq);
                 batch.put_cf(&msgs, key, record);
@@ -415,8 +439,15 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
             Op::DeleteMessage {
                 queue,
                 seq,
+                transient: true,
+                ..
+            } => batch.delete_cf(&tmsgs, keys::message(*queue, *seq)),
+            Op::DeleteMessage {
+                queue,
+                seq,
                 size,
                 shared,
+                transient: false,
             } => {
                 let key = keys::message(*queue, *seq);
                 batch.delete_cf(&msgs, key);
@@ -430,8 +461,14 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
                     refs.add(*id, -1);
                 }
             }
-            Op::UpdateMessage { queue, seq, record } => {
-                batch.put_cf(&msgs, keys::message(*queue, *seq), record);
+            Op::UpdateMessage {
+                queue,
+                seq,
+                record,
+                transient,
+            } => {
+                let cf = if *transient { &tmsgs } else { &msgs };
+                batch.put_cf(cf, keys::message(*queue, *seq), record);
             }
             Op::PutBody { id, value } => {
                 refs.new.insert(*id, value.clone());

@@ -16,6 +16,7 @@ fn record(body: &str) -> MessageRecord {
         transient: false,
         published_at: 0,
         shared: None,
+        in_transient_area: false,
     }
 }
 
@@ -27,6 +28,7 @@ fn put(queue: u64, seq: u64, body: &str) -> Op {
         size: r.body.len() as u64,
         record: Bytes::from(r.encode()),
         shared: None,
+        transient: false,
     }
 }
 
@@ -36,6 +38,7 @@ fn del(queue: u64, seq: u64, body: &str) -> Op {
         seq,
         size: body.len() as u64,
         shared: None,
+        transient: false,
     }
 }
 
@@ -51,6 +54,7 @@ fn put_shared(queue: u64, seq: u64, id: u64, body: &str) -> Op {
         size: body.len() as u64,
         record: Bytes::from(r.encode()),
         shared: Some(id),
+        transient: false,
     }
 }
 
@@ -60,6 +64,7 @@ fn del_shared(queue: u64, seq: u64, id: u64, body: &str) -> Op {
         seq,
         size: body.len() as u64,
         shared: Some(id),
+        transient: false,
     }
 }
 
@@ -181,6 +186,7 @@ fn a_rewrite_between_a_put_and_its_delete_does_not_bring_the_message_back() {
                 queue: 1,
                 seq: 1,
                 record: Bytes::from(rewritten.encode()),
+                transient: false,
             },
             del(1, 1, "a"),
         ])
@@ -445,4 +451,89 @@ fn a_store_of_the_previous_format_is_upgraded_in_place() {
     );
     // And it opens again as v3.
     Store::open(dir.path(), StoreConfig::default()).unwrap();
+}
+
+#[test]
+fn transient_records_are_read_in_order_and_gone_after_a_reopen_without_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let transient = |seq: u64, body: &str| {
+        let r = MessageRecord {
+            transient: true,
+            ..record(body)
+        };
+        Op::PutMessage {
+            queue: 1,
+            seq,
+            size: body.len() as u64,
+            record: Bytes::from(r.encode()),
+            shared: None,
+            transient: true,
+        }
+    };
+    {
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        store
+            .commit_blocking(vec![
+                queue_def(1, "q"),
+                put(1, 1, "p1"),
+                transient(2, "t2"),
+                transient(3, "t3"),
+                put(1, 4, "p4"),
+                transient(5, "t5"),
+            ])
+            .unwrap();
+        store
+            .commit_blocking(vec![Op::DeleteMessage {
+                queue: 1,
+                seq: 3,
+                size: 2,
+                shared: None,
+                transient: true,
+            }])
+            .unwrap();
+        let got: Vec<(u64, Bytes)> = store
+            .read_messages(1, 0, 10, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, r)| (seq, r.body))
+            .collect();
+        let want: Vec<(u64, Bytes)> = [(1, "p1"), (2, "t2"), (4, "p4"), (5, "t5")]
+            .into_iter()
+            .map(|(s, b)| (s, Bytes::from_static(b.as_bytes())))
+            .collect();
+        assert_eq!(got, want);
+        // A chunk boundary between the two kinds: reading on from where the last chunk ended.
+        let first: Vec<u64> = store
+            .read_messages(1, 0, 2, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(first, vec![1, 2]);
+        let rest: Vec<u64> = store
+            .read_messages(1, 3, 10, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(rest, vec![4, 5]);
+    }
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let r = store.recover().unwrap();
+    assert_eq!(
+        (
+            r.queues[0].count,
+            r.queues[0].bytes,
+            r.queues[0].head,
+            r.queues[0].tail
+        ),
+        (2, 4, Some(1), Some(4))
+    );
+    let seqs: Vec<u64> = store
+        .read_messages(1, 0, 10, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(seqs, vec![1, 4]);
 }

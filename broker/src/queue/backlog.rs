@@ -46,6 +46,22 @@ pub struct Paged {
     pub count: u64,
     /// Their body bytes.
     pub bytes: u64,
+    /// How many of them have lasting records (the store counts those, not transient ones).
+    pub lasting: u64,
+    /// Their body bytes.
+    pub lasting_bytes: u64,
+}
+
+impl Paged {
+    /// Takes one message out of the range's totals.
+    fn take(&mut self, size: u64, lasting: bool) {
+        self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
+        if lasting {
+            self.lasting = self.lasting.saturating_sub(1);
+            self.lasting_bytes = self.lasting_bytes.saturating_sub(size);
+        }
+    }
 }
 
 /// Ready messages of a queue.
@@ -116,17 +132,24 @@ impl Backlog {
         self.memory.push_back(r);
     }
 
-    /// Appends a stored message to the paged range (not kept in memory).
-    pub fn page(&mut self, seq: u64, size: u64) {
+    /// Appends a stored message to the paged range (not kept in memory); `lasting` if its record
+    /// survives a restart.
+    pub fn page(&mut self, seq: u64, size: u64, lasting: bool) {
         let p = self.paged.get_or_insert(Paged {
             next: seq,
             end: seq,
             count: 0,
             bytes: 0,
+            lasting: 0,
+            lasting_bytes: 0,
         });
         p.end = seq;
         p.count += 1;
         p.bytes += size;
+        if lasting {
+            p.lasting += 1;
+            p.lasting_bytes += size;
+        }
     }
 
     /// Sets the paged range wholesale (start-up).
@@ -154,22 +177,22 @@ impl Backlog {
         self.paged.is_some() && !self.loading && self.memory.len() < LOAD_LOW_WATER
     }
 
-    /// Takes in a chunk read from the store: messages from `from` on, in order. Returns false if the
-    /// chunk is stale (the range was purged meanwhile). Messages past the range's end are ignored.
-    pub fn absorb(&mut self, generation: u64, loaded: Vec<Ready>, sizes: &[u64]) -> bool {
+    /// Takes in a chunk read from the store: messages from `from` on, in order, each with its
+    /// stored size and whether its record is lasting. Returns false if the chunk is stale (the
+    /// range was purged meanwhile). Messages past the range's end are ignored.
+    pub fn absorb(&mut self, generation: u64, loaded: Vec<Ready>, sizes: &[(u64, bool)]) -> bool {
         if generation != self.generation {
             return false;
         }
         let Some(p) = self.paged.as_mut() else {
             return false;
         };
-        for (r, size) in loaded.into_iter().zip(sizes) {
+        for (r, &(size, lasting)) in loaded.into_iter().zip(sizes) {
             if r.seq < p.next || r.seq > p.end {
                 continue;
             }
             p.next = r.seq + 1;
-            p.count = p.count.saturating_sub(1);
-            p.bytes = p.bytes.saturating_sub(*size);
+            p.take(size, lasting);
             self.memory_bytes += r.message.size();
             self.memory.push_back(r);
         }
@@ -181,12 +204,11 @@ impl Backlog {
 
     /// Skips stored records that are not messages of this run (stale transient ones) without
     /// loading them.
-    pub fn skip(&mut self, seq: u64, size: u64) {
+    pub fn skip(&mut self, seq: u64, size: u64, lasting: bool) {
         if let Some(p) = self.paged.as_mut() {
             if seq >= p.next && seq <= p.end {
                 p.next = seq + 1;
-                p.count = p.count.saturating_sub(1);
-                p.bytes = p.bytes.saturating_sub(size);
+                p.take(size, lasting);
                 if p.next > p.end || p.count == 0 {
                     self.paged = None;
                 }

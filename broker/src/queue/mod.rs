@@ -269,6 +269,12 @@ impl Queue {
     }
 
     /// The store id of a lane.
+    /// True if `m`'s record in this queue survives a restart (a persistent message in a durable,
+    /// non-exclusive queue); other records only page messages out of memory.
+    fn lasting(&self, m: &Message) -> bool {
+        m.is_persistent() && self.keeps_definition()
+    }
+
     fn store_id(&self, lane: usize) -> Option<(&Persistence, u64)> {
         self.persist.as_ref().map(|p| (p, p.id + lane as u64))
     }
@@ -330,15 +336,16 @@ impl Queue {
             Some((p, id)) => {
                 let (n, bytes) = st.in_memory();
                 let page = st.lanes[lane].must_page(&p.budget, n, bytes);
-                let persistent = message.is_persistent() && self.keeps_definition();
+                let persistent = self.lasting(&message);
                 if page || persistent {
-                    let (record, shared) = message.store_form(&p.store);
+                    let (record, shared) = message.store_form(&p.store, persistent);
                     let op = Op::PutMessage {
                         queue: id,
                         seq,
                         record,
                         size: message.size() as u64,
                         shared,
+                        transient: !persistent,
                     };
                     let done = wait.filter(|_| persistent).map(|w| w.completion());
                     p.store.submit(vec![op], done);
@@ -346,11 +353,12 @@ impl Queue {
                 (page, persistent)
             }
         };
+        let lasting = stored;
         if expires_at != NEVER {
             st.may_expire = true;
         }
         if page {
-            st.lanes[lane].page(seq, message.size() as u64);
+            st.lanes[lane].page(seq, message.size() as u64, lasting);
         } else {
             Self::push_ready(
                 &mut st,
@@ -669,11 +677,13 @@ impl Queue {
                 let lane = self.lane_of(&r.message);
                 if counts && r.stored {
                     if let Some((p, id)) = self.store_id(lane) {
+                        let lasting = self.lasting(&r.message);
                         p.store.submit(
                             vec![Op::UpdateMessage {
                                 queue: id,
                                 seq: r.seq,
-                                record: r.message.record_with_count(count),
+                                record: r.message.record_with_count(count, lasting),
+                                transient: !lasting,
                             }],
                             None,
                         );
@@ -742,11 +752,15 @@ impl Queue {
             return;
         }
         let ops: Vec<Op> = gone
-            .map(|(seq, m)| Op::DeleteMessage {
-                queue: p.id + self.lane_of(m) as u64,
-                seq,
-                size: m.size() as u64,
-                shared: m.shared_id(),
+            .map(|(seq, m)| {
+                let lasting = self.lasting(m);
+                Op::DeleteMessage {
+                    queue: p.id + self.lane_of(m) as u64,
+                    seq,
+                    size: m.size() as u64,
+                    shared: m.shared_id().filter(|_| lasting),
+                    transient: !lasting,
+                }
             })
             .collect();
         if !ops.is_empty() {
@@ -757,7 +771,7 @@ impl Queue {
     /// Notes a first delivery of a stored message, so that it comes back redelivered after a
     /// restart (called with the queue locked).
     pub(crate) fn mark_delivered(&self, r: &Ready) {
-        if !r.stored || r.redelivered {
+        if !r.stored || r.redelivered || !self.lasting(&r.message) {
             return;
         }
         if let Some((p, id)) = self.store_id(self.lane_of(&r.message)) {
@@ -893,6 +907,7 @@ impl Queue {
             let size = record.body.len() as u64;
             let delivery_count = record.delivery_count;
             let shared = record.shared;
+            let lasting = !record.in_transient_area;
             let drop = if record.transient && seq < st.first_seq_of_run {
                 true
             } else if let Some(message) = Message::from_record(record) {
@@ -914,7 +929,7 @@ impl Queue {
                         expires_at,
                         delivery_count,
                     });
-                    sizes.push(size);
+                    sizes.push((size, lasting));
                     false
                 }
             } else {
@@ -922,12 +937,13 @@ impl Queue {
                 true
             };
             if drop {
-                st.lanes[lane].skip(seq, size);
+                st.lanes[lane].skip(seq, size, lasting);
                 stale.push(Op::DeleteMessage {
                     queue: id,
                     seq,
                     size,
                     shared,
+                    transient: !lasting,
                 });
             }
         }
@@ -1104,8 +1120,8 @@ impl Queue {
                         queue: id,
                         from: range.next,
                         to: range.end,
-                        count: range.count,
-                        bytes: range.bytes,
+                        count: range.lasting,
+                        bytes: range.lasting_bytes,
                     }],
                     None,
                 );
