@@ -18,6 +18,7 @@ pub mod defs;
 mod error;
 pub mod keys;
 pub mod record;
+mod slot;
 mod store;
 mod writer;
 

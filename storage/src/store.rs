@@ -2,10 +2,11 @@
 
 use crate::defs::{BindingDef, ExchangeDef, QueueDef};
 use crate::keys::{self, tag};
+use crate::slot::{DbSlot, Opener};
 use crate::writer::{self, Completion, Op, Request};
 use crate::{MessageRecord, StoreError};
 use bytes::Bytes;
-use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, ReadOptions, DB};
+use rocksdb::{DBCompressionType, IteratorMode, Options, ReadOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -105,7 +106,7 @@ pub struct Recovered {
 /// The store. Cheap to share (`Arc` inside); dropping the last handle stops the writer after it
 /// has written everything submitted.
 pub struct Store {
-    db: Arc<DB>,
+    slot: Arc<DbSlot>,
     path: PathBuf,
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -120,7 +121,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+pub(crate) fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
     let mut o = Options::default();
     if config.compression {
         o.set_compression_type(DBCompressionType::Lz4);
@@ -137,7 +138,7 @@ fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
 
 /// Messages are deleted soon after they are written: files full of tombstones are compacted
 /// early, so disk space comes back after consumption (even with an old message left at the head).
-fn msgs_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+pub(crate) fn msgs_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
     let mut o = cf_options(config, cache);
     o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
     o
@@ -175,46 +176,13 @@ impl Store {
             }
         }
         let fresh = !dir.join("CURRENT").exists();
-        let cache = rocksdb::Cache::new_lru_cache(config.block_cache_bytes);
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(fresh);
-        // Also adds the column families an older format lacks (the marker was checked above).
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_keep_log_file_num(4);
-        // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
-        db_opts.set_max_total_wal_size(64 << 20);
-        // All memtables together stay under this (flushing the largest first).
-        db_opts.set_db_write_buffer_size(config.write_buffer_bytes * 4);
-        let mut counts = cf_options(&config, &cache);
-        counts.set_merge_operator_associative("warren-counts", writer::merge_counts);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_META, cf_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_DEFS, cf_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_MSGS, msgs_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_TMSGS, msgs_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_COUNTS, counts),
-            ColumnFamilyDescriptor::new(CF_BODIES, msgs_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_REFS, cf_options(&config, &cache)),
-            ColumnFamilyDescriptor::new(CF_QREFS, msgs_options(&config, &cache)),
-        ];
-        let mut db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
-            let text = e.into_string();
-            if text.contains("lock")
-                && (text.contains("LOCK") || text.contains("Resource temporarily unavailable"))
-            {
-                StoreError::Locked(dir.to_path_buf())
-            } else if text.contains("Column family not found") || text.contains("Invalid argument")
-            {
-                StoreError::Incompatible {
-                    path: dir.to_path_buf(),
-                    found: text,
-                    expected: FORMAT.to_string(),
-                }
-            } else {
-                StoreError::Db(format!("cannot open {}: {text}", dir.display()))
-            }
-        })?;
+        let opener = Opener {
+            dir: dir.to_path_buf(),
+            cache: rocksdb::Cache::new_lru_cache(config.block_cache_bytes),
+            config: config.clone(),
+            format: FORMAT,
+        };
+        let mut db = opener.open(fresh)?;
         let meta = db.cf_handle(CF_META).expect("meta cf");
         match db.get_cf(&meta, b"format")? {
             Some(v) if v == FORMAT.as_bytes() => {}
@@ -249,7 +217,7 @@ impl Store {
         // What was paged out only to save memory does not survive: dropping the column family
         // frees its files at once, with no scan and no tombstones.
         db.drop_cf(CF_TMSGS)?;
-        db.create_cf(CF_TMSGS, &msgs_options(&config, &cache))?;
+        db.create_cf(CF_TMSGS, &msgs_options(&config, &opener.cache))?;
         // Body ids are never reused: continue after the highest one stored.
         let next_body_id = {
             let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
@@ -262,9 +230,9 @@ impl Store {
             it.status()?;
             last + 1
         };
-        let db = Arc::new(db);
+        let slot = Arc::new(DbSlot::new(db, opener));
         let (tx, rx) = mpsc::channel();
-        let writer_db = db.clone();
+        let writer_db = slot.clone();
         let sync = config.sync;
         let failures = Arc::new(AtomicU64::new(0));
         let writer_failures = failures.clone();
@@ -273,7 +241,7 @@ impl Store {
             .spawn(move || writer::run(writer_db, rx, sync, writer_failures))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
-            db,
+            slot,
             path: dir.to_path_buf(),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -286,9 +254,10 @@ impl Store {
     /// Every queue id that has counters (stored messages now or before): start-up drops those
     /// that belong to no durable queue (pages of non-durable queues from the last run).
     pub fn stored_queue_ids(&self) -> Result<Vec<u64>, StoreError> {
-        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
+        let db = self.slot.get()?;
+        let counts = db.cf_handle(CF_COUNTS).expect("counts cf");
         let mut ids = Vec::new();
-        for item in self.db.iterator_cf(&counts, IteratorMode::Start) {
+        for item in db.iterator_cf(&counts, IteratorMode::Start) {
             let (k, _) = item?;
             if let Ok(b) = <[u8; 8]>::try_from(&k[..]) {
                 ids.push(u64::from_be_bytes(b));
@@ -382,9 +351,10 @@ impl Store {
 
     /// Shared bodies stored now (a scan: for tests and diagnostics).
     pub fn stored_bodies(&self) -> Result<u64, StoreError> {
-        let bodies = self.db.cf_handle(CF_BODIES).expect("bodies cf");
+        let db = self.slot.get()?;
+        let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
         let mut n = 0;
-        for item in self.db.iterator_cf(&bodies, IteratorMode::Start) {
+        for item in db.iterator_cf(&bodies, IteratorMode::Start) {
             item?;
             n += 1;
         }
@@ -393,8 +363,9 @@ impl Store {
 
     /// Counters and bounds of the messages stored under one queue id (no scan).
     pub fn queue_state(&self, id: u64) -> Result<QueueState, StoreError> {
-        let counts = self.db.cf_handle(CF_COUNTS).expect("counts cf");
-        let c = match self.db.get_cf(&counts, keys::counts(id))? {
+        let db = self.slot.get()?;
+        let counts = db.cf_handle(CF_COUNTS).expect("counts cf");
+        let c = match db.get_cf(&counts, keys::counts(id))? {
             Some(v) => writer::Counts::decode(&v),
             None => writer::Counts::default(),
         };
@@ -410,10 +381,11 @@ impl Store {
 
     /// Reads every definition and each queue's counters and bounds. Reads no message.
     pub fn recover(&self) -> Result<Recovered, StoreError> {
-        let defs = self.db.cf_handle(CF_DEFS).expect("defs cf");
+        let db = self.slot.get()?;
+        let defs = db.cf_handle(CF_DEFS).expect("defs cf");
         let mut r = Recovered::default();
         let mut max_id = 0;
-        for item in self.db.iterator_cf(&defs, IteratorMode::Start) {
+        for item in db.iterator_cf(&defs, IteratorMode::Start) {
             let (k, v) = item?;
             match k.first() {
                 Some(&tag::EXCHANGE) => r.exchanges.push(ExchangeDef::decode(&v)?),
@@ -441,11 +413,12 @@ impl Store {
 
     /// First and last sequence stored for a queue (two seeks, no scan).
     fn bounds(&self, queue: u64) -> Result<(Option<u64>, Option<u64>), StoreError> {
-        let msgs = self.db.cf_handle(CF_MSGS).expect("msgs cf");
+        let db = self.slot.get()?;
+        let msgs = db.cf_handle(CF_MSGS).expect("msgs cf");
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(keys::message(queue, 0).to_vec());
         ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(&msgs, ro);
+        let mut it = db.raw_iterator_cf_opt(&msgs, ro);
         it.seek_to_first();
         let head = it.key().and_then(keys::parse_message).map(|(_, s)| s);
         it.seek_to_last();
@@ -464,12 +437,13 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, MessageRecord)>, StoreError> {
-        let bodies = self.db.cf_handle(CF_BODIES).expect("bodies cf");
+        let db = self.slot.get()?;
+        let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
         let open = |cf: &str| {
-            let cf = self.db.cf_handle(cf).expect("message cf");
+            let cf = db.cf_handle(cf).expect("message cf");
             let mut ro = ReadOptions::default();
             ro.set_iterate_upper_bound(keys::message(queue.saturating_add(1), 0).to_vec());
-            let mut it = self.db.raw_iterator_cf_opt(&cf, ro);
+            let mut it = db.raw_iterator_cf_opt(&cf, ro);
             it.seek(keys::message(queue, from));
             it
         };
@@ -503,7 +477,7 @@ impl Store {
             record.in_transient_area = !take_lasting;
             it.next();
             if let Some(id) = record.shared {
-                let Some(value) = self.db.get_cf(&bodies, keys::body(id))? else {
+                let Some(value) = db.get_cf(&bodies, keys::body(id))? else {
                     return Err(StoreError::Corrupt(format!(
                         "message {seq} of queue {queue} points at missing body {id}"
                     )));
@@ -521,10 +495,13 @@ impl Store {
     /// Stops the writer after everything submitted so far is written, and flushes memtables.
     pub fn close(&self) {
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = w.join();
+        let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return; // closed already
+        };
+        let _ = w.join();
+        if let Ok(db) = self.slot.get() {
+            let _ = db.flush();
         }
-        let _ = self.db.flush();
         info!("store closed");
     }
 }

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 /// Most requests folded into one batch.
 const MAX_BATCH_REQUESTS: usize = 4096;
@@ -201,7 +201,7 @@ fn op_bytes(op: &Op) -> usize {
 }
 
 pub(crate) fn run(
-    db: Arc<DB>,
+    slot: Arc<crate::slot::DbSlot>,
     rx: Receiver<Request>,
     sync: bool,
     failures: Arc<std::sync::atomic::AtomicU64>,
@@ -209,6 +209,7 @@ pub(crate) fn run(
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
     let mut requests: Vec<Request> = Vec::new();
+    let mut broken = false;
     loop {
         match rx.recv() {
             Ok(r) => requests.push(r),
@@ -225,10 +226,26 @@ pub(crate) fn run(
             }
         }
         let started = Instant::now();
-        let result = write_batch(&db, &wo, &requests);
-        if let Err(e) = &result {
-            error!("store write failed: {e}");
-            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // After a failure RocksDB refuses every write until it is reopened.
+        let reopened = if broken { slot.reopen() } else { Ok(()) };
+        let result = reopened
+            .and_then(|()| slot.get())
+            .and_then(|db| write_batch(&db, &wo, &requests));
+        match &result {
+            Err(e) => {
+                if !broken {
+                    error!("store write failed: {e}");
+                } else {
+                    debug!("store write failed again: {e}");
+                }
+                broken = true;
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(()) if broken => {
+                info!("store writes succeed again");
+                broken = false;
+            }
+            Ok(()) => {}
         }
         debug!(
             requests = requests.len(),

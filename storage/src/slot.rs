@@ -1,0 +1,150 @@
+//! The open database, shared by the writer thread and readers, and reopened after write failures.
+//!
+//! After a failed write (a full disk, an I/O error) RocksDB keeps refusing writes: it stops on
+//! a "background error" that only `DB::Resume` clears, and the C API that the `rocksdb` crate
+//! wraps has no `Resume`. Closing and opening the database again does the same: the write-ahead
+//! log is replayed, nothing that was written is lost, and writes succeed once there is space.
+//! Only the writer thread reopens (at most once a second); readers take a clone of the handle for
+//! the length of one read, so the reopen waits for them briefly.
+
+use crate::store::{cf_options, msgs_options, StoreConfig};
+use crate::store::{CF_BODIES, CF_COUNTS, CF_DEFS, CF_META, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
+use crate::StoreError;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Fewest time between two reopen attempts.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for readers to let go of the old handle.
+const READERS_WAIT: Duration = Duration::from_secs(2);
+
+/// How to open the database: directory, settings, block cache.
+pub(crate) struct Opener {
+    pub dir: PathBuf,
+    pub config: StoreConfig,
+    pub cache: rocksdb::Cache,
+    pub format: &'static str,
+}
+
+impl Opener {
+    /// Opens the database with every column family (`create`: a new store).
+    pub fn open(&self, create: bool) -> Result<DB, StoreError> {
+        let (config, cache) = (&self.config, &self.cache);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(create);
+        // Also adds the column families an older format lacks (the marker was checked before).
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
+        db_opts.set_max_total_wal_size(64 << 20);
+        // All memtables together stay under this (flushing the largest first).
+        db_opts.set_db_write_buffer_size(config.write_buffer_bytes * 4);
+        let mut counts = cf_options(config, cache);
+        counts.set_merge_operator_associative("warren-counts", crate::writer::merge_counts);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_META, cf_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_DEFS, cf_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_MSGS, msgs_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_TMSGS, msgs_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_COUNTS, counts),
+            ColumnFamilyDescriptor::new(CF_BODIES, msgs_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_REFS, cf_options(config, cache)),
+            ColumnFamilyDescriptor::new(CF_QREFS, msgs_options(config, cache)),
+        ];
+        let dir = &self.dir;
+        DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| {
+            let text = e.into_string();
+            if text.contains("lock")
+                && (text.contains("LOCK") || text.contains("Resource temporarily unavailable"))
+            {
+                StoreError::Locked(dir.clone())
+            } else if text.contains("Column family not found") || text.contains("Invalid argument")
+            {
+                StoreError::Incompatible {
+                    path: dir.clone(),
+                    found: text,
+                    expected: self.format.to_string(),
+                }
+            } else {
+                StoreError::Db(format!("cannot open {}: {text}", dir.display()))
+            }
+        })
+    }
+}
+
+/// The current database handle (none while a reopen has not succeeded yet).
+pub(crate) struct DbSlot {
+    db: RwLock<Option<Arc<DB>>>,
+    opener: Opener,
+    last_reopen: Mutex<Option<Instant>>,
+}
+
+impl DbSlot {
+    pub fn new(db: DB, opener: Opener) -> Self {
+        DbSlot {
+            db: RwLock::new(Some(Arc::new(db))),
+            opener,
+            last_reopen: Mutex::new(None),
+        }
+    }
+
+    /// The handle, for one read or write.
+    pub fn get(&self) -> Result<Arc<DB>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Db("the store is being reopened after a failure".into()))
+    }
+
+    /// Closes the database and opens it again (writer thread only). Does nothing if the last
+    /// attempt was less than a second ago.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        {
+            let mut last = self.last_reopen.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return Err(StoreError::Db("waiting to reopen the store".into()));
+            }
+            *last = Some(Instant::now());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut db) = slot.take() {
+            // Readers hold clones only while they read: wait for them, then close.
+            let deadline = Instant::now() + READERS_WAIT;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(closing) => {
+                        drop(closing);
+                        break;
+                    }
+                    Err(shared) if Instant::now() < deadline => {
+                        db = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(shared) => {
+                        *slot = Some(shared);
+                        return Err(StoreError::Db("store busy: not reopened".into()));
+                    }
+                }
+            }
+        }
+        match self.opener.open(false) {
+            Ok(db) => {
+                info!(
+                    "store reopened after failed writes ({})",
+                    self.opener.dir.display()
+                );
+                *slot = Some(Arc::new(db));
+                Ok(())
+            }
+            Err(e) => {
+                warn!("store cannot be reopened yet: {e}");
+                Err(e)
+            }
+        }
+    }
+}
