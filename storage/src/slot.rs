@@ -38,6 +38,9 @@ impl Opener {
         // Also adds the column families an older format lacks (the marker was checked before).
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
+        // RocksDB's own log (LOG): warnings only, and bounded, so it does not outgrow the data.
+        db_opts.set_log_level(rocksdb::LogLevel::Warn);
+        db_opts.set_max_log_file_size(1 << 20);
         db_opts.set_keep_log_file_num(4);
         // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
         db_opts.set_max_total_wal_size(64 << 20);

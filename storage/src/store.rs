@@ -24,6 +24,10 @@ pub(crate) const CF_COUNTS: &str = "counts";
 pub(crate) const CF_BODIES: &str = "bodies";
 pub(crate) const CF_REFS: &str = "refs";
 pub(crate) const CF_QREFS: &str = "qrefs";
+/// Every column family.
+pub(crate) const ALL_CFS: [&str; 8] = [
+    CF_META, CF_DEFS, CF_MSGS, CF_TMSGS, CF_COUNTS, CF_BODIES, CF_REFS, CF_QREFS,
+];
 
 /// What this version writes in `meta/format` and in the marker file.
 const FORMAT: &str = "warren-store-v3";

@@ -20,15 +20,19 @@ use crate::StoreError;
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, error, info};
 
 /// Most requests folded into one batch.
 const MAX_BATCH_REQUESTS: usize = 4096;
 /// Most payload bytes folded into one batch.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// A queue's deleted range is compacted after this many deletes...
+const COMPACT_AFTER_DELETES: u64 = 64 * 1024;
+/// ... or once the writer has been idle this long.
+const COMPACT_WHEN_IDLE: Duration = Duration::from_secs(2);
 
 /// One change.
 #[derive(Debug, Clone)]
@@ -210,10 +214,31 @@ pub(crate) fn run(
     wo.set_sync(sync);
     let mut requests: Vec<Request> = Vec::new();
     let mut broken = false;
+    let mut deleted = Deleted::default();
+    let (compactor, compactor_thread) = {
+        let (tx, crx) = std::sync::mpsc::channel();
+        let slot = slot.clone();
+        match std::thread::Builder::new()
+            .name("warren-store-compactor".into())
+            .spawn(move || compact(slot, crx))
+        {
+            Ok(handle) => (Some(tx), Some(handle)),
+            Err(_) => (None, None),
+        }
+    };
     loop {
-        match rx.recv() {
+        match rx.recv_timeout(COMPACT_WHEN_IDLE) {
             Ok(r) => requests.push(r),
-            Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                deleted.send(compactor.as_ref(), 1);
+                if std::mem::take(&mut deleted.since_flush) {
+                    if let Some(tx) = &compactor {
+                        let _ = tx.send(Compaction::Flush);
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         }
         let mut bytes: usize = requests[0].ops.iter().map(op_bytes).sum();
         while requests.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
@@ -247,6 +272,10 @@ pub(crate) fn run(
             }
             Ok(()) => {}
         }
+        if result.is_ok() {
+            deleted.note(&requests);
+            deleted.send(compactor.as_ref(), COMPACT_AFTER_DELETES);
+        }
         debug!(
             requests = requests.len(),
             bytes,
@@ -259,7 +288,129 @@ pub(crate) fn run(
             }
         }
     }
+    // The compactor holds the database too: it must be gone before the store is closed.
+    drop(compactor);
+    if let Some(t) = compactor_thread {
+        let _ = t.join();
+    }
     debug!("store writer stopped");
+}
+
+/// Key ranges with many deletes, to compact so that disk space comes back soon after messages are
+/// consumed (RocksDB would get to them eventually; a queue's consumed prefix is one range, so
+/// compacting it is cheap, and a message left unacked at its head does not hold anything back).
+#[derive(Default)]
+struct Deleted {
+    /// Per queue id: deletes since its last compaction, and the highest sequence deleted.
+    queues: HashMap<u64, (u64, u64)>,
+    /// Shared bodies deleted since the last compaction: count, lowest and highest id.
+    bodies: (u64, u64, u64),
+    /// Something was deleted since the last idle flush.
+    since_flush: bool,
+}
+
+/// Work for the compactor: one queue id's messages up to a sequence, shared bodies, or a flush of
+/// every memtable (once idle after deletes: the write-ahead log files they pin can then go).
+enum Compaction {
+    Queue { queue: u64, upto: u64 },
+    Bodies { from: u64, to: u64 },
+    Flush,
+}
+
+impl Deleted {
+    fn note(&mut self, requests: &[Request]) {
+        for op in requests.iter().flat_map(|r| r.ops.iter()) {
+            let (queue, n, upto) = match op {
+                Op::DeleteMessage { queue, seq, .. } => (*queue, 1, *seq),
+                Op::DeleteRange {
+                    queue, to, count, ..
+                } => (*queue, (*count).max(1), *to),
+                Op::DropQueueMessages { queue } => (*queue, COMPACT_AFTER_DELETES, u64::MAX),
+                Op::ReleaseBody { id } => {
+                    self.since_flush = true;
+                    let b = &mut self.bodies;
+                    *b = if b.0 == 0 {
+                        (1, *id, *id)
+                    } else {
+                        (b.0 + 1, b.1.min(*id), b.2.max(*id))
+                    };
+                    continue;
+                }
+                _ => continue,
+            };
+            self.since_flush = true;
+            let e = self.queues.entry(queue).or_default();
+            e.0 += n;
+            e.1 = e.1.max(upto);
+        }
+    }
+
+    /// Hands the ranges with at least `min` deletes to the compactor.
+    fn send(&mut self, to: Option<&Sender<Compaction>>, min: u64) {
+        let Some(tx) = to else {
+            return;
+        };
+        self.queues.retain(|&queue, &mut (n, upto)| {
+            if n < min {
+                return true;
+            }
+            let _ = tx.send(Compaction::Queue { queue, upto });
+            false
+        });
+        if self.bodies.0 >= min {
+            let _ = tx.send(Compaction::Bodies {
+                from: self.bodies.1,
+                to: self.bodies.2,
+            });
+            self.bodies = (0, 0, 0);
+        }
+    }
+}
+
+/// The compactor thread: compacts the ranges the writer hands over, off the write path.
+fn compact(slot: Arc<crate::slot::DbSlot>, rx: Receiver<Compaction>) {
+    use crate::store::{CF_BODIES, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
+    while let Ok(c) = rx.recv() {
+        let Ok(db) = slot.get() else {
+            continue;
+        };
+        let started = Instant::now();
+        let (cfs, from, to): (&[&str], Vec<u8>, Vec<u8>) = match c {
+            Compaction::Queue { queue, upto } => (
+                &[CF_MSGS, CF_TMSGS, CF_QREFS],
+                keys::message(queue, 0).to_vec(),
+                match upto.checked_add(1) {
+                    Some(end) => keys::message(queue, end).to_vec(),
+                    None => keys::message(queue.saturating_add(1), 0).to_vec(),
+                },
+            ),
+            Compaction::Bodies { from, to } => (
+                &[CF_BODIES, CF_REFS],
+                keys::body(from).to_vec(),
+                keys::body(to.saturating_add(1)).to_vec(),
+            ),
+            Compaction::Flush => {
+                let cfs: Vec<_> = crate::store::ALL_CFS
+                    .iter()
+                    .filter_map(|n| db.cf_handle(n))
+                    .collect();
+                let refs: Vec<_> = cfs.iter().collect();
+                if let Err(e) = db.flush_cfs_opt(&refs, &rocksdb::FlushOptions::default()) {
+                    debug!("idle flush failed: {e}");
+                }
+                continue;
+            }
+        };
+        for name in cfs {
+            if let Some(cf) = db.cf_handle(name) {
+                db.compact_range_cf(&cf, Some(&from), Some(&to));
+            }
+        }
+        debug!(
+            micros = started.elapsed().as_micros() as u64,
+            "compacted a consumed range"
+        );
+    }
 }
 
 fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), StoreError> {
