@@ -574,6 +574,7 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
     }
     let mut batch = WriteBatch::default();
     let mut refs = BodyRefs::default();
+    let mut deltas: HashMap<u64, Counts> = HashMap::new();
     for (op, _) in ops.iter().zip(&cancelled).filter(|(_, c)| !**c) {
         match op {
             Op::PutMessage {
@@ -598,7 +599,9 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
             } => {
                 let key = keys::message(*queue, *seq);
                 batch.put_cf(&msgs, key, record);
-                batch.merge_cf(&counts, keys::counts(*queue), count_delta(1, *size as i64));
+                let c = deltas.entry(*queue).or_default();
+                c.count += 1;
+                c.bytes += *size as i64;
                 if let Some(id) = shared {
                     batch.put_cf(&qrefs, key, id.to_be_bytes());
                     refs.add(*id, 1);
@@ -619,11 +622,9 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
             } => {
                 let key = keys::message(*queue, *seq);
                 batch.delete_cf(&msgs, key);
-                batch.merge_cf(
-                    &counts,
-                    keys::counts(*queue),
-                    count_delta(-1, -(*size as i64)),
-                );
+                let c = deltas.entry(*queue).or_default();
+                c.count -= 1;
+                c.bytes -= *size as i64;
                 if let Some(id) = shared {
                     batch.delete_cf(&qrefs, key);
                     refs.add(*id, -1);
@@ -644,18 +645,20 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
             }
             Op::ReleaseBody { id } => refs.add(*id, -1),
             Op::MarkDelivered { queue, seq } => {
-                let mark = Counts {
-                    count: 0,
-                    bytes: 0,
-                    delivered: seq + 1,
-                };
-                batch.merge_cf(&counts, keys::counts(*queue), mark.encode());
+                let c = deltas.entry(*queue).or_default();
+                c.delivered = c.delivered.max(seq + 1);
             }
             Op::PutDef { key, value } => batch.put_cf(&defs, key, value),
             Op::DeleteDef { key } => batch.delete_cf(&defs, key),
             Op::DeleteRange { .. } | Op::DropQueueMessages { .. } => {
                 unreachable!("range deletes are written on their own")
             }
+        }
+    }
+    // One counter update per queue per batch, however many messages it touched.
+    for (queue, delta) in deltas {
+        if delta != Counts::default() {
+            batch.merge_cf(&counts, keys::counts(queue), delta.encode());
         }
     }
     refs.apply(db, &mut batch)?;
