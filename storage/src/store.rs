@@ -3,13 +3,13 @@
 use crate::defs::{BindingDef, ExchangeDef, QueueDef};
 use crate::keys::{self, tag};
 use crate::slot::{DbSlot, Opener};
-use crate::writer::{self, Completion, Op, Request};
+use crate::writer::{self, Completion, Inbox, Op};
 use crate::{MessageRecord, StoreError};
 use bytes::Bytes;
 use rocksdb::{DBCompressionType, IteratorMode, Options, ReadOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tracing::info;
@@ -112,7 +112,7 @@ pub struct Recovered {
 pub struct Store {
     slot: Arc<DbSlot>,
     path: PathBuf,
-    tx: Mutex<Option<Sender<Request>>>,
+    inbox: Arc<Inbox>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_queue_id: AtomicU64,
     next_body_id: AtomicU64,
@@ -235,19 +235,20 @@ impl Store {
             last + 1
         };
         let slot = Arc::new(DbSlot::new(db, opener));
-        let (tx, rx) = mpsc::channel();
+        let inbox = Arc::new(Inbox::new());
+        let writer_inbox = inbox.clone();
         let writer_db = slot.clone();
         let sync = config.sync;
         let failures = Arc::new(AtomicU64::new(0));
         let writer_failures = failures.clone();
         let writer = std::thread::Builder::new()
             .name("warren-store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, sync, writer_failures))
+            .spawn(move || writer::run(writer_db, writer_inbox, sync, writer_failures))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             slot,
             path: dir.to_path_buf(),
-            tx: Mutex::new(Some(tx)),
+            inbox,
             writer: Mutex::new(Some(writer)),
             next_queue_id: AtomicU64::new(1),
             next_body_id: AtomicU64::new(next_body_id),
@@ -290,22 +291,11 @@ impl Store {
     }
 
     /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
+    ///
+    /// Changes are written in the order submitted. A submission without `done` may wait a
+    /// little (see `writer::Inbox`) to be written with others.
     pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        match tx.as_ref() {
-            Some(tx) => {
-                if let Err(mpsc::SendError(req)) = tx.send(Request { ops, done }) {
-                    if let Some(done) = req.done {
-                        done(Err(StoreError::Closed));
-                    }
-                }
-            }
-            None => {
-                if let Some(done) = done {
-                    done(Err(StoreError::Closed));
-                }
-            }
-        }
+        self.inbox.submit(ops, done);
     }
 
     /// Queues changes and waits until they are durable (for async callers: the wait is a oneshot).
@@ -498,7 +488,7 @@ impl Store {
 
     /// Stops the writer after everything submitted so far is written, and flushes memtables.
     pub fn close(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.inbox.close();
         let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return; // closed already
         };

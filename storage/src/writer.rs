@@ -20,15 +20,16 @@ use crate::StoreError;
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Condvar, Mutex};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info};
 
-/// Most requests folded into one batch.
-const MAX_BATCH_REQUESTS: usize = 4096;
-/// Most payload bytes folded into one batch.
+/// A batch is written at once when this many payload bytes are waiting.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// How long a change that nobody waits for may wait for others before it is written.
+const LAZY_DELAY: Duration = Duration::from_millis(2);
 /// A queue's deleted range is compacted after this many deletes...
 const COMPACT_AFTER_DELETES: u64 = 64 * 1024;
 /// ... or once the writer has been idle this long.
@@ -135,9 +136,143 @@ pub enum Op {
 /// Runs once the request's batch is durable (or failed).
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-pub(crate) struct Request {
-    pub ops: Vec<Op>,
-    pub done: Option<Completion>,
+/// Changes waiting for the writer thread, in submission order (one queue, so the order of all
+/// changes is kept), and the completions of the submissions among them.
+///
+/// A submission with a completion (a publisher confirm, a barrier) wakes the writer. One without
+/// (an ack's delete, a delivery mark, a page-out) does not, unless the writer is idle: it is
+/// written with whatever comes next, at most [`LAZY_DELAY`] later. So a delivery and its ack cost
+/// no wakeup of the writer, and batches are larger.
+pub(crate) struct Inbox {
+    state: Mutex<InboxState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct InboxState {
+    ops: Vec<Op>,
+    dones: Vec<Completion>,
+    /// When the oldest change waiting arrived.
+    first_at: Option<Instant>,
+    bytes: usize,
+    closed: bool,
+    waiting: Waiting,
+}
+
+/// What the writer thread is doing, so that submitters wake it only when needed.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Writing (it looks at the inbox again before it sleeps).
+    #[default]
+    No,
+    /// Asleep with nothing to do.
+    Idle,
+    /// Asleep until the oldest change without a completion is due.
+    Lazy,
+}
+
+/// What the writer got from the inbox.
+enum Taken {
+    Work,
+    Idle,
+    Closed,
+}
+
+impl Inbox {
+    pub fn new() -> Self {
+        Inbox {
+            state: Mutex::new(InboxState::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
+    pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            if let Some(done) = done {
+                done(Err(StoreError::Closed));
+            }
+            return;
+        }
+        if st.first_at.is_none() {
+            st.first_at = Some(Instant::now());
+        }
+        st.bytes += ops.iter().map(op_bytes).sum::<usize>();
+        st.ops.extend(ops);
+        let wake = match done {
+            Some(done) => {
+                st.dones.push(done);
+                st.waiting != Waiting::No
+            }
+            None => {
+                st.waiting == Waiting::Idle
+                    || (st.waiting == Waiting::Lazy && st.bytes >= MAX_BATCH_BYTES)
+            }
+        };
+        if wake {
+            st.waiting = Waiting::No;
+            drop(st);
+            self.cv.notify_one();
+        }
+    }
+
+    /// No more submissions: the writer writes what is left and stops.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits for work and swaps it into `ops` and `dones` (which must be empty).
+    fn take(&self, ops: &mut Vec<Op>, dones: &mut Vec<Completion>) -> Taken {
+        let mut st = self.lock();
+        loop {
+            if !st.dones.is_empty()
+                || st.bytes >= MAX_BATCH_BYTES
+                || (st.closed && !st.ops.is_empty())
+            {
+                break;
+            }
+            if !st.ops.is_empty() {
+                let due = st.first_at.unwrap_or_else(Instant::now) + LAZY_DELAY;
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                st.waiting = Waiting::Lazy;
+                st = self
+                    .cv
+                    .wait_timeout(st, due - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                st.waiting = Waiting::No;
+                continue;
+            }
+            if st.closed {
+                return Taken::Closed;
+            }
+            st.waiting = Waiting::Idle;
+            let (guard, timeout) = self
+                .cv
+                .wait_timeout(st, COMPACT_WHEN_IDLE)
+                .unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            st.waiting = Waiting::No;
+            if timeout.timed_out() && st.ops.is_empty() && st.dones.is_empty() {
+                return Taken::Idle;
+            }
+        }
+        std::mem::swap(ops, &mut st.ops);
+        std::mem::swap(dones, &mut st.dones);
+        st.bytes = 0;
+        st.first_at = None;
+        Taken::Work
+    }
 }
 
 /// A queue's counters: message count and body bytes (summed), and the highest sequence ever
@@ -206,13 +341,14 @@ fn op_bytes(op: &Op) -> usize {
 
 pub(crate) fn run(
     slot: Arc<crate::slot::DbSlot>,
-    rx: Receiver<Request>,
+    inbox: Arc<Inbox>,
     sync: bool,
     failures: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
-    let mut requests: Vec<Request> = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
+    let mut dones: Vec<Completion> = Vec::new();
     let mut broken = false;
     let mut deleted = Deleted::default();
     let (compactor, compactor_thread) = {
@@ -227,9 +363,9 @@ pub(crate) fn run(
         }
     };
     loop {
-        match rx.recv_timeout(COMPACT_WHEN_IDLE) {
-            Ok(r) => requests.push(r),
-            Err(RecvTimeoutError::Timeout) => {
+        match inbox.take(&mut ops, &mut dones) {
+            Taken::Work => {}
+            Taken::Idle => {
                 deleted.send(compactor.as_ref(), 1);
                 if std::mem::take(&mut deleted.since_flush) {
                     if let Some(tx) = &compactor {
@@ -238,24 +374,14 @@ pub(crate) fn run(
                 }
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        let mut bytes: usize = requests[0].ops.iter().map(op_bytes).sum();
-        while requests.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(r) => {
-                    bytes += r.ops.iter().map(op_bytes).sum::<usize>();
-                    requests.push(r);
-                }
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            }
+            Taken::Closed => break,
         }
         let started = Instant::now();
         // After a failure RocksDB refuses every write until it is reopened.
         let reopened = if broken { slot.reopen() } else { Ok(()) };
         let result = reopened
             .and_then(|()| slot.get())
-            .and_then(|db| write_batch(&db, &wo, &requests));
+            .and_then(|db| write_batch(&db, &wo, &ops));
         match &result {
             Err(e) => {
                 if !broken {
@@ -273,19 +399,22 @@ pub(crate) fn run(
             Ok(()) => {}
         }
         if result.is_ok() {
-            deleted.note(&requests);
+            deleted.note(&ops);
             deleted.send(compactor.as_ref(), COMPACT_AFTER_DELETES);
         }
         debug!(
-            requests = requests.len(),
-            bytes,
+            ops = ops.len(),
+            completions = dones.len(),
             micros = started.elapsed().as_micros() as u64,
             "batch committed"
         );
-        for r in requests.drain(..) {
-            if let Some(done) = r.done {
-                done(result.clone());
-            }
+        for done in dones.drain(..) {
+            done(result.clone());
+        }
+        ops.clear();
+        if ops.capacity() > 1 << 16 {
+            // Give back what a burst took; the usual batch is far smaller.
+            ops = Vec::new();
         }
     }
     // The compactor holds the database too: it must be gone before the store is closed.
@@ -318,8 +447,8 @@ enum Compaction {
 }
 
 impl Deleted {
-    fn note(&mut self, requests: &[Request]) {
-        for op in requests.iter().flat_map(|r| r.ops.iter()) {
+    fn note(&mut self, ops: &[Op]) {
+        for op in ops {
             let (queue, n, upto) = match op {
                 Op::DeleteMessage { queue, seq, .. } => (*queue, 1, *seq),
                 Op::DeleteRange {
@@ -413,8 +542,8 @@ fn compact(slot: Arc<crate::slot::DbSlot>, rx: Receiver<Compaction>) {
     }
 }
 
-fn write_batch(db: &DB, wo: &WriteOptions, requests: &[Request]) -> Result<(), StoreError> {
-    let ops: Vec<&Op> = requests.iter().flat_map(|r| r.ops.iter()).collect();
+fn write_batch(db: &DB, wo: &WriteOptions, ops: &[Op]) -> Result<(), StoreError> {
+    let ops: Vec<&Op> = ops.iter().collect();
     let mut unsynced = false;
     let mut start = 0;
     for (i, op) in ops.iter().enumerate() {
