@@ -239,7 +239,9 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Out>,
     heartbeat: Arc<AtomicU32>,
 ) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Small at first: an idle connection never needs more (issue 5's S7 counts every KiB); it
+    // grows to the size of the batches it writes.
+    let mut buf = BytesMut::with_capacity(2048);
     loop {
         let hb = heartbeat.load(Ordering::Relaxed);
         let first = if hb == 0 {
