@@ -106,6 +106,15 @@ def params(**overrides):
     return p
 
 
+def free_port():
+    """A TCP port nothing listens on now (for tests that start a broker of their own)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def uid(prefix="t"):
     return f"warren-test.{prefix}.{uuid.uuid4().hex}"
 

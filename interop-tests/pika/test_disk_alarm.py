@@ -17,19 +17,11 @@ import time
 import pika
 import pytest
 
-from conftest import WAIT, params, uid, wait_for
+from conftest import WAIT, free_port, params, uid, wait_for
 
 pytestmark = pytest.mark.warren_only
 
 MARGIN = 256 << 20  # limit = free space - MARGIN; the filler takes 2 * MARGIN
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def fill(path, size):

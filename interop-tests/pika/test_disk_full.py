@@ -17,20 +17,12 @@ import time
 import pika
 import pytest
 
-from conftest import WAIT, params, uid, wait_for
+from conftest import WAIT, free_port, params, uid, wait_for
 
 pytestmark = pytest.mark.warren_only
 
 SIZE_MB = 64
 BODY = 256 * 1024
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Broker:

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Condvar, Mutex};
 use std::sync::Arc;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info};
 
@@ -710,12 +710,11 @@ fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
                 queue,
                 seq,
                 record,
-                size,
                 shared,
                 transient: true,
+                ..
             } => {
                 debug_assert!(shared.is_none(), "a transient record with a shared body");
-                let _ = size;
                 batch.put_cf(&tmsgs, keys::message(*queue, *seq), record);
             }
             Op::PutMessage {
