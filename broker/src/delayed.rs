@@ -113,6 +113,10 @@ impl Delayed {
     /// Routes delayed messages as they fall due, until the vhost goes away.
     pub async fn run(self: Arc<Self>, vhost: Weak<VHost>) {
         loop {
+            // From before the read on, every message written wakes the task (its completion
+            // finds a later `next_due`): one written after the read began but whose completion
+            // ran before the task chose its next wake-up was otherwise routed late.
+            self.next_due.store(u64::MAX, Ordering::Release);
             let me = self.clone();
             let batch = tokio::task::spawn_blocking(move || me.take_due()).await;
             let next = match batch {
@@ -138,8 +142,9 @@ impl Delayed {
             if vhost.strong_count() == 0 {
                 return;
             }
+            // Keep an earlier due time written meanwhile (its wake-up permit is pending too).
             let next = next.unwrap_or(u64::MAX);
-            self.next_due.store(next, Ordering::Release);
+            let next = self.next_due.fetch_min(next, Ordering::AcqRel).min(next);
             let wait = Duration::from_millis(next.saturating_sub(now_ms()).min(3_600_000));
             let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }

@@ -32,8 +32,10 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 const LAZY_DELAY: Duration = Duration::from_millis(2);
 /// A queue's deleted range is compacted after this many deletes...
 const COMPACT_AFTER_DELETES: u64 = 64 * 1024;
-/// ... or once the writer has been idle this long.
+/// ... or once the writer has been idle this long, if it has at least this many (fewer are left to
+/// RocksDB's own compactions: a compaction per short-lived queue would cost more than it frees).
 const COMPACT_WHEN_IDLE: Duration = Duration::from_secs(2);
+const COMPACT_WHEN_IDLE_MIN: u64 = 1024;
 
 /// One change.
 #[derive(Debug, Clone)]
@@ -366,7 +368,7 @@ pub(crate) fn run(
         match inbox.take(&mut ops, &mut dones) {
             Taken::Work => {}
             Taken::Idle => {
-                deleted.send(compactor.as_ref(), 1);
+                deleted.send(compactor.as_ref(), COMPACT_WHEN_IDLE_MIN);
                 if std::mem::take(&mut deleted.since_flush) {
                     if let Some(tx) = &compactor {
                         let _ = tx.send(Compaction::Flush);
@@ -432,6 +434,9 @@ pub(crate) fn run(
 struct Deleted {
     /// Per queue id: deletes since its last compaction, and the highest sequence deleted.
     queues: HashMap<u64, (u64, u64)>,
+    /// Per queue id: records written in this run (a dropped queue is compacted only if it had
+    /// some, so deleting the many queues that never stored anything costs nothing).
+    stored: HashMap<u64, u64>,
     /// Shared bodies deleted since the last compaction: count, lowest and highest id.
     bodies: (u64, u64, u64),
     /// Something was deleted since the last idle flush.
@@ -454,7 +459,18 @@ impl Deleted {
                 Op::DeleteRange {
                     queue, to, count, ..
                 } => (*queue, (*count).max(1), *to),
-                Op::DropQueueMessages { queue } => (*queue, COMPACT_AFTER_DELETES, u64::MAX),
+                Op::PutMessage { queue, .. } => {
+                    *self.stored.entry(*queue).or_default() += 1;
+                    continue;
+                }
+                Op::DropQueueMessages { queue } => {
+                    let written = self.stored.remove(queue).unwrap_or(0);
+                    let pending = self.queues.remove(queue).map_or(0, |(n, _)| n);
+                    if written + pending < COMPACT_WHEN_IDLE_MIN {
+                        continue;
+                    }
+                    (*queue, written + pending, u64::MAX)
+                }
                 Op::ReleaseBody { id } => {
                     self.since_flush = true;
                     let b = &mut self.bodies;
