@@ -36,7 +36,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test (unit, property, and lapin interop against in-process Warren)"
 cargo test --release --workspace
 
-step "pika interop suite (with restart tests) against a fresh warren"
+step "pika interop suite and the lapin restart test against a fresh warren"
 cargo build --release -p warren
 data=$(mktemp -d)
 export WARREN_BIN="$CARGO_TARGET_DIR/release/warren" WARREN_DATA="$data/broker" WARREN_LOG="$data/warren.log"
@@ -51,6 +51,9 @@ trap '"$ctl" stop || true; rm -rf "$data"' EXIT
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
   "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
+# The lapin restart test needs a broker it can restart: this one.
+AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" BROKER_RESTART="$ctl restart" \
+  cargo test --release -p interop-tests --test lapin restart:: || { tail -50 "$WARREN_LOG"; exit 1; }
 "$ctl" stop
 bin="$WARREN_BIN"
 

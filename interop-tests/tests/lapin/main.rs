@@ -13,6 +13,7 @@ mod exchanges;
 mod extensions;
 mod qos;
 mod queues;
+mod restart;
 mod routing;
 mod routing_model;
 mod shutdown;
