@@ -5,8 +5,9 @@
 //!
 //! Needs a command that restarts the broker at `AMQP_URL`: `BROKER_RESTART` (it returns once the
 //! broker accepts connections again). Without it (the in-process Warren of `cargo test`) the test
-//! returns at once; scripts/test.sh runs it against the Warren it starts for the pika suite, and
-//! for RabbitMQ: `BROKER_RESTART="rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup"`.
+//! returns at once. It restarts the broker under any test running beside it, so it runs alone
+//! (`cargo test ... --test lapin restart::`): scripts/test.sh runs it against the Warren it
+//! starts for the pika suite, scripts/interop.sh after the rest of the lapin suite; for RabbitMQ: `BROKER_RESTART="rabbitmqctl -q stop_app && rabbitmqctl -q start_app && rabbitmqctl -q await_startup"`.
 
 use crate::util::*;
 use interop_tests::*;
