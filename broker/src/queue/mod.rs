@@ -268,13 +268,13 @@ impl Queue {
         }
     }
 
-    /// The store id of a lane.
     /// True if `m`'s record in this queue survives a restart (a persistent message in a durable,
     /// non-exclusive queue); other records only page messages out of memory.
     fn lasting(&self, m: &Message) -> bool {
         m.is_persistent() && self.keeps_definition()
     }
 
+    /// The store id of a lane.
     fn store_id(&self, lane: usize) -> Option<(&Persistence, u64)> {
         self.persist.as_ref().map(|p| (p, p.id + lane as u64))
     }
@@ -353,12 +353,11 @@ impl Queue {
                 (page, persistent)
             }
         };
-        let lasting = stored;
         if expires_at != NEVER {
             st.may_expire = true;
         }
         if page {
-            st.lanes[lane].page(seq, message.size() as u64, lasting);
+            st.lanes[lane].page(seq, message.size() as u64, stored);
         } else {
             Self::push_ready(
                 &mut st,
