@@ -43,13 +43,15 @@ def props_of(i):
 
 
 def expect(got, first, redelivered_first=False):
+    """`got` is messages first..N-1, byte-for-byte; `redelivered_first=None`: flags not checked."""
     assert [b for _, _, b in got] == [body_of(i) for i in range(first, N)]
     for k, (m, p, _) in enumerate(got):
         i = first + k
         assert (p.delivery_mode, p.content_type, p.correlation_id) == (
             PERSISTENT, "application/octet-stream", f"c{i}")
         assert p.headers == {"i": i, "tag": "t" * (i % 7)}
-        assert m.redelivered == (redelivered_first and k == 0)
+        if redelivered_first is not None:
+            assert m.redelivered == (redelivered_first and k == 0)
 
 
 @pytest.mark.parametrize("mode", ["graceful", "kill"])
@@ -89,10 +91,22 @@ def test_fanout_copies_are_independent_across_a_restart(mode):
     try:
         counts = {q: ch.queue_declare(q, durable=True).method.message_count
                   for q in (acked, partly, purged, kept)}
-        assert counts == {acked: 0, partly: N - 100, purged: 0, kept: N}
-        expect(get_all(ch, partly), 100, redelivered_first=True)
+        if mode == "graceful":
+            assert counts == {acked: 0, partly: N - 100, purged: 0, kept: N}
+            expect(get_all(ch, partly), 100, redelivered_first=True)
+            expect(get_all(ch, acked), N)
+            expect(get_all(ch, purged), N)
+        else:
+            # After a SIGKILL, acks and a purge made just before it need not have reached the
+            # disk: RabbitMQ 3.10.8 brought back all 100 single acks of `partly`. What was
+            # confirmed is all there, in order, byte-for-byte, whatever else came back.
+            assert counts[kept] == N
+            for q, least in ((acked, 0), (partly, N - 100), (purged, 0)):
+                assert least <= counts[q] <= N, (q, counts[q])
+                expect(get_all(ch, q), N - counts[q], redelivered_first=None)
+            assert counts[purged] in (0, N)
         got = get_all(ch, kept, auto_ack=False)
-        expect(got, 0)
+        expect(got, 0, redelivered_first=False if mode == "graceful" else None)
         ch.basic_ack(got[-1][0].delivery_tag, multiple=True)
         # Nothing acked in one queue is gone from another, and nothing acked comes back.
         counts = {q: ch.queue_declare(q, passive=True).method.message_count
