@@ -5,6 +5,10 @@
 //! consumed (or a time limit passes) and prints one JSON line: rates, latency percentiles, lost and
 //! duplicated counts, and the broker's CPU time and RSS when its pid is given.
 
+mod raw;
+mod sink;
+mod wire;
+
 use clap::Parser;
 use futures::StreamExt;
 use lapin::options::*;
@@ -86,6 +90,14 @@ struct Args {
     /// Keep the queues at the end (default: delete them).
     #[arg(long)]
     keep: bool,
+    /// Client for producers and consumers: `raw` (hand-written frames, a window of publishes per
+    /// write, a read's acks per write) or `lapin`. Declarations always go through lapin.
+    #[arg(long, default_value = "raw")]
+    client: String,
+    /// Run as a sink on this port instead: a trivial in-memory server that hands publishes
+    /// straight to consumers, to measure a client's own ceiling (see `sink.rs`).
+    #[arg(long)]
+    sink: Option<u16>,
 }
 
 fn now_nanos() -> u64 {
@@ -120,6 +132,17 @@ fn queue_name(args: &Args, i: usize) -> String {
     format!("{}-{}", args.queue, i % args.queues)
 }
 
+/// (exchange, routing key) producer `index` publishes with.
+fn routing(args: &Args, index: usize) -> (String, String) {
+    let queue = queue_name(args, index);
+    match args.exchange_type.as_deref() {
+        None => (String::new(), queue),
+        Some("fanout") => (exchange_name(args), String::new()),
+        Some("topic") => (exchange_name(args), format!("{queue}.msg")),
+        Some(_) => (exchange_name(args), queue),
+    }
+}
+
 async fn connect(uri: &str) -> Connection {
     Connection::connect(uri, ConnectionProperties::default())
         .await
@@ -137,14 +160,7 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
             .await
             .expect("confirm.select");
     }
-    let queue = queue_name(&args, index);
-    // (exchange, routing key) to publish with.
-    let (exchange, routing_key) = match args.exchange_type.as_deref() {
-        None => (String::new(), queue.clone()),
-        Some("fanout") => (exchange_name(&args), String::new()),
-        Some("topic") => (exchange_name(&args), format!("{queue}.msg")),
-        Some(_) => (exchange_name(&args), queue.clone()),
-    };
+    let (exchange, routing_key) = routing(&args, index);
     let props = if args.persistent {
         BasicProperties::default().with_delivery_mode(2)
     } else {
@@ -340,6 +356,15 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
+    if let Some(port) = args.sink {
+        sink::serve(port).await;
+        return;
+    }
+    let raw = match args.client.as_str() {
+        "raw" => true,
+        "lapin" => false,
+        other => panic!("--client is raw or lapin, not {other}"),
+    };
     if args.idle_connections > 0 {
         idle_connections(&args).await;
         return;
@@ -410,19 +435,28 @@ async fn main() {
     };
     let mut consumers = Vec::new();
     for i in 0..args.consumers {
-        consumers.push(tokio::spawn(consume(
-            args.clone(),
-            i,
-            received.clone(),
-            args.count * copies,
-        )));
+        let (args, received, expected) = (args.clone(), received.clone(), args.count * copies);
+        consumers.push(tokio::spawn(async move {
+            if raw {
+                raw::consume(args, i, received, expected).await
+            } else {
+                consume(args, i, received, expected).await
+            }
+        }));
     }
     let mut producers = Vec::new();
     // With no producer, consumers drain `count` messages already queued (backlog scenarios).
     for i in 0..args.producers {
         let quota = args.count / args.producers as u64
             + u64::from((i as u64) < args.count % args.producers as u64);
-        producers.push(tokio::spawn(produce(args.clone(), i, quota)));
+        let args = args.clone();
+        producers.push(tokio::spawn(async move {
+            if raw {
+                raw::produce(args, i, quota).await
+            } else {
+                produce(args, i, quota).await
+            }
+        }));
     }
     let (mut sent, mut nacked) = (0, 0);
     for p in producers {
@@ -472,8 +506,9 @@ async fn main() {
         let _ = conn.close(200, "cleanup".into()).await;
     }
     println!(
-        "{{\"label\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"persistent\":{},\"confirm\":{},\"ack\":{},\"sent\":{},\"nacked\":{},\"received\":{},\"lost\":{},\"duplicates\":{},\"publish_rate\":{:.0},\"consume_rate\":{:.0},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\"broker_cpu_us_per_msg\":{:.2},\"broker_rss_kib_after_publish\":{},\"broker_rss_kib_end\":{}}}",
+        "{{\"label\":\"{}\",\"client\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"persistent\":{},\"confirm\":{},\"ack\":{},\"sent\":{},\"nacked\":{},\"received\":{},\"lost\":{},\"duplicates\":{},\"publish_rate\":{:.0},\"consume_rate\":{:.0},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\"broker_cpu_us_per_msg\":{:.2},\"broker_rss_kib_after_publish\":{},\"broker_rss_kib_end\":{}}}",
         args.label,
+        args.client,
         args.producers,
         args.consumers,
         args.size,
