@@ -334,6 +334,9 @@ impl Channel {
                         w.fail();
                     }
                 }
+                if q.flow.congested() && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, &q)) {
+                    ctx.congested.push(q);
+                }
             }
             message.end_sharing(ctx.vhost.store());
         }

@@ -280,6 +280,11 @@ impl Channel {
         })));
     }
 
+    /// True if a consumer is active on this channel.
+    pub fn has_consumers(&self) -> bool {
+        !self.shared.deliveries().consumers.is_empty()
+    }
+
     /// Cancels this channel's consumers and requeues its unacked deliveries (on close).
     pub fn release(&mut self, ctx: &mut ConnectionContext<'_>) {
         self.assembler.reset();

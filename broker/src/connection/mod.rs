@@ -75,6 +75,8 @@ pub struct ConnectionContext<'a> {
     pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
     /// The connection's event mailbox (store completions come back through it).
     pub events: &'a EventSender,
+    /// Queues published to in this read that asked publishers to slow down (`queue::flow`).
+    pub congested: &'a mut Vec<Arc<Queue>>,
 }
 
 /// Something that happened elsewhere (on the store's writer thread) that the connection must act on.
@@ -121,6 +123,8 @@ pub struct Connection {
     heartbeat: u16,
     channels: HashMap<u16, Channel>,
     exclusive_queues: Vec<Arc<Queue>>,
+    /// Queues that asked this connection to pause publishing (see `flow_pause`).
+    congested: Vec<Arc<Queue>>,
     events_tx: EventSender,
     events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
     /// It published something: a resource alarm blocks it.
@@ -184,6 +188,7 @@ pub async fn serve(
                     heartbeat: done.heartbeat,
                     channels: HashMap::new(),
                     exclusive_queues: Vec::new(),
+                    congested: Vec::new(),
                     events_tx,
                     events_rx,
                     published: false,
@@ -351,6 +356,11 @@ impl Connection {
             for ch in self.channels.values_mut() {
                 ch.flush_confirms();
             }
+            if !self.congested.is_empty() {
+                if let Err(stop) = self.flow_pause(shutdown).await {
+                    return stop;
+                }
+            }
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
@@ -397,6 +407,46 @@ impl Connection {
                 Some(Err(e)) => return Stop::Gone(format!("socket error: {e}")),
             }
         }
+    }
+
+    /// Publisher flow control (`queue::flow`): after a read that published to queues whose
+    /// consumers lag, the socket is not read until they catch up, so TCP slows the publisher.
+    /// Not when this connection consumes itself (it may be what the queue waits for); store
+    /// events (confirms) are still handled meanwhile.
+    async fn flow_pause(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        let queues = std::mem::take(&mut self.congested);
+        if self.channels.values().any(|ch| ch.has_consumers()) {
+            return Ok(());
+        }
+        for q in &queues {
+            loop {
+                let cleared = q.flow.cleared();
+                tokio::pin!(cleared);
+                cleared.as_mut().enable();
+                if !q.flow.congested() {
+                    break;
+                }
+                let progress = q.flow.progress();
+                tokio::select! {
+                    _ = &mut cleared => {}
+                    _ = tokio::time::sleep(crate::queue::flow::STALL) => {
+                        if q.flow.progress() == progress {
+                            q.flow.give_up();
+                        }
+                    }
+                    Some(event) = self.events_rx.recv() => {
+                        self.handle_event(event)?;
+                        for ch in self.channels.values_mut() {
+                            ch.flush_confirms();
+                        }
+                    }
+                    _ = shutdown.changed() => return Err(Stop::Shutdown),
+                }
+            }
+        }
+        self.congested = queues;
+        self.congested.clear();
+        Ok(())
     }
 
     /// After sending connection.close: discard frames until close-ok (or close), bounded in time.
@@ -673,6 +723,7 @@ impl Connection {
             caps: self.caps,
             exclusive_queues: &mut self.exclusive_queues,
             events: &self.events_tx,
+            congested: &mut self.congested,
         }
     }
 

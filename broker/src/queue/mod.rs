@@ -11,6 +11,7 @@ mod args;
 mod backlog;
 mod consumer;
 mod deadletter;
+pub mod flow;
 
 pub use args::{Overflow, QueueArgs, QueueType, MAX_EXPIRY};
 pub use backlog::{Budget, Paged};
@@ -156,6 +157,8 @@ pub struct Queue {
     /// Its vhost, for dead-lettering and `x-expires`.
     vhost_ref: Weak<VHost>,
     deleted: AtomicBool,
+    /// Publisher flow control (`flow.rs`).
+    pub flow: flow::Flow,
     state: Mutex<QueueState>,
 }
 
@@ -230,6 +233,7 @@ impl Queue {
             persist,
             vhost_ref,
             deleted: AtomicBool::new(false),
+            flow: flow::Flow::default(),
             state: Mutex::new(state),
         }
     }
@@ -336,6 +340,11 @@ impl Queue {
             Some((p, id)) => {
                 let (n, bytes) = st.in_memory();
                 let page = st.lanes[lane].must_page(&p.budget, n, bytes);
+                if !st.consumers.is_empty() {
+                    let over = n >= flow::marks(p.budget.messages).0
+                        || bytes >= flow::marks(p.budget.bytes).0;
+                    self.flow.arrived(over);
+                }
                 let persistent = self.lasting(&message);
                 if page || persistent {
                     let (record, shared) = message.store_form(&p.store, persistent);
@@ -1079,6 +1088,10 @@ impl Queue {
         let (auto_delete, dead, idle) = {
             let mut st = self.lock();
             st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
+            if st.consumers.is_empty() {
+                // Publishers no longer wait for anyone.
+                self.flow.clear();
+            }
             let auto_delete = self.auto_delete
                 && st.had_consumers
                 && st.consumers.is_empty()
@@ -1127,6 +1140,7 @@ impl Queue {
             }
         }
         st.expiry_heap.clear();
+        self.flow.clear();
         n as u32
     }
 
@@ -1141,6 +1155,7 @@ impl Queue {
                 lane.clear();
             }
             st.expiry_heap.clear();
+            self.flow.clear();
             (n, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
@@ -1177,12 +1192,14 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+        let mut delivered = 0;
         if self.args.single_active_consumer {
             // Only the first consumer receives; the others wait their turn.
             while let Some(c) = st.consumers.first().cloned() {
                 if !c.try_deliver(self, st) {
                     break;
                 }
+                delivered += 1;
             }
         } else {
             // Consumers are ordered by priority, and a consumer that takes a message moves behind
@@ -1199,12 +1216,27 @@ impl Queue {
                 let Some(i) = taken else {
                     break;
                 };
+                delivered += 1;
                 let priority = st.consumers[i].priority;
                 let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
                 st.consumers[i..end].rotate_left(1);
             }
         }
+        if self.flow.congested() {
+            self.flow_check(st, delivered);
+        }
         self.read_ahead(st);
+    }
+
+    /// Ends a flow-control episode once the in-memory backlog is down to the low-water mark
+    /// (called locked, only while congested).
+    fn flow_check(&self, st: &QueueState, delivered: u64) {
+        let below = st.consumers.is_empty()
+            || self.persist.as_ref().is_none_or(|p| {
+                let (n, bytes) = st.in_memory();
+                n <= flow::marks(p.budget.messages).1 && bytes <= flow::marks(p.budget.bytes).1
+            });
+        self.flow.delivered(delivered, below);
     }
 
     /// Keeps some messages in memory while more are stored, in priority order, until enough are
