@@ -184,7 +184,9 @@ pub async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
     let mut out = BytesMut::new();
     wire::put_method(&mut out, 0, close_method());
     let _ = wr.write_all(&out).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    // Wait for close-ok: closing the socket earlier, with the broker's frames unread, resets the
+    // connection, and a broker still working through our publishes (RabbitMQ in `flow`) loses them.
+    let _ = tokio::time::timeout(Duration::from_secs(args.time_limit), reader).await;
     // With confirms, a publish never confirmed counts as nacked (as in the lapin client).
     let nacked = if window > 0 {
         state.nacked.load(Ordering::Relaxed)
