@@ -410,15 +410,17 @@ impl Connection {
     }
 
     /// Publisher flow control (`queue::flow`): after a read that published to queues whose
-    /// consumers lag, the socket is not read until they catch up, so TCP slows the publisher.
-    /// Not when this connection consumes itself (it may be what the queue waits for); store
-    /// events (confirms) are still handled meanwhile.
+    /// consumers lag a little, the socket is not read until they catch up (at most
+    /// `MAX_PAUSE` per queue), so TCP slows the publisher. Not when this connection consumes
+    /// itself (it may be what the queue waits for); store events (confirms) are still handled
+    /// meanwhile.
     async fn flow_pause(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
         let queues = std::mem::take(&mut self.congested);
         if self.channels.values().any(|ch| ch.has_consumers()) {
             return Ok(());
         }
         for q in &queues {
+            let until = tokio::time::Instant::now() + crate::queue::flow::MAX_PAUSE;
             loop {
                 let cleared = q.flow.cleared();
                 tokio::pin!(cleared);
@@ -426,13 +428,10 @@ impl Connection {
                 if !q.flow.congested() {
                     break;
                 }
-                let progress = q.flow.progress();
                 tokio::select! {
                     _ = &mut cleared => {}
-                    _ = tokio::time::sleep(crate::queue::flow::STALL) => {
-                        if q.flow.progress() == progress {
-                            q.flow.give_up();
-                        }
+                    _ = tokio::time::sleep_until(until) => {
+                        q.flow.give_up();
                     }
                     Some(event) = self.events_rx.recv() => {
                         self.handle_event(event)?;

@@ -1,82 +1,75 @@
-//! Publisher flow control: a queue whose consumers fall behind its publishers slows the
-//! publishers down to the consumers' pace instead of paging the surplus to the store.
+//! Publisher flow control: a queue whose consumers fall a little behind its publishers slows the
+//! publishers down to the consumers' pace, instead of paging the surplus to the store and reading
+//! it back.
 //!
-//! RabbitMQ's credit flow does the same job (a publishing connection shows as `flow` and is not
-//! read for a while when its queues lag). Here a queue with consumers raises `congested` when its
+//! RabbitMQ's credit flow does this job (a publishing connection shows as `flow` and is not read
+//! for a while when its queues lag). Here a queue with consumers turns `Congested` when its
 //! in-memory backlog passes 3/4 of its memory budget; a connection that published to it stops
 //! reading its socket after the current read (TCP then slows the publisher) until the backlog is
-//! down to half the budget. The pause only lasts while the queue makes progress: if nothing was
-//! delivered for [`STALL`] (consumers stuck on prefetch, a consumer on the paused connection
-//! itself), the connection gives up for this episode and the queue pages as before, so flow
-//! control never blocks a publisher for good.
+//! down to half the budget. A pause lasts at most [`MAX_PAUSE`]: consumers that cannot drain that
+//! much in that time are slow ones (a task queue whose workers take seconds per task), and a
+//! publisher is never held to their pace, as in RabbitMQ, where such a queue simply grows. The
+//! queue then turns `GivenUp` (no pauses, the backlog pages to the store as before) until its
+//! backlog is down to half the budget again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How long a paused publisher waits without any delivery from the queue before giving up.
-pub const STALL: Duration = Duration::from_millis(100);
+/// The longest a publishing connection waits for a congested queue before giving up on it.
+pub const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+const FREE: u8 = 0;
+const CONGESTED: u8 = 1;
+const GIVEN_UP: u8 = 2;
 
 /// A queue's flow-control state (lock-free: publishers read it after enqueueing).
 #[derive(Debug, Default)]
 pub struct Flow {
-    congested: AtomicBool,
-    /// A paused publisher saw no progress; no pauses until the backlog is down again.
-    given_up: AtomicBool,
-    /// Deliveries made, to tell progress from a stall.
-    progress: AtomicU64,
+    state: AtomicU8,
     cleared: Notify,
 }
 
 impl Flow {
     /// True while publishers should pause.
     pub fn congested(&self) -> bool {
-        self.congested.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) == CONGESTED
+    }
+
+    /// True unless the queue is in neither episode state (then dispatch need not check marks).
+    pub(super) fn active(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != FREE
     }
 
     /// Called under the queue lock after an arrival: `over` if the in-memory backlog is past the
     /// high-water mark and some consumer is attached.
     pub(super) fn arrived(&self, over: bool) {
-        if over && !self.congested.load(Ordering::Relaxed) && !self.given_up.load(Ordering::Relaxed)
-        {
-            self.congested.store(true, Ordering::Release);
+        if over && self.state.load(Ordering::Relaxed) == FREE {
+            self.state.store(CONGESTED, Ordering::Release);
         }
     }
 
-    /// Called under the queue lock after deliveries: `below` if the backlog is down to the
-    /// low-water mark (or no consumer is left).
-    pub(super) fn delivered(&self, n: u64, below: bool) {
-        if n > 0 {
-            self.progress.fetch_add(n, Ordering::Relaxed);
-        }
-        if below {
-            self.clear();
-        }
-    }
-
-    /// Ends an episode: paused publishers resume.
+    /// Ends an episode (the backlog is down to the low-water mark, the consumers are gone, the
+    /// queue was purged or deleted): paused publishers resume, pauses may start again.
     pub(super) fn clear(&self) {
-        self.given_up.store(false, Ordering::Relaxed);
-        if self.congested.swap(false, Ordering::AcqRel) {
+        if self.state.swap(FREE, Ordering::AcqRel) == CONGESTED {
             self.cleared.notify_waiters();
         }
     }
 
-    /// Deliveries so far.
-    pub fn progress(&self) -> u64 {
-        self.progress.load(Ordering::Relaxed)
-    }
-
-    /// A paused publisher saw no progress for [`STALL`]: stop pausing publishers until the
-    /// backlog is down again.
+    /// A publisher waited [`MAX_PAUSE`] in vain: no more pauses until the backlog is down.
     pub fn give_up(&self) {
-        self.given_up.store(true, Ordering::Relaxed);
-        if self.congested.swap(false, Ordering::AcqRel) {
+        if self
+            .state
+            .compare_exchange(CONGESTED, GIVEN_UP, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             self.cleared.notify_waiters();
         }
     }
 
-    /// Resolves when the episode ends (register before checking [`Flow::congested`]).
+    /// Resolves when the episode ends or is given up (enable it before checking
+    /// [`Flow::congested`]).
     pub fn cleared(&self) -> tokio::sync::futures::Notified<'_> {
         self.cleared.notified()
     }

@@ -1192,14 +1192,12 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        let mut delivered = 0;
         if self.args.single_active_consumer {
             // Only the first consumer receives; the others wait their turn.
             while let Some(c) = st.consumers.first().cloned() {
                 if !c.try_deliver(self, st) {
                     break;
                 }
-                delivered += 1;
             }
         } else {
             // Consumers are ordered by priority, and a consumer that takes a message moves behind
@@ -1216,27 +1214,28 @@ impl Queue {
                 let Some(i) = taken else {
                     break;
                 };
-                delivered += 1;
                 let priority = st.consumers[i].priority;
                 let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
                 st.consumers[i..end].rotate_left(1);
             }
         }
-        if self.flow.congested() {
-            self.flow_check(st, delivered);
+        if self.flow.active() {
+            self.flow_check(st);
         }
         self.read_ahead(st);
     }
 
     /// Ends a flow-control episode once the in-memory backlog is down to the low-water mark
-    /// (called locked, only while congested).
-    fn flow_check(&self, st: &QueueState, delivered: u64) {
+    /// (called locked, only during an episode).
+    fn flow_check(&self, st: &QueueState) {
         let below = st.consumers.is_empty()
             || self.persist.as_ref().is_none_or(|p| {
                 let (n, bytes) = st.in_memory();
                 n <= flow::marks(p.budget.messages).1 && bytes <= flow::marks(p.budget.bytes).1
             });
-        self.flow.delivered(delivered, below);
+        if below {
+            self.flow.clear();
+        }
     }
 
     /// Keeps some messages in memory while more are stored, in priority order, until enough are
