@@ -411,7 +411,7 @@ impl Connection {
 
     /// Publisher flow control (`queue::flow`): after a read that published to queues whose
     /// consumers lag a little, the socket is not read until they catch up (at most
-    /// `MAX_PAUSE` per queue), so TCP slows the publisher. Not when this connection consumes
+    /// `MAX_PAUSE` in all), so TCP slows the publisher. Not when this connection consumes
     /// itself (it may be what the queue waits for); store events (confirms) are still handled
     /// meanwhile.
     async fn flow_pause(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
@@ -419,8 +419,9 @@ impl Connection {
         if self.channels.values().any(|ch| ch.has_consumers()) {
             return Ok(());
         }
+        // One deadline for the whole pause: a fanout to many lagging queues waits no longer.
+        let until = tokio::time::Instant::now() + crate::queue::flow::MAX_PAUSE;
         for q in &queues {
-            let until = tokio::time::Instant::now() + crate::queue::flow::MAX_PAUSE;
             loop {
                 let cleared = q.flow.cleared();
                 tokio::pin!(cleared);
