@@ -410,8 +410,8 @@ impl Connection {
     }
 
     /// Publisher flow control (`queue::flow`): after a read that published to queues whose
-    /// consumers lag a little, the socket is not read until they catch up (at most
-    /// `MAX_PAUSE` in all), so TCP slows the publisher. Not when this connection consumes
+    /// consumers lag a little, the socket is not read until they catch up (given up after
+    /// `STALL` without a delivery, or `MAX_PAUSE` in all), so TCP slows the publisher. Not when this connection consumes
     /// itself (it may be what the queue waits for); store events (confirms) are still handled
     /// meanwhile.
     async fn flow_pause(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
@@ -429,10 +429,13 @@ impl Connection {
                 if !q.flow.congested() {
                     break;
                 }
+                let progress = q.flow.progress();
                 tokio::select! {
                     _ = &mut cleared => {}
-                    _ = tokio::time::sleep_until(until) => {
-                        q.flow.give_up();
+                    _ = tokio::time::sleep(crate::queue::flow::STALL) => {
+                        if q.flow.progress() == progress || tokio::time::Instant::now() >= until {
+                            q.flow.give_up();
+                        }
                     }
                     Some(event) = self.events_rx.recv() => {
                         self.handle_event(event)?;

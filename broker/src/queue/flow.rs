@@ -3,21 +3,25 @@
 //! it back.
 //!
 //! RabbitMQ's credit flow does this job (a publishing connection shows as `flow` and is not read
-//! for a while when its queues lag). Here a queue with consumers turns `Congested` when its
-//! in-memory backlog passes 3/4 of its memory budget; a connection that published to it stops
-//! reading its socket after the current read (TCP then slows the publisher) until the backlog is
-//! down to half the budget. A pause lasts at most [`MAX_PAUSE`]: consumers that cannot drain that
-//! much in that time are slow ones (a task queue whose workers take seconds per task), and a
-//! publisher is never held to their pace, as in RabbitMQ, where such a queue simply grows. The
-//! queue then turns `GivenUp` (no pauses, the backlog pages to the store as before) until its
-//! backlog is down to half the budget again.
+//! for a while when its queues lag). Here a queue with consumers turns `Congested` when its ready
+//! backlog (in memory or paged) passes 3/4 of its memory budget; a connection that published to
+//! it stops reading its socket after the current read (TCP then slows the publisher) until the
+//! backlog is down to half the budget. The pause is given up after [`STALL`] without a delivery
+//! (consumers stuck on prefetch) or after [`MAX_PAUSE`] in all (consumers that deliver, but too
+//! slowly to drain a quarter of the budget in that time: a task queue whose workers take a while
+//! per task): a publisher is never held to slow consumers' pace, as in RabbitMQ, where such a
+//! queue simply grows. The queue then turns `GivenUp` (no pauses; the backlog pages to the store
+//! as before) until its backlog is down to half the budget again.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The longest a publishing connection waits for a congested queue before giving up on it.
-pub const MAX_PAUSE: Duration = Duration::from_millis(100);
+/// A pause ends (given up) when the queue delivered nothing for this long.
+pub const STALL: Duration = Duration::from_millis(100);
+
+/// The longest a publishing connection waits for congested queues before giving up on them.
+pub const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 const FREE: u8 = 0;
 const CONGESTED: u8 = 1;
@@ -27,6 +31,8 @@ const GIVEN_UP: u8 = 2;
 #[derive(Debug, Default)]
 pub struct Flow {
     state: AtomicU8,
+    /// Deliveries made during episodes, to tell progress from a stall.
+    progress: AtomicU64,
     cleared: Notify,
 }
 
@@ -49,6 +55,18 @@ impl Flow {
         }
     }
 
+    /// Deliveries counted so far.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Called under the queue lock during an episode, after `n` deliveries.
+    pub(super) fn delivered(&self, n: u64) {
+        if n > 0 {
+            self.progress.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Ends an episode (the backlog is down to the low-water mark, the consumers are gone, the
     /// queue was purged or deleted): paused publishers resume, pauses may start again.
     pub(super) fn clear(&self) {
@@ -57,7 +75,7 @@ impl Flow {
         }
     }
 
-    /// A publisher waited [`MAX_PAUSE`] in vain: no more pauses until the backlog is down.
+    /// A publisher's pause stalled or lasted too long: no more pauses until the backlog is down.
     pub fn give_up(&self) {
         if self
             .state

@@ -341,8 +341,10 @@ impl Queue {
                 let (n, bytes) = st.in_memory();
                 let page = st.lanes[lane].must_page(&p.budget, n, bytes);
                 if !st.consumers.is_empty() {
-                    let over = n >= flow::marks(p.budget.messages).0
-                        || bytes >= flow::marks(p.budget.bytes).0;
+                    // The whole ready backlog, paged or not: once paging started, what is in
+                    // memory says little.
+                    let over = st.ready_len() >= flow::marks(p.budget.messages).0 as u64
+                        || st.ready_bytes() >= flow::marks(p.budget.bytes).0 as u64;
                     self.flow.arrived(over);
                 }
                 let persistent = self.lasting(&message);
@@ -1192,12 +1194,14 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+        let mut delivered = 0;
         if self.args.single_active_consumer {
             // Only the first consumer receives; the others wait their turn.
             while let Some(c) = st.consumers.first().cloned() {
                 if !c.try_deliver(self, st) {
                     break;
                 }
+                delivered += 1;
             }
         } else {
             // Consumers are ordered by priority, and a consumer that takes a message moves behind
@@ -1214,24 +1218,26 @@ impl Queue {
                 let Some(i) = taken else {
                     break;
                 };
+                delivered += 1;
                 let priority = st.consumers[i].priority;
                 let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
                 st.consumers[i..end].rotate_left(1);
             }
         }
         if self.flow.active() {
+            self.flow.delivered(delivered);
             self.flow_check(st);
         }
         self.read_ahead(st);
     }
 
-    /// Ends a flow-control episode once the in-memory backlog is down to the low-water mark
+    /// Ends a flow-control episode once the ready backlog is down to the low-water mark
     /// (called locked, only during an episode).
     fn flow_check(&self, st: &QueueState) {
         let below = st.consumers.is_empty()
             || self.persist.as_ref().is_none_or(|p| {
-                let (n, bytes) = st.in_memory();
-                n <= flow::marks(p.budget.messages).1 && bytes <= flow::marks(p.budget.bytes).1
+                st.ready_len() <= flow::marks(p.budget.messages).1 as u64
+                    && st.ready_bytes() <= flow::marks(p.budget.bytes).1 as u64
             });
         if below {
             self.flow.clear();
