@@ -157,60 +157,6 @@ pub fn put_method(buf: &mut BytesMut, channel: u16, method: AMQPClass) {
     amqp_codec::frame::encode_method(buf, channel, &method);
 }
 
-/// Where to connect, from an `amqp://user:pass@host:port/vhost` URL.
-pub struct Endpoint {
-    pub addr: String,
-    pub user: String,
-    pub password: String,
-    pub vhost: String,
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        if let (b'%', Some(Ok(v))) = (b[i], hex.map(|h| u8::from_str_radix(h, 16))) {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl Endpoint {
-    /// Parses the URL (no TLS, no query parameters).
-    pub fn parse(uri: &str) -> Endpoint {
-        let rest = uri
-            .strip_prefix("amqp://")
-            .unwrap_or_else(|| panic!("only amqp:// URLs are supported: {uri}"));
-        let (auth, rest) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
-        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-        let (hostport, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:5672")
-        };
-        Endpoint {
-            addr,
-            user: percent_decode(user),
-            password: percent_decode(password),
-            vhost: if vhost.is_empty() {
-                "/".into()
-            } else {
-                percent_decode(vhost)
-            },
-        }
-    }
-}
-
 /// A client connection with channel 1 open, before the hot path takes the socket over.
 pub struct ClientConn {
     pub stream: TcpStream,
@@ -222,10 +168,12 @@ pub struct ClientConn {
 impl ClientConn {
     /// Connects, authenticates (PLAIN), tunes (no heartbeats) and opens channel 1.
     pub async fn open(uri: &str) -> ClientConn {
-        let ep = Endpoint::parse(uri);
-        let stream = TcpStream::connect(&ep.addr)
+        // amq-protocol's parser (through lapin): percent-decoding, default port and vhost.
+        let ep: lapin::uri::AMQPUri = uri.parse().unwrap_or_else(|e| panic!("bad URL {uri}: {e}"));
+        let addr = format!("{}:{}", ep.authority.host, ep.authority.port);
+        let stream = TcpStream::connect(&addr)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", ep.addr));
+            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
         stream.set_nodelay(true).expect("nodelay");
         let mut c = ClientConn {
             stream,
@@ -250,7 +198,8 @@ impl ClientConn {
             AMQPValue::LongString(LongString::from(b"warren-perf".to_vec())),
         );
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-        let response = format!("\0{}\0{}", ep.user, ep.password);
+        let user = &ep.authority.userinfo;
+        let response = format!("\0{}\0{}", user.username, user.password);
         c.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::StartOk(conn::StartOk {
