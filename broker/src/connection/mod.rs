@@ -411,9 +411,9 @@ impl Connection {
 
     /// Publisher flow control (`queue::flow`): after a read that published to queues whose
     /// consumers lag a little, the socket is not read until they catch up (given up after
-    /// `STALL` without a delivery, or `MAX_PAUSE` in all), so TCP slows the publisher. Not when this connection consumes
-    /// itself (it may be what the queue waits for); store events (confirms) are still handled
-    /// meanwhile.
+    /// `STALL` without a delivery, or `MAX_PAUSE` in all), so TCP slows the publisher. Not when
+    /// this connection consumes itself (it may be what the queue waits for); store events
+    /// (confirms) are still handled meanwhile.
     async fn flow_pause(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
         let queues = std::mem::take(&mut self.congested);
         if self.channels.values().any(|ch| ch.has_consumers()) {
