@@ -121,17 +121,27 @@ def test_many_delayed_messages_arrive_in_due_order_without_loss(conn, names):
     n = 2000
     # delays spread over 0.3-0.8 s, published out of order
     delays = [300 + (i * 7919) % 500 for i in range(n)]
-    due = []
+    # The broker takes a message's due time when it receives it: after the client sent it and
+    # before the confirm came back. So each message's due time is known to lie in a window.
+    earliest, latest = [], []
     for i, d in enumerate(delays):
         sent = time.monotonic()
         ch.basic_publish(x, "k", str(i).encode(), pika.BasicProperties(headers={"x-delay": d}))
-        due.append(sent * 1000 + d)
+        confirmed = time.monotonic()
+        earliest.append(sent * 1000 + d)
+        latest.append(confirmed * 1000 + d)
     assert wait_count(conn, ch, q, n, timeout=30)
     got = [int(b) for _, _, b in get_all(ch, q)]
     assert sorted(got) == list(range(n))
-    # routed in due-time order (give or take the clock reading around each publish)
-    order = [due[i] for i in got]
-    late = [(j, order[j] - order[j + 1]) for j in range(n - 1) if order[j] > order[j + 1] + 20]
+    # Routed in due-time order: no message arrives before one that was surely due earlier (2 ms
+    # for the broker's millisecond clock). Until session 4 this assumed the broker received each
+    # publish within 20 ms of the client's clock reading; a CI run under load broke that
+    # assumption (receive lags differing by 22 and 36 ms) without any routing out of order.
+    late = [
+        (j, earliest[got[j]] - latest[got[j + 1]])
+        for j in range(n - 1)
+        if earliest[got[j]] > latest[got[j + 1]] + 2
+    ]
     assert not late, late[:10]
 
 
