@@ -94,6 +94,10 @@ pub struct QueueState {
     expires_timer: bool,
     /// Dead letters made under the lock, routed once it is released.
     dead: Vec<DeadLetter>,
+    /// The message being published, during the dispatch that follows its arrival: it counts as
+    /// not yet expired there even if the millisecond clock ticked since it was stamped (a TTL-0
+    /// message goes to a consumer that can take it at once, as in RabbitMQ).
+    arriving: Option<u64>,
 }
 
 impl QueueState {
@@ -113,6 +117,7 @@ impl QueueState {
             last_used: now_ms(),
             expires_timer: false,
             dead: Vec::new(),
+            arriving: None,
         }
     }
 
@@ -383,7 +388,9 @@ impl Queue {
                 },
             );
         }
+        st.arriving = Some(seq);
         self.after_arrival(&mut st);
+        st.arriving = None;
         (Enqueued::Accepted, std::mem::take(&mut st.dead))
     }
 
@@ -480,7 +487,7 @@ impl Queue {
             let r = st.lanes[lane].pop().expect("non-empty lane");
             // Strictly past: a message with TTL 0 still goes to a consumer that can take it at
             // once (RabbitMQ's rule); `expire_locked` drops it right after if none could.
-            if r.expires_at != NEVER && r.expires_at < now_ms() {
+            if r.expires_at != NEVER && r.expires_at < now_ms() && st.arriving != Some(r.seq) {
                 self.dead_letter(st, &r.message, Reason::Expired);
                 self.unstore_one(&r);
                 continue;
