@@ -11,6 +11,7 @@
 use crate::wire::{self, ClientConn, RawFrame};
 use crate::{now_nanos, routing, Args, ConsumerResult};
 use amqp_codec::constants::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
+use amqp_codec::frame::encode_method;
 use amqp_codec::protocol::{basic, confirm, connection as conn};
 use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
@@ -46,11 +47,10 @@ impl Tracker {
         let mut n = 0;
         if multiple {
             if tag >= self.base {
-                let above: Vec<u64> = self.singles.range(..=tag).copied().collect();
-                for t in &above {
-                    self.singles.remove(t);
-                }
-                n = tag + 1 - self.base - above.len() as u64;
+                // Singles up to `tag` were counted already; those above it stay.
+                let above = self.singles.split_off(&(tag + 1));
+                let counted = std::mem::replace(&mut self.singles, above).len() as u64;
+                n = tag + 1 - self.base - counted;
                 self.base = tag + 1;
             }
         } else if tag >= self.base && self.singles.insert(tag) {
@@ -73,12 +73,13 @@ async fn read_confirms(mut rd: OwnedReadHalf, mut buf: BytesMut, state: Arc<Conf
             if f.kind != FRAME_METHOD {
                 continue;
             }
-            match wire::method_ids(&f.payload) {
+            let ids = wire::method_ids(&f.payload);
+            match ids {
                 (60, 80) | (60, 120) => {
                     let (tag, multiple) = wire::parse_ack(&f.payload);
                     let n = tracker.settle(tag, multiple);
                     state.settled.fetch_add(n, Ordering::Release);
-                    if wire::method_ids(&f.payload).1 == 120 {
+                    if ids.1 == 120 {
                         state.nacked.fetch_add(n, Ordering::Relaxed);
                     }
                     state.changed.notify_one();
@@ -182,7 +183,7 @@ pub async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
         state.changed.notified().await;
     }
     let mut out = BytesMut::new();
-    wire::put_method(&mut out, 0, close_method());
+    encode_method(&mut out, 0, &close_method());
     let _ = wr.write_all(&out).await;
     // Wait for close-ok: closing the socket earlier, with the broker's frames unread, resets the
     // connection, and a broker still working through our publishes (RabbitMQ in `flow`) loses them.
@@ -316,8 +317,8 @@ pub async fn consume(
             }
             out.clear();
         }
-        if got > 0 && received_total.fetch_add(got, Ordering::Relaxed) + got >= expected {
-            break;
+        if got > 0 {
+            received_total.fetch_add(got, Ordering::Relaxed);
         }
         if received_total.load(Ordering::Relaxed) >= expected {
             break;
@@ -370,7 +371,7 @@ fn received(
 /// connection.close, then wait (briefly) for close-ok.
 async fn finish(stream: &mut tokio::net::TcpStream, buf: &mut BytesMut) -> Option<()> {
     let mut out = BytesMut::new();
-    wire::put_method(&mut out, 0, close_method());
+    encode_method(&mut out, 0, &close_method());
     stream.write_all(&out).await.ok()?;
     let until = Instant::now() + Duration::from_secs(5);
     loop {
@@ -384,5 +385,26 @@ async fn finish(stream: &mut tokio::net::TcpStream, buf: &mut BytesMut) -> Optio
             Ok(Ok(n)) if n > 0 => {}
             _ => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tracker;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn confirms_settle_each_publish_once() {
+        let mut t = Tracker {
+            base: 1,
+            singles: BTreeSet::new(),
+        };
+        assert_eq!(t.settle(3, false), 1);
+        assert_eq!(t.settle(5, false), 1);
+        assert_eq!(t.settle(4, true), 3); // 1, 2, 4 (3 was settled)
+        assert_eq!(t.base, 6); // 5 joins the contiguous run
+        assert_eq!(t.settle(5, false), 0);
+        assert_eq!(t.settle(8, true), 3);
+        assert_eq!(t.settle(2, true), 0);
     }
 }

@@ -21,6 +21,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// The frame_max the sink offers (and splits bodies to).
+const FRAME_MAX: u32 = 131_072;
+
 /// Bytes waiting to be written to one connection, and the writer's wake-up.
 #[derive(Default)]
 struct Outbox {
@@ -48,7 +51,7 @@ impl Consumer {
     fn put(&self, buf: &mut BytesMut, exchange: &str, key: &str, props: &[u8], body: &[u8]) {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed) + 1;
         amqp_codec::frame::encode_deliver(buf, self.channel, &self.tag, tag, false, exchange, key);
-        amqp_codec::frame::encode_content(buf, self.channel, props, body, 131_072);
+        amqp_codec::frame::encode_content(buf, self.channel, props, body, FRAME_MAX);
     }
 }
 
@@ -185,7 +188,9 @@ async fn connection(stream: TcpStream, hub: Arc<Hub>) -> Result<(), String> {
         return Err("bad protocol header".into());
     }
     let _ = buf.split_to(8);
-    let method = |out: &Outbox, ch: u16, m: AMQPClass| out.push(|b| wire::put_method(b, ch, m));
+    let method = |out: &Outbox, ch: u16, m: AMQPClass| {
+        out.push(|b| amqp_codec::frame::encode_method(b, ch, &m))
+    };
     method(
         &out,
         0,
@@ -294,7 +299,7 @@ fn control(
         AMQPClass::Connection(conn::AMQPMethod::StartOk(_)) => {
             AMQPClass::Connection(conn::AMQPMethod::Tune(conn::Tune {
                 channel_max: 2047,
-                frame_max: 131_072,
+                frame_max: FRAME_MAX,
                 heartbeat: 0,
             }))
         }

@@ -152,11 +152,6 @@ pub fn header_body_size(payload: &[u8]) -> u64 {
     u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"))
 }
 
-/// Appends a method frame through the generic encoder.
-pub fn put_method(buf: &mut BytesMut, channel: u16, method: AMQPClass) {
-    amqp_codec::frame::encode_method(buf, channel, &method);
-}
-
 /// A client connection with channel 1 open, before the hot path takes the socket over.
 pub struct ClientConn {
     pub stream: TcpStream,
@@ -254,7 +249,7 @@ impl ClientConn {
     /// Sends one method frame.
     pub async fn send(&mut self, channel: u16, method: AMQPClass) {
         let mut out = BytesMut::new();
-        put_method(&mut out, channel, method);
+        amqp_codec::frame::encode_method(&mut out, channel, &method);
         self.stream.write_all(&out).await.expect("write");
     }
 

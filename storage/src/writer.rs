@@ -559,7 +559,6 @@ fn compact(slot: Arc<crate::slot::DbSlot>, rx: Receiver<Compaction>) {
 }
 
 fn write_batch(db: &DB, wo: &WriteOptions, ops: &[Op]) -> Result<(), StoreError> {
-    let ops: Vec<&Op> = ops.iter().collect();
     let mut unsynced = false;
     let mut start = 0;
     for (i, op) in ops.iter().enumerate() {
@@ -686,7 +685,7 @@ fn range_delete(db: &DB, op: &Op, batch: &mut WriteBatch) -> Result<(), StoreErr
 }
 
 /// Folds ops (with no range delete among them) into one batch.
-fn segment(db: &DB, ops: &[&Op]) -> Result<WriteBatch, StoreError> {
+fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
     let msgs = db.cf_handle(crate::store::CF_MSGS).expect("msgs cf");
     let tmsgs = db.cf_handle(crate::store::CF_TMSGS).expect("tmsgs cf");
     let counts = db.cf_handle(crate::store::CF_COUNTS).expect("counts cf");
