@@ -6,27 +6,35 @@
 //!   emptied at start-up, counted nowhere), `counts` (per-queue message count and bytes, kept by a merge operator so that
 //!   start-up reads counters instead of scanning messages), `bodies`, `refs` and `qrefs` (bodies
 //!   shared by the records of several queues, their reference counts, and which record points at
-//!   which body: see the writer).
+//!   which body: see `batch`).
 //! * Writes go through one writer thread that commits everything waiting as one `WriteBatch` with one
 //!   WAL sync (group commit), then runs the completions (publisher confirms, declare-ok). A message
 //!   deleted before its batch was written is neither written nor deleted.
 //! * RocksDB is never called from an async task: writes go to the writer thread, and reads are meant
 //!   to run on blocking threads (`tokio::task::spawn_blocking`).
 
+mod batch;
+mod cf;
 mod codec;
+mod compactor;
+mod config;
+mod counts;
 pub mod defs;
 mod error;
+mod inbox;
 pub mod keys;
+mod ops;
 pub mod record;
 mod slot;
 mod store;
 mod writer;
 
+pub use config::StoreConfig;
 pub use defs::{BindingDef, ExchangeDef, QueueDef};
 pub use error::StoreError;
+pub use ops::{Completion, Op};
 pub use record::MessageRecord;
-pub use store::{QueueState, Recovered, RecoveredQueue, Store, StoreConfig};
-pub use writer::{Completion, Op};
+pub use store::{QueueState, Recovered, RecoveredQueue, Store};
 
 /// Seconds since the Unix epoch (for probe records).
 pub(crate) fn message_time_now() -> u64 {

@@ -1,4 +1,5 @@
-//! The open database, shared by the writer thread and readers, and reopened after write failures.
+//! The open database, shared by the writer thread and readers, and reopened after write failures;
+//! how it is opened (its options and column families).
 //!
 //! After a failed write (a full disk, an I/O error) RocksDB keeps refusing writes: it stops on
 //! a "background error" that only `DB::Resume` clears, and the C API that the `rocksdb` crate
@@ -7,10 +8,10 @@
 //! Only the writer thread reopens (at most once a second); readers take a clone of the handle for
 //! the length of one read, so the reopen waits for them briefly.
 
-use crate::store::{cf_options, msgs_options, StoreConfig};
-use crate::store::{CF_BODIES, CF_COUNTS, CF_DEFS, CF_META, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
-use crate::StoreError;
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use crate::cf::{CF_BODIES, CF_COUNTS, CF_DEFS, CF_META, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
+use crate::counts::merge_counts;
+use crate::{StoreConfig, StoreError};
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options, DB};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ impl Opener {
         // All memtables together stay under this (flushing the largest first).
         db_opts.set_db_write_buffer_size(config.write_buffer_bytes * 4);
         let mut counts = cf_options(config, cache);
-        counts.set_merge_operator_associative("warren-counts", crate::writer::merge_counts);
+        counts.set_merge_operator_associative("warren-counts", merge_counts);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_META, cf_options(config, cache)),
             ColumnFamilyDescriptor::new(CF_DEFS, cf_options(config, cache)),
@@ -77,6 +78,30 @@ impl Opener {
             }
         })
     }
+}
+
+/// A column family's options: compression, memtable size, the shared block cache.
+fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+    let mut o = Options::default();
+    if config.compression {
+        o.set_compression_type(DBCompressionType::Lz4);
+        o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    } else {
+        o.set_compression_type(DBCompressionType::None);
+    }
+    o.set_write_buffer_size(config.write_buffer_bytes);
+    let mut t = rocksdb::BlockBasedOptions::default();
+    t.set_block_cache(cache);
+    o.set_block_based_table_factory(&t);
+    o
+}
+
+/// Messages are deleted soon after they are written: files full of tombstones are compacted
+/// early, so disk space comes back after consumption (even with an old message left at the head).
+pub(crate) fn msgs_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
+    let mut o = cf_options(config, cache);
+    o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
+    o
 }
 
 /// The current database handle (none while a reopen has not succeeded yet).

@@ -1,33 +1,22 @@
 //! Opening, recovering and reading the store.
 
+use crate::cf::{CF_BODIES, CF_COUNTS, CF_DEFS, CF_META, CF_MSGS, CF_TMSGS};
+use crate::counts::Counts;
 use crate::defs::{BindingDef, ExchangeDef, QueueDef};
+use crate::inbox::Inbox;
 use crate::keys::{self, tag};
-use crate::slot::{DbSlot, Opener};
-use crate::writer::{self, Completion, Inbox, Op};
-use crate::{MessageRecord, StoreError};
+use crate::ops::{Completion, Op};
+use crate::slot::{msgs_options, DbSlot, Opener};
+use crate::writer;
+use crate::{MessageRecord, StoreConfig, StoreError};
 use bytes::Bytes;
-use rocksdb::{DBCompressionType, IteratorMode, Options, ReadOptions};
+use rocksdb::{IteratorMode, ReadOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tracing::info;
-
-pub(crate) const CF_META: &str = "meta";
-pub(crate) const CF_DEFS: &str = "defs";
-pub(crate) const CF_MSGS: &str = "msgs";
-/// Records written only to page messages out of memory that do not survive a restart (transient
-/// messages, messages of non-durable queues): emptied at start-up, counted nowhere.
-pub(crate) const CF_TMSGS: &str = "tmsgs";
-pub(crate) const CF_COUNTS: &str = "counts";
-pub(crate) const CF_BODIES: &str = "bodies";
-pub(crate) const CF_REFS: &str = "refs";
-pub(crate) const CF_QREFS: &str = "qrefs";
-/// Every column family.
-pub(crate) const ALL_CFS: [&str; 8] = [
-    CF_META, CF_DEFS, CF_MSGS, CF_TMSGS, CF_COUNTS, CF_BODIES, CF_REFS, CF_QREFS,
-];
 
 /// What this version writes in `meta/format` and in the marker file.
 const FORMAT: &str = "warren-store-v3";
@@ -36,30 +25,6 @@ const FORMAT: &str = "warren-store-v3";
 const UPGRADABLE: &str = "warren-store-v2";
 /// A file naming the store's format, checked before RocksDB touches the directory.
 const MARKER_FILE: &str = "WARREN_STORE";
-
-/// Store settings.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Sync the WAL before completing a batch (what makes a confirm mean "on disk").
-    pub sync: bool,
-    /// Compress stored data with LZ4 (Zstd for the bottom level).
-    pub compression: bool,
-    /// RocksDB block cache, bytes.
-    pub block_cache_bytes: usize,
-    /// RocksDB memtable size, bytes.
-    pub write_buffer_bytes: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            sync: true,
-            compression: true,
-            block_cache_bytes: 16 << 20,
-            write_buffer_bytes: 8 << 20,
-        }
-    }
-}
 
 /// A durable queue found at start-up, with its counters (no message was read to find them).
 #[derive(Debug, Clone)]
@@ -123,29 +88,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
-}
-
-pub(crate) fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
-    let mut o = Options::default();
-    if config.compression {
-        o.set_compression_type(DBCompressionType::Lz4);
-        o.set_bottommost_compression_type(DBCompressionType::Zstd);
-    } else {
-        o.set_compression_type(DBCompressionType::None);
-    }
-    o.set_write_buffer_size(config.write_buffer_bytes);
-    let mut t = rocksdb::BlockBasedOptions::default();
-    t.set_block_cache(cache);
-    o.set_block_based_table_factory(&t);
-    o
-}
-
-/// Messages are deleted soon after they are written: files full of tombstones are compacted
-/// early, so disk space comes back after consumption (even with an old message left at the head).
-pub(crate) fn msgs_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
-    let mut o = cf_options(config, cache);
-    o.add_compact_on_deletion_collector_factory(128, 64, 0.5);
-    o
 }
 
 impl Store {
@@ -293,7 +235,7 @@ impl Store {
     /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
     ///
     /// Changes are written in the order submitted. A submission without `done` may wait a
-    /// little (see `writer::Inbox`) to be written with others.
+    /// little (see `inbox::Inbox`) to be written with others.
     pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
         self.inbox.submit(ops, done);
     }
@@ -360,8 +302,8 @@ impl Store {
         let db = self.slot.get()?;
         let counts = db.cf_handle(CF_COUNTS).expect("counts cf");
         let c = match db.get_cf(&counts, keys::counts(id))? {
-            Some(v) => writer::Counts::decode(&v),
-            None => writer::Counts::default(),
+            Some(v) => Counts::decode(&v),
+            None => Counts::default(),
         };
         let (head, tail) = self.bounds(id)?;
         Ok(QueueState {
