@@ -4,7 +4,8 @@
 # image, no registry needed beyond the base image):
 #
 #   cargo build --release -p warren
-#   mkdir -p docker/bin && cp "${CARGO_TARGET_DIR:-target}/release/warren" docker/bin/warren
+#   mkdir -p docker/bin && strip --strip-debug -o docker/bin/warren "${CARGO_TARGET_DIR:-target}/release/warren"
+#   (the release profile keeps debug info for profiling: ~470 MB; the image needs none of it)
 #   docker build -t warren .          # or: docker-compose up -d --build
 #   docker run -d -p 5672:5672 -v warren-data:/var/lib/warren warren
 #
