@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the lapin and pika interop suites against the broker at the given URL (or $AMQP_URL).
+# Runs the lapin, pika and amqplib (Node) interop suites against the broker at the given URL (or $AMQP_URL).
 # Usage: scripts/interop.sh [amqp://user:pass@host:port/vhost]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +14,5 @@ if [ -n "${BROKER_RESTART:-}" ]; then
 fi
 echo "=== pika suite against $AMQP_URL"
 interop-tests/run-pika.sh
+echo "=== amqplib (Node) tests against $AMQP_URL"
+interop-tests/run-node.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and property tests, the lapin interop suite against an
-# in-process Warren, the pika suite against a freshly started `warren` binary, and the two reference
-# pika scripts run verbatim inside a private network namespace.
-# Installs what it needs (Debian packages, a Python venv with pika) on a fresh machine.
+# in-process Warren, the pika suite and the amqplib (Node) tests against a freshly started `warren`
+# binary, and the two reference pika scripts run verbatim inside a private network namespace.
+# Installs what it needs (Debian packages, a Python venv with pika, amqplib with npm) on a fresh
+# machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,6 +17,8 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# The amqplib interop tests (interop-tests/node) need node >= 18 and npm.
+{ command -v node >/dev/null && command -v npm >/dev/null; } || need+=(nodejs npm)
 # RocksDB's bindings are generated with libclang.
 # (libclang-cpp, which other packages bring, is not it.)
 has_libclang() {
@@ -43,7 +46,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test (unit, property, and lapin interop against in-process Warren)"
 cargo test --release --workspace
 
-step "pika interop suite and the lapin restart test against a fresh warren"
+step "pika and amqplib interop suites and the lapin restart test against a fresh warren"
 cargo build --release -p warren
 data=$(mktemp -d)
 export WARREN_BIN="$CARGO_TARGET_DIR/release/warren" WARREN_DATA="$data/broker" WARREN_LOG="$data/warren.log"
@@ -58,6 +61,9 @@ trap '"$ctl" stop || true; rm -rf "$data"' EXIT
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
   "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
+# The amqplib (Node) tests: closing with frames in flight (npm ci on first use).
+AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
+  "$root/interop-tests/run-node.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
 # The lapin restart test needs a broker it can restart: this one.
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" BROKER_RESTART="$ctl restart" \
   cargo test --release -p interop-tests --test lapin restart:: || { tail -50 "$WARREN_LOG"; exit 1; }

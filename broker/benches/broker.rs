@@ -8,11 +8,12 @@ use amqp_codec::Properties;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::{Arc, Weak};
-use warren::channel::shared::ChannelShared;
-use warren::connection::writer::Outbox;
+use warren::channel::shared::{ChannelLink, ChannelShared};
 use warren::exchange::{Destination, Exchange, ExchangeKind};
 use warren::message::Message;
-use warren::queue::{Queue, QueueArgs};
+use warren::outbox::Outbox;
+use warren::persist::{Budget, QueueStore};
+use warren::queue::{DeadLetter, DeliverySink, Queue, QueueArgs, QueueOwner, QueueSpec};
 
 /// A topic exchange with 100,000 bindings: 99,000 exact three-word patterns spread over 1,000
 /// "regions", 900 with `*`, 100 with `#`.
@@ -64,20 +65,48 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
+/// A queue owner with nowhere to send dead letters (the bench makes none).
+#[derive(Debug)]
+struct NoOwner;
+
+impl QueueOwner for NoOwner {
+    fn dead_letters(&self, _: Vec<DeadLetter>) {}
+    fn expire(&self, _: &Arc<Queue>) {}
+}
+
 fn queue_cycle(c: &mut Criterion) {
+    // A transient queue within its memory budget never writes to its store.
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(storage::Store::open(dir.path(), storage::StoreConfig::default()).unwrap());
+    let spec = QueueSpec {
+        name: "bench".into(),
+        ..Default::default()
+    };
+    let queue_store = QueueStore {
+        id: store.allocate_queue_ids(1),
+        store,
+        budget: Budget::default(),
+    };
+    let owner: Weak<dyn QueueOwner> = Weak::<NoOwner>::new();
     let q = Arc::new(Queue::new(
-        "bench".into(),
+        spec,
         "/".into(),
-        false,
-        None,
-        false,
-        FieldTable::default(),
         QueueArgs::default(),
-        None,
-        Weak::new(),
+        queue_store,
+        owner,
     ));
     let (outbox, mut rx) = Outbox::new();
-    let channel = ChannelShared::new(1, 1, outbox, true);
+    let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let channel = Arc::new(ChannelShared::new(ChannelLink {
+        id: 1,
+        instance: 1,
+        connection_id: 1,
+        outbox,
+        events,
+        cancel_notify: true,
+    }));
+    let sink: Arc<dyn DeliverySink> = channel.clone();
     let props = Properties::new(Bytes::from_static(&[0, 0])).unwrap();
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(1));
@@ -92,7 +121,7 @@ fn queue_cycle(c: &mut Criterion) {
                     body.clone(),
                 ));
                 q.enqueue(m, None);
-                assert!(q.get(&channel, false));
+                assert!(q.get(&sink, false));
                 let u = channel.deliveries().unacked.pop_front().unwrap();
                 q.acked(std::slice::from_ref(&u));
                 // The connection's writer would take this; drop it here.

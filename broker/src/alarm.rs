@@ -4,11 +4,11 @@
 //! clears. Messages already confirmed are never at risk: a failed write is nacked, and RocksDB's
 //! write-ahead log keeps the store consistent.
 
-use crate::broker::Broker;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use storage::Store;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -60,45 +60,58 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     fs4::available_space(path).ok()
 }
 
+/// What the alarm monitor watches.
+#[derive(Debug)]
+pub struct Watched {
+    /// The alarms it raises and clears (it stops once they are gone with the broker).
+    pub alarms: Weak<Alarms>,
+    /// The store whose failures it watches.
+    pub store: Arc<Store>,
+    /// Where free space is measured.
+    pub data_dir: PathBuf,
+    /// `disk_free_limit` in bytes (0: no disk alarm).
+    pub disk_free_limit: u64,
+}
+
 /// Watches free disk space and store failures until the broker goes away.
-pub async fn monitor(broker: Weak<Broker>) {
+pub async fn monitor(w: Watched) {
     let mut seen_failures = 0;
     loop {
-        let Some(b) = broker.upgrade() else {
+        let Some(alarms) = w.alarms.upgrade() else {
             return;
         };
-        let limit = b.config.disk_free_limit;
+        let limit = w.disk_free_limit;
         if limit > 0 {
-            if let Some(free) = free_bytes(&b.config.data_dir) {
+            if let Some(free) = free_bytes(&w.data_dir) {
                 let low = free < limit;
-                if low != b.alarms.disk.load(Ordering::Acquire) {
+                if low != alarms.disk.load(Ordering::Acquire) {
                     if low {
                         warn!("free disk space is insufficient. Free bytes: {free}. Limit: {limit}; publishers are blocked");
                     } else {
                         info!("free disk space alarm cleared. Free bytes: {free}. Limit: {limit}");
                     }
-                    b.alarms.set(&b.alarms.disk, low);
+                    alarms.set(&alarms.disk, low);
                 }
             }
         }
-        let failures = b.store.failed_writes();
-        if failures != seen_failures && !b.alarms.store.load(Ordering::Acquire) {
+        let failures = w.store.failed_writes();
+        if failures != seen_failures && !alarms.store.load(Ordering::Acquire) {
             error!("store writes are failing; publishers are blocked until a write succeeds");
-            b.alarms.set(&b.alarms.store, true);
+            alarms.set(&alarms.store, true);
         }
         seen_failures = failures;
-        if b.alarms.store.load(Ordering::Acquire) && !b.alarms.disk.load(Ordering::Acquire) {
-            let store = b.store.clone();
+        if alarms.store.load(Ordering::Acquire) && !alarms.disk.load(Ordering::Acquire) {
+            let store = w.store.clone();
             let ok = tokio::task::spawn_blocking(move || store.probe())
                 .await
                 .unwrap_or(false);
             if ok {
-                seen_failures = b.store.failed_writes();
+                seen_failures = w.store.failed_writes();
                 info!("store writes succeed again; store alarm cleared");
-                b.alarms.set(&b.alarms.store, false);
+                alarms.set(&alarms.store, false);
             }
         }
-        drop(b);
+        drop(alarms);
         tokio::time::sleep(CHECK_EVERY).await;
     }
 }

@@ -18,7 +18,7 @@ pub struct Broker {
     /// The store.
     pub store: Arc<Store>,
     /// Resource alarms (free disk space, store failures).
-    pub alarms: crate::alarm::Alarms,
+    pub alarms: Arc<crate::alarm::Alarms>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_connection_id: AtomicU64,
 }
@@ -36,13 +36,17 @@ impl Broker {
         let mut vhosts = HashMap::new();
         vhosts.insert(
             config.default_vhost.clone(),
-            Arc::new(VHost::new(&config.default_vhost, store.clone())),
+            Arc::new(VHost::new(
+                &config.default_vhost,
+                store.clone(),
+                config.queue_budget(),
+            )),
         );
         Broker {
             config,
             users,
             store,
-            alarms: crate::alarm::Alarms::default(),
+            alarms: Arc::default(),
             vhosts: RwLock::new(vhosts),
             next_connection_id: AtomicU64::new(1),
         }

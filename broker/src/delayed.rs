@@ -12,7 +12,6 @@
 
 use crate::message::{now_ms, Message};
 use crate::persist::ConfirmWait;
-use crate::vhost::VHost;
 use amqp_codec::rawtable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -110,8 +109,8 @@ impl Delayed {
         );
     }
 
-    /// Routes delayed messages as they fall due, until the vhost goes away.
-    pub async fn run(self: Arc<Self>, vhost: Weak<VHost>) {
+    /// Routes delayed messages as they fall due through `vhost`, until it goes away.
+    pub async fn run(self: Arc<Self>, vhost: Weak<dyn RouteDue>) {
         loop {
             // From before the read on, every message written wakes the task (its completion
             // finds a later `next_due`): one written after the read began but whose completion
@@ -126,7 +125,7 @@ impl Delayed {
                     };
                     let routed = due.len();
                     for (exchange, message) in due {
-                        vhost.publish_delayed(&exchange, Arc::new(message));
+                        vhost.route_due(&exchange, Arc::new(message));
                     }
                     if routed == BATCH {
                         continue;
@@ -184,6 +183,13 @@ impl Delayed {
         }
         Ok((due, next))
     }
+}
+
+/// Where messages that fell due are routed (their vhost).
+pub trait RouteDue: Send + Sync {
+    /// Routes a delayed message that fell due through `exchange` (dropped if it is gone; no
+    /// confirm, no return).
+    fn route_due(&self, exchange: &str, message: Arc<Message>);
 }
 
 /// A raw signed 32-bit value (`I`), as the plugin writes `x-delay`.

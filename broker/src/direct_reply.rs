@@ -6,11 +6,10 @@
 //! address instead; a reply published to the default exchange with the address as routing key is
 //! delivered to the consumer at once. Replies to an address whose consumer is gone are unroutable.
 
-use crate::channel::shared::ChannelShared;
-use crate::connection::writer::Out;
 use crate::message::Message;
 use rand::Rng;
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex, Weak};
 
 /// The pseudo-queue a reply consumer consumes from, and the reply_to value that asks for it.
@@ -18,9 +17,16 @@ pub const REPLY_QUEUE: &str = "amq.rabbitmq.reply-to";
 /// Prefix of reply addresses.
 pub const REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
+/// Where replies to an address go: the requesting channel.
+pub trait ReplySink: Send + Sync + Debug {
+    /// Delivers a reply to the reply consumer `consumer_tag` (no ack); false if the channel
+    /// closed.
+    fn deliver_reply(&self, consumer_tag: &Arc<str>, message: Arc<Message>) -> bool;
+}
+
 #[derive(Debug)]
 struct Target {
-    channel: Weak<ChannelShared>,
+    channel: Weak<dyn ReplySink>,
     consumer_tag: Arc<str>,
 }
 
@@ -32,7 +38,7 @@ pub struct ReplyTargets {
 
 impl ReplyTargets {
     /// Registers a reply consumer; returns its address.
-    pub fn register(&self, channel: &Arc<ChannelShared>, consumer_tag: Arc<str>) -> String {
+    pub fn register(&self, channel: Weak<dyn ReplySink>, consumer_tag: Arc<str>) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut rng = rand::thread_rng();
         let token: String = (0..32)
@@ -42,7 +48,7 @@ impl ReplyTargets {
         self.lock().insert(
             address.clone(),
             Target {
-                channel: Arc::downgrade(channel),
+                channel,
                 consumer_tag,
             },
         );
@@ -73,19 +79,7 @@ impl ReplyTargets {
             };
             (ch, t.consumer_tag.clone())
         };
-        let mut d = channel.deliveries();
-        if d.closed {
-            return false;
-        }
-        let delivery_tag = d.next_tag();
-        channel.outbox.send(Out::Deliver {
-            channel: channel.id,
-            consumer_tag: tag,
-            delivery_tag,
-            redelivered: false,
-            message,
-        });
-        true
+        channel.deliver_reply(&tag, message)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Target>> {

@@ -16,6 +16,7 @@ pub mod direct_reply;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod outbox;
 pub mod persist;
 pub mod queue;
 pub mod recovery;

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use storage::{Op, Store};
 
+/// Largest TTL or expiry RabbitMQ accepts (ms): ten years.
+pub const MAX_EXPIRY: i128 = 315_360_000_000;
 /// Bodies at least this big are stored once when a message goes to several queues: below it, a
 /// shared body's bookkeeping (its reference count and one index entry per queue) costs about as
 /// much as the copies it saves.
@@ -275,7 +277,7 @@ pub fn parse_expiration(e: &str) -> Result<u64, String> {
     if n < 0 {
         return Err(format!("{{value_negative,{n}}}"));
     }
-    if n > crate::queue::MAX_EXPIRY {
+    if n > MAX_EXPIRY {
         return Err(format!("{{value_too_large,{n}}}"));
     }
     Ok(n as u64)

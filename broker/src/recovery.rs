@@ -6,8 +6,8 @@
 
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange};
-use crate::persist::Persistence;
-use crate::queue::{Paged, Queue, QueueArgs};
+use crate::persist::QueueStore;
+use crate::queue::{Queue, QueueArgs, QueueSpec};
 use amqp_codec::types::FieldTable;
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,7 +71,7 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             );
             continue;
         };
-        let persist = Persistence {
+        let persist = QueueStore {
             store: store.clone(),
             id: rq.def.id,
             budget: broker.config.queue_budget(),
@@ -99,40 +99,20 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         for lane in 1..lanes {
             states.push(store.queue_state(rq.def.id + lane)?);
         }
-        let q = vhost.restore_queue(Queue::new(
-            rq.def.name.clone(),
-            rq.def.vhost.clone(),
-            true,
-            None,
-            rq.def.auto_delete,
+        let spec = QueueSpec {
+            name: rq.def.name.clone(),
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: rq.def.auto_delete,
             arguments,
-            args,
-            Some(persist),
-            Arc::downgrade(&vhost),
-        ));
+        };
+        let owner = Arc::downgrade(&vhost);
+        let owner: std::sync::Weak<dyn crate::queue::QueueOwner> = owner;
+        let q = vhost.restore_queue(Queue::new(spec, rq.def.vhost.clone(), args, persist, owner));
         // Nothing is read: the stored messages start out paged and are read back as consumers
         // need them.
-        let mut next_seq = 0;
-        let lanes = states
-            .iter()
-            .map(|s| {
-                next_seq = next_seq.max(s.tail.map_or(0, |t| t + 1));
-                stats.messages += s.count;
-                let paged = match (s.head, s.tail) {
-                    (Some(head), Some(tail)) if s.count > 0 => Some(Paged {
-                        next: head,
-                        end: tail,
-                        count: s.count,
-                        bytes: s.bytes,
-                        lasting: s.count,
-                        lasting_bytes: s.bytes,
-                    }),
-                    _ => None,
-                };
-                (paged, s.delivered)
-            })
-            .collect();
-        q.restore(lanes, next_seq);
+        stats.messages += states.iter().map(|s| s.count).sum::<u64>();
+        q.restore(&states);
         q.touch();
         kept_ids.extend(q.store_ids());
         stats.queues += 1;

@@ -62,10 +62,17 @@ impl Server {
         let broker = tokio::task::spawn_blocking(move || open_broker(config))
             .await
             .map_err(io::Error::other)??;
-        tokio::spawn(crate::alarm::monitor(Arc::downgrade(&broker)));
+        tokio::spawn(crate::alarm::monitor(crate::alarm::Watched {
+            alarms: Arc::downgrade(&broker.alarms),
+            store: broker.store.clone(),
+            data_dir: broker.config.data_dir.clone(),
+            disk_free_limit: broker.config.disk_free_limit,
+        }));
         // Delayed-message exchanges: one task per vhost routes messages as they fall due.
         for vhost in broker.vhosts() {
-            tokio::spawn(vhost.delayed.clone().run(Arc::downgrade(&vhost)));
+            let router = Arc::downgrade(&vhost);
+            let router: std::sync::Weak<dyn crate::delayed::RouteDue> = router;
+            tokio::spawn(vhost.delayed.clone().run(router));
         }
         let config = &broker.config;
         let mut listeners = Vec::new();

@@ -5,6 +5,7 @@ After each test a fresh pika connection must still work.
 """
 
 import re
+import socket
 import struct
 
 import pika
@@ -20,6 +21,7 @@ from conftest import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     PROTOCOL_HEADER,
+    WAIT,
     longstr,
     parse_shortstr,
     params,
@@ -670,3 +672,134 @@ def test_unknown_sasl_mechanism(raw):
     _start_ok(r, "NOSUCHMECH", b"\x00guest\x00guest")
     assert r.read_method() is None
     assert r.wait_eof()
+
+
+# ---------------------------------------------------------------------------
+# closing while the client still has frames in flight
+#
+# Clients write what they have buffered after (or around) their connection.close or close-ok:
+# amqplib queues connection.close on channel 0 and keeps writing channel 1's buffered publishes
+# behind it. What RabbitMQ 3.10.8 was seen to do:
+#
+# * after the client's connection.close it sends close-ok, then keeps reading (and discarding)
+#   every frame until the client closes its side; it closes by itself only after the negotiated
+#   heartbeat timeout, or 30 s with heartbeats off. Its own close is a reset (its listeners have
+#   linger {true, 0}), even with nothing unread: a client that half-closes after close-ok gets RST
+#   in answer to its FIN, never a FIN.
+# * after a connection error of its own (a method-level one, not a frame error) it sends
+#   connection.close and keeps reading and discarding until close-ok (or the same timeout), then
+#   closes at once, again with a reset.
+# * after a frame error it stops reading: the socket is reset ~3 s later whatever the client sends.
+#
+# So the client sees no reset before it has read the broker's close-ok (or sent its own), whatever
+# it keeps sending; a broker that drops the socket with the client's frames unread resets it
+# while the client still writes (EPIPE, ECONNRESET) and may lose the close-ok (amqplib then never
+# calls its close callback). The reset RabbitMQ sends once the client is done is accepted.
+# ---------------------------------------------------------------------------
+
+CLOSE_PUBLISHES = 2000  # 1 KiB publishes around the close: more than the broker reads at once
+AFTER_CLOSE_BYTES = 16 << 20  # sent after close-ok: more than the socket buffers can take unread
+
+
+def _frame(ftype, channel, payload):
+    return struct.pack(">BHI", ftype, channel, len(payload)) + payload + bytes([FRAME_END])
+
+
+def _method(channel, class_id, method_id, args=b""):
+    return _frame(FRAME_METHOD, channel, struct.pack(">HH", class_id, method_id) + args)
+
+
+def _publishes(channel, count, size, routing_key="warren-test.nowhere"):
+    """``count`` basic.publish + header + body frames (to the default exchange, unroutable)."""
+    one = (
+        _method(channel, 60, 40, struct.pack(">H", 0) + shortstr("") + shortstr(routing_key) + b"\x00")
+        + _frame(FRAME_HEADER, channel, struct.pack(">HHQ", 60, 0, size) + b"\x00\x00")
+        + _frame(FRAME_BODY, channel, b"p" * size)
+    )
+    return one * count
+
+
+CONNECTION_CLOSE = _method(0, 10, 50, struct.pack(">H", 200) + shortstr("bye") + struct.pack(">HH", 0, 0))
+CONNECTION_CLOSE_OK = _method(0, 10, 51)
+
+
+def _in_flight_client(raw):
+    """A handshaken raw client with channel 1 open and heartbeats off, whose send buffer is small,
+    so that what it sends has to be read by the broker rather than sit in the client's kernel."""
+    r = raw().handshake()
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    r.open_channel(1)
+    return r
+
+
+def _send(r, data, when):
+    try:
+        r.send(data)
+    except OSError as e:  # EPIPE, ECONNRESET, or a timeout: the broker stopped reading
+        pytest.fail(f"{when}: sending {len(data)} bytes failed with {e!r}")
+
+
+def _read_method(r, when):
+    try:
+        m = r.read_method()
+    except OSError as e:
+        pytest.fail(f"{when}: {e!r}")
+    assert m is not None, f"{when}: the broker closed or reset the connection"
+    return m
+
+
+def _connection_ends(r):
+    """After the client is done, the broker closes within WAIT: EOF, or a reset (RabbitMQ's linger-0
+    close). Nothing else may arrive (heartbeats are off)."""
+    assert r.buf == b"", r.buf
+    r.sock.settimeout(WAIT)
+    try:
+        data = r.sock.recv(65536)
+    except ConnectionResetError:
+        return "reset"
+    except socket.timeout:
+        pytest.fail(f"the broker kept the connection open more than {WAIT} s after the client was done")
+    assert data == b"", f"unexpected data after the close: {data[:64]!r}"
+    return "eof"
+
+
+def _after_close_ok(r):
+    """Frames the client still sends after reading close-ok are read and discarded, then the
+    client closes its side and the broker closes the connection."""
+    _send(r, _publishes(1, AFTER_CLOSE_BYTES >> 16, 1 << 16), "after close-ok")
+    r.sock.shutdown(socket.SHUT_WR)
+    _connection_ends(r)
+
+
+@pytest.mark.parametrize("before", [CLOSE_PUBLISHES, 0], ids=["publishes-close-publishes", "close-publishes"])
+def test_client_close_with_frames_in_flight(raw, before):
+    r = _in_flight_client(raw)
+    _send(
+        r,
+        _publishes(1, before, 1024) + CONNECTION_CLOSE + _publishes(1, CLOSE_PUBLISHES, 1024),
+        "publishes and connection.close",
+    )
+    m = _read_method(r, "waiting for close-ok")
+    assert m[:3] == (0, 10, 51), m
+    _after_close_ok(r)
+
+
+def test_broker_close_with_frames_in_flight(raw):
+    """connection.close from the broker (504 for a queue.declare on channel 0: a method-level
+    connection error) while publishes follow the bad method; the client's close-ok comes behind
+    more publishes."""
+    r = _in_flight_client(raw)
+    bad = _method(0, 50, 10, queue_declare_args(uid()))
+    _send(r, bad + _publishes(1, CLOSE_PUBLISHES, 1024), "bad method and publishes")
+    m = _read_method(r, "waiting for connection.close")
+    channel, cls, meth, args = m
+    assert (channel, cls, meth) == (0, 10, 50), m
+    (code,) = struct.unpack(">H", args[:2])
+    text, off = parse_shortstr(args, 2)
+    assert (code, text) == (504, "CHANNEL_ERROR - unexpected method in connection state running")
+    assert struct.unpack(">HH", args[off : off + 4]) == (50, 10)
+    # Until close-ok, whatever the client sends is read and discarded.
+    _send(r, _publishes(1, AFTER_CLOSE_BYTES >> 16, 1 << 16), "after the broker's connection.close")
+    _send(r, _publishes(1, CLOSE_PUBLISHES, 1024) + CONNECTION_CLOSE_OK, "publishes and close-ok")
+    # RabbitMQ closes on close-ok (a reset); the client need not close its side.
+    _connection_ends(r)

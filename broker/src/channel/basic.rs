@@ -1,15 +1,16 @@
 //! basic.qos, consume, cancel, publish (after content assembly), get, ack, nack, reject, recover.
 
-use super::queue::generated_name;
+use super::ConnectionContext;
 use super::{Channel, HeldPublish, HeldSettle, Outcome};
-use crate::connection::writer::Out;
-use crate::connection::ConnectionContext;
-use crate::direct_reply::{REPLY_PREFIX, REPLY_QUEUE};
+use crate::direct_reply::REPLY_QUEUE;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::outbox::Out;
 use crate::persist::ConfirmWait;
-use crate::queue::{ConsumeCheck, Consumer, Enqueued};
+use crate::queue::{ConsumeCheck, Consumer, DeliverySink};
+use crate::vhost::generated_name;
+use crate::vhost::Published;
 use amqp_codec::protocol::basic as b;
 use amqp_codec::{AMQPClass, Assembled};
 use std::sync::atomic::AtomicU32;
@@ -59,8 +60,10 @@ impl Channel {
             b::AMQPMethod::Get(g) => {
                 let name = self.queue_name(g.queue.as_str())?;
                 let queue = self.usable_queue(ctx, &name)?;
-                if !queue.get(&self.shared, g.no_ack) {
-                    self.send(AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})));
+                let sink: Arc<dyn DeliverySink> = self.shared.clone();
+                if !queue.get(&sink, g.no_ack) {
+                    // Answered once the queue read its head from the store.
+                    self.get_pending = true;
                 }
             }
             b::AMQPMethod::Ack(a) => {
@@ -131,7 +134,7 @@ impl Channel {
         }
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
-            channel: self.shared.clone(),
+            sink: self.shared.clone(),
             queue: queue.clone(),
             no_ack: c.no_ack,
             exclusive: c.exclusive,
@@ -144,12 +147,7 @@ impl Channel {
                 .unwrap_or(0) as i64,
             unacked: AtomicU32::new(0),
         });
-        let ok = (!c.nowait).then(|| {
-            AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk {
-                consumer_tag: tag.as_ref().into(),
-            }))
-        });
-        match queue.consume(consumer, ok) {
+        match queue.consume(consumer, !c.nowait) {
             ConsumeCheck::Ok => Ok(()),
             ConsumeCheck::ExclusiveInUse => Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
@@ -178,7 +176,9 @@ impl Channel {
         } else {
             c.consumer_tag.as_str().into()
         };
-        let address = ctx.vhost.replies.register(&self.shared, tag.clone());
+        let sink = Arc::downgrade(&self.shared);
+        let sink: std::sync::Weak<dyn crate::direct_reply::ReplySink> = sink;
+        let address = ctx.vhost.replies.register(sink, tag.clone());
         if !c.nowait {
             self.send(AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk {
                 consumer_tag: tag.as_ref().into(),
@@ -281,8 +281,8 @@ impl Channel {
         Ok(())
     }
 
-    /// Routes a message and enqueues it on every matching queue; returns it to the publisher if it was
-    /// mandatory and nothing matched.
+    /// Publishes a message through the vhost; returns it to the publisher if it was mandatory
+    /// and nothing took it.
     pub(super) fn route_and_enqueue(
         &mut self,
         ctx: &mut ConnectionContext<'_>,
@@ -291,55 +291,20 @@ impl Channel {
         mandatory: bool,
         wait: Option<&Arc<ConfirmWait>>,
     ) {
-        if exchange.is_default() && message.routing_key.starts_with(REPLY_PREFIX) {
-            // A direct reply: straight to the requester's channel, or unroutable.
-            let address = message.routing_key.clone();
-            if !ctx.vhost.replies.deliver(&address, message.clone()) && mandatory {
-                self.shared.outbox.send(Out::Return {
-                    channel: self.shared.id,
-                    reply_code: 312,
-                    reply_text: "NO_ROUTE",
-                    message,
-                });
-            }
-            return;
+        let published = ctx.vhost.publish(
+            exchange,
+            message.clone(),
+            wait,
+            &mut self.route_buf,
+            ctx.congested,
+        );
+        if published == Published::Unroutable && mandatory {
+            self.shared.outbox.send(Out::Return {
+                channel: self.shared.id,
+                reply_code: 312,
+                reply_text: "NO_ROUTE",
+                message,
+            });
         }
-        if exchange.delayed {
-            if let Some(delay) = crate::delayed::delay_of(&message) {
-                // Kept in the store until due; routed then (no return: the plugin does not
-                // support mandatory).
-                ctx.vhost
-                    .delayed
-                    .schedule(&exchange.name, &message, delay, wait);
-                return;
-            }
-        }
-        let mut queues = std::mem::take(&mut self.route_buf);
-        ctx.vhost.route(exchange, &message, &mut queues);
-        if queues.is_empty() {
-            if mandatory {
-                self.shared.outbox.send(Out::Return {
-                    channel: self.shared.id,
-                    reply_code: 312,
-                    reply_text: "NO_ROUTE",
-                    message,
-                });
-            }
-        } else {
-            message.begin_sharing(queues.len());
-            for q in queues.drain(..) {
-                if q.enqueue(message.clone(), wait) == Enqueued::Rejected {
-                    // A full queue with x-overflow reject-publish: the publisher's confirm is a nack.
-                    if let Some(w) = wait {
-                        w.fail();
-                    }
-                }
-                if q.flow.congested() && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, &q)) {
-                    ctx.congested.push(q);
-                }
-            }
-            message.end_sharing(ctx.vhost.store());
-        }
-        self.route_buf = queues;
     }
 }

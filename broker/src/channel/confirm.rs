@@ -6,7 +6,7 @@
 //! of settled sequence numbers with one `basic.ack(multiple)`; a write that failed gets a `basic.nack`.
 
 use super::Channel;
-use crate::connection::{ConnEvent, EventSender};
+use super::{ConnEvent, EventSender};
 use crate::error::{AmqpError, AmqpResult};
 use crate::persist::ConfirmWait;
 use amqp_codec::protocol::{basic as b, confirm};

@@ -11,20 +11,20 @@
 
 mod basic;
 mod confirm;
+mod context;
 mod exchange;
 mod queue;
 pub mod shared;
 mod tx;
 
-use crate::connection::writer::Outbox;
-use crate::connection::ConnectionContext;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
 use crate::queue::{Consumer, Queue};
 use amqp_codec::protocol::{basic as b, channel as chan};
 use amqp_codec::{AMQPClass, ContentAssembler, ContentError, Frame};
-use shared::{ChannelShared, Unacked};
+pub use context::{ClientCapabilities, ConnEvent, ConnectionContext, EventSender};
+use shared::{ChannelLink, ChannelShared, Unacked};
 use std::sync::Arc;
 use tracing::debug;
 
@@ -90,6 +90,8 @@ pub struct Channel {
     route_buf: Vec<Arc<Queue>>,
     /// A tx.commit waits for the store.
     commit_pending: bool,
+    /// A basic.get waits for the queue to read its head from the store.
+    get_pending: bool,
     /// Frames that arrived meanwhile.
     held_frames: Vec<Frame>,
     /// The direct reply-to consumer: (consumer tag, reply address).
@@ -108,27 +110,24 @@ fn content_error(e: ContentError) -> AmqpError {
 }
 
 impl Channel {
-    /// A newly opened channel.
-    pub fn new(
-        id: u16,
-        connection_id: u64,
-        outbox: Arc<Outbox>,
-        cancel_notify: bool,
-        max_message_size: u64,
-    ) -> Self {
+    /// A newly opened channel (`link.instance` is ignored: each channel gets a fresh one).
+    pub fn new(mut link: ChannelLink, max_message_size: u64) -> Self {
+        let instance = confirm::next_instance();
+        link.instance = instance;
         Channel {
-            shared: Arc::new(ChannelShared::new(id, connection_id, outbox, cancel_notify)),
+            shared: Arc::new(ChannelShared::new(link)),
             closing: false,
             assembler: ContentAssembler::default(),
             max_message_size,
             consumer_prefetch: 0,
             confirm: None,
-            instance: confirm::next_instance(),
+            instance,
             tx: None,
             last_queue: String::new(),
             route_buf: Vec::new(),
             reply: None,
             commit_pending: false,
+            get_pending: false,
             held_frames: Vec::new(),
         }
     }
@@ -139,6 +138,27 @@ impl Channel {
 
     fn send(&self, m: AMQPClass) {
         self.shared.outbox.method(self.shared.id, m);
+    }
+
+    /// True while the channel waits for a tx.commit's store writes or for a basic.get's read
+    /// from the store: its later frames must be held, so that replies keep their order.
+    pub fn is_waiting(&self) -> bool {
+        self.commit_pending || self.get_pending
+    }
+
+    /// Keeps a frame that arrived while the channel waits.
+    pub fn hold(&mut self, frame: Frame) {
+        self.held_frames.push(frame);
+    }
+
+    /// A basic.get that waited for the store was answered: returns the frames held meanwhile, to
+    /// be handled now in order.
+    pub fn get_answered(&mut self, instance: u64) -> Vec<Frame> {
+        if instance != self.instance || !self.get_pending {
+            return Vec::new();
+        }
+        self.get_pending = false;
+        std::mem::take(&mut self.held_frames)
     }
 
     /// Handles one frame for this channel.
@@ -460,22 +480,6 @@ impl Channel {
 
     /// Finds a queue this connection may use (404 if missing, 405 if another connection's exclusive one).
     fn usable_queue(&self, ctx: &ConnectionContext<'_>, name: &str) -> AmqpResult<Arc<Queue>> {
-        let q = ctx
-            .vhost
-            .queue(name)
-            .ok_or_else(|| ctx.vhost.no_queue(name))?;
-        check_exclusive(ctx, &q)?;
-        Ok(q)
-    }
-}
-
-/// 405 unless the queue is not exclusive or is owned by this connection.
-fn check_exclusive(ctx: &ConnectionContext<'_>, q: &Queue) -> AmqpResult<()> {
-    match q.exclusive_owner {
-        Some(owner) if owner != ctx.id => Err(AmqpError::resource_locked(format!(
-            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-            q.name, q.vhost
-        ))),
-        _ => Ok(()),
+        ctx.vhost.usable_queue(name, Some(ctx.id))
     }
 }

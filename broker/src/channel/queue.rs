@@ -1,71 +1,15 @@
-//! queue.declare, queue.bind, queue.unbind, queue.purge, queue.delete.
+//! queue.declare, queue.bind, queue.unbind, queue.purge, queue.delete: translations of the methods
+//! into the vhost's queue operations (`vhost/queues.rs`), which hold the rules.
 
-use super::{check_exclusive, Channel};
-use crate::connection::ConnectionContext;
+use super::Channel;
+use super::ConnectionContext;
 use crate::direct_reply::{REPLY_PREFIX, REPLY_QUEUE};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
-use crate::queue::{Queue, QueueArgs, QueueType};
+use crate::queue::QueueSpec;
+use crate::vhost::{BindingSpec, DeleteIf};
 use amqp_codec::protocol::queue as q;
-use amqp_codec::types::FieldTable;
 use amqp_codec::AMQPClass;
-use rand::Rng;
-
-/// Queue arguments whose values must match on redeclaration (as RabbitMQ checks them).
-const EQUIVALENCE_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-delivery-limit",
-];
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "true"
-    } else {
-        "false"
-    }
-}
-
-/// RabbitMQ takes a missing `x-queue-type` and `classic` as the same on redeclaration: drops a
-/// `classic` that only one side states.
-fn classic_by_default(current: &FieldTable, new: &FieldTable) -> (FieldTable, FieldTable) {
-    let classic = |t: &FieldTable| {
-        t.inner()
-            .get("x-queue-type")
-            .and_then(crate::args::as_str)
-            .is_some_and(|s| s == "classic")
-    };
-    let without = |t: &FieldTable| {
-        let mut m = t.inner().clone();
-        m.remove("x-queue-type");
-        FieldTable::from(m)
-    };
-    let has = |t: &FieldTable| t.contains_key("x-queue-type");
-    match (has(current), has(new)) {
-        (true, false) if classic(current) => (without(current), new.clone()),
-        (false, true) if classic(new) => (current.clone(), without(new)),
-        _ => (current.clone(), new.clone()),
-    }
-}
-
-/// A server-generated name: `amq.gen-` and 22 URL-safe base64 characters, like RabbitMQ's.
-pub(super) fn generated_name(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
-        .collect();
-    format!("{prefix}-{suffix}")
-}
 
 impl Channel {
     pub(super) fn handle_queue_method(
@@ -77,39 +21,32 @@ impl Channel {
             q::AMQPMethod::Declare(d) => self.queue_declare(ctx, d),
             q::AMQPMethod::Bind(bnd) => {
                 let name = self.queue_name(bnd.queue.as_str())?;
+                // An empty queue name and key bind with the last declared queue's name as key.
                 let key = if bnd.routing_key.as_str().is_empty() && bnd.queue.as_str().is_empty() {
                     name.clone()
                 } else {
                     bnd.routing_key.as_str().to_string()
                 };
-                if bnd.exchange.as_str().is_empty() {
-                    return Err(AmqpError::access_refused(
-                        "operation not permitted on the default exchange",
-                    ));
-                }
-                let queue = self.usable_queue(ctx, &name)?;
-                let exchange = ctx.vhost.get_exchange(bnd.exchange.as_str())?;
-                let dest = Destination::Queue(queue.name.clone());
-                ctx.vhost.bind(&exchange, dest, &key, &bnd.arguments)?;
+                let spec = BindingSpec {
+                    source: bnd.exchange.as_str().to_string(),
+                    destination: Destination::Queue(name),
+                    routing_key: key,
+                    arguments: bnd.arguments,
+                };
+                ctx.vhost.bind(&spec, Some(ctx.id))?;
                 if !bnd.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
                 }
                 Ok(())
             }
             q::AMQPMethod::Unbind(u) => {
-                let name = self.queue_name(u.queue.as_str())?;
-                if u.exchange.as_str().is_empty() {
-                    return Err(AmqpError::access_refused(
-                        "operation not permitted on the default exchange",
-                    ));
-                }
-                let queue = self.usable_queue(ctx, &name)?;
-                // Unbinding from an exchange that does not exist succeeds in RabbitMQ 3.10.
-                if let Some(exchange) = ctx.vhost.exchange(u.exchange.as_str()) {
-                    let dest = Destination::Queue(queue.name.clone());
-                    ctx.vhost
-                        .unbind(&exchange, &dest, u.routing_key.as_str(), &u.arguments);
-                }
+                let spec = BindingSpec {
+                    source: u.exchange.as_str().to_string(),
+                    destination: Destination::Queue(self.queue_name(u.queue.as_str())?),
+                    routing_key: u.routing_key.as_str().to_string(),
+                    arguments: u.arguments,
+                };
+                ctx.vhost.unbind(&spec, Some(ctx.id))?;
                 self.send(AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
                 Ok(())
             }
@@ -126,29 +63,16 @@ impl Channel {
             }
             q::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?;
-                let message_count = match ctx.vhost.queue(&name) {
-                    // Deleting a queue that does not exist succeeds, as in RabbitMQ.
-                    None => 0,
-                    Some(queue) => {
-                        check_exclusive(ctx, &queue)?;
-                        let (ready, consumers) = queue.counts();
-                        if d.if_unused && consumers > 0 {
-                            return Err(AmqpError::precondition_failed(format!(
-                                "queue '{}' in vhost '{}' in use",
-                                queue.name, queue.vhost
-                            )));
-                        }
-                        if d.if_empty && ready > 0 {
-                            return Err(AmqpError::precondition_failed(format!(
-                                "queue '{}' in vhost '{}' not empty",
-                                queue.name, queue.vhost
-                            )));
-                        }
-                        ctx.exclusive_queues
-                            .retain(|q| !std::sync::Arc::ptr_eq(q, &queue));
-                        ctx.vhost.delete_queue(&queue)
-                    }
+                let only_if = DeleteIf {
+                    unused: d.if_unused,
+                    empty: d.if_empty,
                 };
+                let (deleted, message_count) =
+                    ctx.vhost.delete_queue_named(&name, Some(ctx.id), only_if)?;
+                if let Some(queue) = deleted {
+                    ctx.exclusive_queues
+                        .retain(|q| !std::sync::Arc::ptr_eq(q, &queue));
+                }
                 if !d.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk {
                         message_count,
@@ -184,88 +108,18 @@ impl Channel {
             // No empty-name shortcut here: RabbitMQ answers `no queue ''`.
             self.usable_queue(ctx, requested)?
         } else {
-            let name = if requested.is_empty() {
-                generated_name("amq.gen")
-            } else if requested.starts_with("amq.") {
-                return Err(AmqpError::access_refused(format!(
-                    "queue name '{requested}' contains reserved prefix 'amq.*'"
-                )));
-            } else {
-                requested.to_string()
+            let spec = QueueSpec {
+                name: requested.to_string(),
+                durable: d.durable,
+                exclusive_owner: d.exclusive.then_some(ctx.id),
+                auto_delete: d.auto_delete,
+                arguments: d.arguments,
             };
-            let what = format!("queue '{name}' in vhost '{}'", ctx.vhost.name);
-            let args = QueueArgs::parse(&d.arguments, &what)?;
-            if args.queue_type == QueueType::Quorum {
-                // Quorum queues are durable, shared and long-lived (RabbitMQ's checks, in order).
-                for (bad, property) in [
-                    (d.auto_delete, "auto-delete"),
-                    (d.exclusive, "exclusive-owner"),
-                    (!d.durable, "non-durable"),
-                ] {
-                    if bad {
-                        return Err(AmqpError::precondition_failed(format!(
-                            "invalid property '{property}' for {what}"
-                        )));
-                    }
-                }
+            let declared = ctx.vhost.declare_queue(spec, Some(ctx.id))?;
+            if declared.created && d.exclusive {
+                ctx.exclusive_queues.push(declared.queue.clone());
             }
-            let owner = d.exclusive.then_some(ctx.id);
-            // Every queue may page a backlog out to the store; only durable, non-exclusive ones keep
-            // their definition and persistent messages there (see `Queue::keeps_definition`).
-            let persist = ctx.vhost.queue(&name).is_none().then(|| {
-                let store = ctx.vhost.store().clone();
-                let id = store.allocate_queue_ids(args.lanes() as u64);
-                let budget = ctx.broker.config.queue_budget();
-                crate::persist::Persistence { store, id, budget }
-            });
-            let fresh = Queue::new(
-                name.clone(),
-                ctx.vhost.name.clone(),
-                d.durable,
-                owner,
-                d.auto_delete,
-                d.arguments.clone(),
-                args,
-                persist,
-                std::sync::Arc::downgrade(ctx.vhost),
-            );
-            match ctx.vhost.insert_queue(fresh) {
-                Ok(created) => {
-                    if d.exclusive {
-                        ctx.exclusive_queues.push(created.clone());
-                    }
-                    created
-                }
-                Err(existing) => {
-                    check_exclusive(ctx, &existing)?;
-                    if existing.exclusive_owner.is_some() != d.exclusive {
-                        return Err(AmqpError::resource_locked(format!(
-                            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                            existing.name, existing.vhost
-                        )));
-                    }
-                    if existing.durable != d.durable {
-                        return Err(AmqpError::precondition_failed(format!(
-                            "inequivalent arg 'durable' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
-                            existing.name, existing.vhost, yes_no(d.durable), yes_no(existing.durable)
-                        )));
-                    }
-                    if existing.auto_delete != d.auto_delete {
-                        return Err(AmqpError::precondition_failed(format!(
-                            "inequivalent arg 'auto_delete' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
-                            existing.name, existing.vhost, yes_no(d.auto_delete), yes_no(existing.auto_delete)
-                        )));
-                    }
-                    let (current, new) = classic_by_default(&existing.arguments, &d.arguments);
-                    crate::args::check_equivalence(
-                        &format!("queue '{}' in vhost '{}'", existing.name, existing.vhost),
-                        &current,
-                        &new,
-                        EQUIVALENCE_ARGS,
-                    )?;
-                    existing
-                }
-            }
+            declared.queue
         };
         self.last_queue = queue.name.clone();
         queue.touch();

@@ -6,7 +6,7 @@
 //! store; until then the channel holds its later frames, so that replies keep their order.
 
 use super::{Channel, Tx};
-use crate::connection::{ConnEvent, ConnectionContext};
+use super::{ConnEvent, ConnectionContext};
 use crate::error::{AmqpError, AmqpResult};
 use crate::persist::ConfirmWait;
 use amqp_codec::protocol::tx;
@@ -84,16 +84,6 @@ impl Channel {
 }
 
 impl Channel {
-    /// True while a tx.commit waits for the store: frames for this channel must be held.
-    pub fn is_waiting(&self) -> bool {
-        self.commit_pending
-    }
-
-    /// Keeps a frame that arrived while a commit waits for the store.
-    pub fn hold(&mut self, frame: Frame) {
-        self.held_frames.push(frame);
-    }
-
     /// Answers the commit (ok, or a channel error if a store write failed).
     fn commit_done(&mut self, ok: bool) -> AmqpResult<()> {
         if !ok {

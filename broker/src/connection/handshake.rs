@@ -1,11 +1,11 @@
 //! The opening handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
 //! Frames here are limited to the minimum frame size, as RabbitMQ does before tuning.
 
-use super::writer::{Out, Outbox};
-use super::ClientCapabilities;
 use crate::auth::AuthError;
 use crate::broker::Broker;
+use crate::channel::ClientCapabilities;
 use crate::error::AmqpError;
+use crate::outbox::{Out, Outbox};
 use crate::vhost::VHost;
 use amqp_codec::constants::FRAME_MIN_SIZE;
 use amqp_codec::protocol::connection as conn;

@@ -3,14 +3,16 @@
 //! The reading task owns every channel's private state; handling a frame never awaits (queues and
 //! exchanges are behind short locks), so one read's worth of frames is handled in a tight loop and
 //! publisher confirms are flushed once per read. Everything sent goes through the connection's
-//! [`writer::Outbox`], so replies and deliveries keep their order.
+//! [`Outbox`], so replies and deliveries keep their order.
 
 mod handshake;
 pub mod writer;
 
 use crate::broker::Broker;
 use crate::channel::Channel;
+use crate::channel::{ClientCapabilities, ConnEvent, ConnectionContext, EventSender};
 use crate::error::{AmqpError, AmqpResult};
+use crate::outbox::{Out, Outbox};
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use amqp_codec::frame::FrameError;
@@ -27,23 +29,16 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
-use writer::{Out, Outbox};
 
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// After close-ok, how long at most the socket is kept (read and discarded) until the client closes
+/// its side: RabbitMQ's `?CLOSING_TIMEOUT`, or the heartbeat timeout if shorter.
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same while the broker shuts down (it waits for its connections only so long).
+const SHUTDOWN_CLOSING_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often deliveries are checked against their consumer timeout.
 const CONSUMER_TIMEOUT_CHECK: Duration = Duration::from_secs(1);
-
-/// Client capabilities from connection.start-ok that change what the server sends.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientCapabilities {
-    /// basic.cancel may be sent to the client.
-    pub consumer_cancel_notify: bool,
-    /// Failed logins get connection.close rather than a dropped socket.
-    pub authentication_failure_close: bool,
-    /// connection.blocked/unblocked may be sent.
-    pub connection_blocked: bool,
-}
 
 /// What ends the connection's main loop.
 enum Stop {
@@ -56,56 +51,6 @@ enum Stop {
     /// The broker is shutting down.
     Shutdown,
 }
-
-/// Connection-wide facts the channel handlers need.
-pub struct ConnectionContext<'a> {
-    /// The broker.
-    pub broker: &'a Broker,
-    /// The vhost this connection opened.
-    pub vhost: &'a Arc<VHost>,
-    /// This connection's id (owner of exclusive queues).
-    pub id: u64,
-    /// The authenticated user.
-    pub user: &'a str,
-    /// The outbox.
-    pub outbox: &'a Arc<Outbox>,
-    /// Client capabilities.
-    pub caps: ClientCapabilities,
-    /// Exclusive queues declared on this connection (deleted when it closes).
-    pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
-    /// The connection's event mailbox (store completions come back through it).
-    pub events: &'a EventSender,
-    /// Queues published to in this read that asked publishers to slow down (`queue::flow`).
-    pub congested: &'a mut Vec<Arc<Queue>>,
-}
-
-/// Something that happened elsewhere (on the store's writer thread) that the connection must act on.
-#[derive(Debug)]
-pub enum ConnEvent {
-    /// A publish's store writes finished.
-    Confirmed {
-        /// Channel number.
-        channel: u16,
-        /// Channel instance (a reopened channel number is another instance).
-        instance: u64,
-        /// Publish sequence number.
-        seq: u64,
-        /// False if a write failed.
-        ok: bool,
-    },
-    /// A tx.commit's store writes finished.
-    Committed {
-        /// Channel number.
-        channel: u16,
-        /// Channel instance.
-        instance: u64,
-        /// False if a write failed.
-        ok: bool,
-    },
-}
-
-/// The sending side of a connection's event mailbox.
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnEvent>;
 
 /// A connection after the handshake.
 pub struct Connection {
@@ -193,7 +138,9 @@ pub async fn serve(
                     events_rx,
                     published: false,
                 };
-                c.run(shutdown).await;
+                if let Some(limit) = c.run(shutdown).await {
+                    linger(c.reader, limit).await;
+                }
             }
             Err(handshake::Failed::Silent(why)) => {
                 warn!("closing AMQP connection: {why}");
@@ -202,14 +149,9 @@ pub async fn serve(
             Err(handshake::Failed::Close(e, why)) => {
                 warn!("closing AMQP connection: {why}");
                 send_connection_close(&outbox, &e);
-                let mut r = reader;
-                let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
-                    let mut b = [0u8; 512];
-                    // Drain until the client closes or sends close-ok; whatever it sends is ignored.
-                    while matches!(r.read(&mut b).await, Ok(n) if n > 0) {}
-                })
-                .await;
                 outbox.send(Out::Close);
+                // Whatever the client sends now (close-ok, or frames it had buffered) is ignored.
+                linger(reader, CLOSE_OK_TIMEOUT).await;
             }
         }
         let _ = writer.await;
@@ -228,6 +170,20 @@ fn send_connection_close(outbox: &Outbox, e: &AmqpError) {
             method_id: e.method_id,
         })),
     );
+}
+
+/// After the last frame (close-ok, or connection.close for a refused handshake) went out and the
+/// writer half-closed the socket: reads and discards whatever the client still sends until it
+/// closes its side, at most `limit`, and only then lets the socket go. Closing a socket with
+/// unread bytes in it makes the kernel answer with a reset, which a client that wrote frames
+/// after its connection.close (amqplib does) sees as EPIPE/ECONNRESET instead of a clean close;
+/// RabbitMQ's reader does the same wait.
+async fn linger(mut reader: OwnedReadHalf, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        let mut scratch = [0u8; 4096];
+        while matches!(reader.read(&mut scratch).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Formats bytes as Erlang prints a binary, as RabbitMQ's reply texts show them: `<<"text">>` when
@@ -301,8 +257,19 @@ fn frame_error_text(e: &FrameError) -> AmqpError {
 }
 
 impl Connection {
-    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs the connection until it ends; hands back the socket's read half if the client may
+    /// still be sending (see [`linger`]), with how long to wait for it.
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Option<Duration> {
         let stop = self.main_loop(&mut shutdown).await;
+        let closing = match self.heartbeat {
+            0 => CLOSING_TIMEOUT,
+            hb => CLOSING_TIMEOUT.min(Duration::from_secs(hb as u64)),
+        };
+        let linger = match &stop {
+            Stop::Gone(_) => None,
+            Stop::Shutdown => Some(SHUTDOWN_CLOSING_TIMEOUT),
+            _ => Some(closing),
+        };
         match stop {
             Stop::ClientClosed => info!("closing AMQP connection (client request)"),
             Stop::Gone(why) => warn!("closing AMQP connection: {why}"),
@@ -323,6 +290,7 @@ impl Connection {
         }
         self.cleanup();
         self.outbox.send(Out::Close);
+        linger
     }
 
     async fn main_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> Stop {
@@ -558,6 +526,16 @@ impl Connection {
                 }
                 Ok(())
             }
+            ConnEvent::GetAnswered { channel, instance } => {
+                let held = match self.channels.get_mut(&channel) {
+                    Some(ch) => ch.get_answered(instance),
+                    None => return Ok(()),
+                };
+                for frame in held {
+                    self.handle_frame(frame)?;
+                }
+                Ok(())
+            }
             ConnEvent::Committed {
                 channel,
                 instance,
@@ -657,13 +635,15 @@ impl Connection {
                         )),
                     ));
                 }
-                let ch = Channel::new(
-                    channel,
-                    self.id,
-                    self.outbox.clone(),
-                    self.caps.consumer_cancel_notify,
-                    self.broker.config.max_message_size,
-                );
+                let link = crate::channel::shared::ChannelLink {
+                    id: channel,
+                    instance: 0,
+                    connection_id: self.id,
+                    outbox: self.outbox.clone(),
+                    events: self.events_tx.clone(),
+                    cancel_notify: self.caps.consumer_cancel_notify,
+                };
+                let ch = Channel::new(link, self.broker.config.max_message_size);
                 self.outbox.method(
                     channel,
                     AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

@@ -1,157 +1,22 @@
-//! The outbound half of a connection: an [`Outbox`] that any task may push frames into, and the writer
-//! task that drains it.
+//! The writer task of a connection: drains its [`Outbox`](crate::outbox::Outbox) into the socket.
 //!
-//! Queues deliver by pushing into the consumer's outbox (never by writing to a socket), so a slow
-//! socket never blocks a queue. The writer batches: it blocks only when the outbox is empty, then drains
-//! whatever is waiting into one buffer and writes it with one syscall. Frames are encoded here, in the
-//! writer, so deliveries carry only `Arc`s until the last moment.
-//!
-//! Backpressure: each outbox counts the deliveries not yet written. Above a high-water mark a queue stops
-//! dispatching to consumers on this connection and registers itself; the writer calls it back once the
-//! backlog falls below the low-water mark.
+//! It batches: it blocks only when the outbox is empty, then drains whatever is waiting into one
+//! buffer and writes it with one syscall. Frames are encoded here, so deliveries carry only
+//! `Arc`s until the last moment.
 
-use crate::message::Message;
-use crate::queue::Queue;
+use crate::outbox::{Out, Outbox};
 use amqp_codec::frame::{encode_content, encode_deliver, encode_heartbeat, encode_method};
 use amqp_codec::protocol::basic;
 use amqp_codec::AMQPClass;
 use bytes::BytesMut;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Deliveries waiting in an outbox above which queues hold off.
-const HIGH_WATER: usize = 4096;
-/// Deliveries waiting below which held-off queues are resumed.
-const LOW_WATER: usize = 1024;
 /// Bytes gathered before a write is issued even if more is waiting.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-
-/// Something to send on a connection.
-#[derive(Debug)]
-pub enum Out {
-    /// A method frame without content.
-    Method(u16, AMQPClass),
-    /// basic.deliver with its content.
-    Deliver {
-        /// Channel.
-        channel: u16,
-        /// Consumer tag.
-        consumer_tag: Arc<str>,
-        /// Delivery tag.
-        delivery_tag: u64,
-        /// Redelivered flag.
-        redelivered: bool,
-        /// The message.
-        message: Arc<Message>,
-    },
-    /// basic.get-ok with its content.
-    GetOk {
-        /// Channel.
-        channel: u16,
-        /// Delivery tag.
-        delivery_tag: u64,
-        /// Redelivered flag.
-        redelivered: bool,
-        /// Ready messages left in the queue.
-        message_count: u32,
-        /// The message.
-        message: Arc<Message>,
-    },
-    /// basic.return with its content.
-    Return {
-        /// Channel.
-        channel: u16,
-        /// Reply code (312 NO_ROUTE, ...).
-        reply_code: u16,
-        /// Reply text.
-        reply_text: &'static str,
-        /// The message.
-        message: Arc<Message>,
-    },
-    /// Bytes written as they are (the protocol header sent back to a client we refuse).
-    Raw(bytes::Bytes),
-    /// Flush everything before this, then close the socket.
-    Close,
-}
-
-/// The sending side of a connection, shared by its channels and by queues delivering to it.
-#[derive(Debug)]
-pub struct Outbox {
-    tx: mpsc::UnboundedSender<Out>,
-    pending: AtomicUsize,
-    frame_max: AtomicU32,
-    waiters: Mutex<Vec<Weak<Queue>>>,
-}
-
-impl Outbox {
-    /// A new outbox and the receiver its writer drains.
-    pub fn new() -> (Arc<Outbox>, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let o = Outbox {
-            tx,
-            pending: AtomicUsize::new(0),
-            frame_max: AtomicU32::new(amqp_codec::constants::FRAME_MIN_SIZE),
-            waiters: Mutex::new(Vec::new()),
-        };
-        (Arc::new(o), rx)
-    }
-
-    /// Queues a frame; silently dropped if the connection is gone.
-    pub fn send(&self, out: Out) {
-        if matches!(out, Out::Deliver { .. }) {
-            self.pending.fetch_add(1, Ordering::Relaxed);
-        }
-        let _ = self.tx.send(out);
-    }
-
-    /// Queues a method frame.
-    pub fn method(&self, channel: u16, method: AMQPClass) {
-        self.send(Out::Method(channel, method));
-    }
-
-    /// True when queues should stop delivering here for now.
-    pub fn is_congested(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) >= HIGH_WATER
-    }
-
-    /// Asks to have `queue` dispatch again once this outbox drains.
-    pub fn wait_for_drain(&self, queue: &Arc<Queue>) {
-        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if !w
-            .iter()
-            .any(|q| std::ptr::eq(q.as_ptr(), Arc::as_ptr(queue)))
-        {
-            w.push(Arc::downgrade(queue));
-        }
-    }
-
-    /// Sets the negotiated frame_max used to split bodies.
-    pub fn set_frame_max(&self, frame_max: u32) {
-        self.frame_max.store(frame_max, Ordering::Relaxed);
-    }
-
-    /// True once the writer has gone (socket closed).
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    fn written(&self, deliveries: usize) {
-        if deliveries == 0 {
-            return;
-        }
-        let before = self.pending.fetch_sub(deliveries, Ordering::Relaxed);
-        if before - deliveries < LOW_WATER {
-            let waiters =
-                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
-            for q in waiters.iter().filter_map(Weak::upgrade) {
-                q.dispatch();
-            }
-        }
-    }
-}
 
 fn encode(buf: &mut BytesMut, out: &Out, frame_max: u32) -> usize {
     match out {
@@ -261,7 +126,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
         let Some(first) = first else {
             break;
         };
-        let frame_max = outbox.frame_max.load(Ordering::Relaxed);
+        let frame_max = outbox.frame_max();
         let mut close = matches!(first, Out::Close);
         let mut deliveries = encode(&mut buf, &first, frame_max);
         while !close && buf.len() < MAX_BATCH_BYTES {

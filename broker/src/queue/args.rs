@@ -3,10 +3,9 @@
 
 use crate::args::{as_int, as_str, type_name};
 use crate::error::{AmqpError, AmqpResult};
+use crate::message::MAX_EXPIRY;
 use amqp_codec::types::{AMQPValue, FieldTable};
 
-/// Largest TTL or expiry RabbitMQ accepts (ms): ten years.
-pub const MAX_EXPIRY: i128 = 315_360_000_000;
 /// Highest `x-max-priority`.
 pub const MAX_PRIORITY: i128 = 255;
 

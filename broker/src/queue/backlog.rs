@@ -8,6 +8,7 @@
 //! out paged: start-up reads no message.
 
 use super::Ready;
+use crate::persist::Budget;
 use std::collections::VecDeque;
 
 /// Messages read back from the store per chunk.
@@ -16,24 +17,6 @@ pub const LOAD_CHUNK: usize = 2048;
 pub const LOAD_CHUNK_BYTES: usize = 4 << 20;
 /// Below this many in-memory ready messages, the next chunk is loaded.
 pub const LOAD_LOW_WATER: usize = 512;
-
-/// How much of a durable queue's backlog may be kept in memory.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// Ready messages in memory.
-    pub messages: usize,
-    /// Ready message body bytes in memory.
-    pub bytes: usize,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget {
-            messages: 16_384,
-            bytes: 16 << 20,
-        }
-    }
-}
 
 /// The stored, not loaded part of the ready messages: sequences `next..=end` (with holes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,26 +12,26 @@ mod backlog;
 mod consumer;
 mod deadletter;
 pub mod flow;
+pub mod sink;
+#[cfg(test)]
+mod tests;
 
-pub use args::{Overflow, QueueArgs, QueueType, MAX_EXPIRY};
-pub use backlog::{Budget, Paged};
+pub use crate::persist::Budget;
+pub use args::{Overflow, QueueArgs, QueueType};
+pub use backlog::Paged;
 pub use consumer::Consumer;
 pub use deadletter::{is_cycle, DeadLetter, Reason};
+pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
-use crate::channel::shared::{ChannelShared, Unacked};
-use crate::connection::writer::Out;
 use crate::message::{now_ms, Message};
-use crate::persist::{ConfirmWait, Persistence};
-use crate::vhost::VHost;
-use amqp_codec::protocol::basic;
+use crate::persist::{ConfirmWait, QueueStore, StaleRecord};
 use amqp_codec::types::FieldTable;
-use amqp_codec::AMQPClass;
 use backlog::Backlog;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use storage::{MessageRecord, Op};
+use storage::MessageRecord;
 use tracing::{debug, error, info, warn};
 
 /// `expires_at` of a message that never expires.
@@ -52,6 +52,21 @@ pub struct Ready {
     pub expires_at: u64,
     /// Times it was returned to the queue (`x-delivery-count`).
     pub delivery_count: u32,
+}
+
+/// A queue as it is declared: what queue.declare, a definitions file or the HTTP API give.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    /// Name (never empty: a server-generated name is chosen before).
+    pub name: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// The connection that owns it, if exclusive.
+    pub exclusive_owner: Option<u64>,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Declared arguments.
+    pub arguments: FieldTable,
 }
 
 /// What became of a published message at one queue.
@@ -98,6 +113,9 @@ pub struct QueueState {
     /// not yet expired there even if the millisecond clock ticked since it was stamped (a TTL-0
     /// message goes to a consumer that can take it at once, as in RabbitMQ).
     arriving: Option<u64>,
+    /// basic.gets waiting for the head of the queue to be read from the store, in arrival
+    /// order: (who asked, no-ack).
+    pending_gets: VecDeque<(Arc<dyn DeliverySink>, bool)>,
 }
 
 impl QueueState {
@@ -118,6 +136,7 @@ impl QueueState {
             expires_timer: false,
             dead: Vec::new(),
             arriving: None,
+            pending_gets: VecDeque::new(),
         }
     }
 
@@ -156,11 +175,11 @@ pub struct Queue {
     pub arguments: FieldTable,
     /// The arguments, parsed.
     pub args: QueueArgs,
-    /// Where persistent messages are stored (durable queues only). Priority lane `i` is stored
-    /// under id `persist.id + i`.
-    pub persist: Option<Persistence>,
+    /// Its place in the store: persistent messages of a durable queue, and any queue's paged
+    /// backlog.
+    pub store: QueueStore,
     /// Its vhost, for dead-lettering and `x-expires`.
-    vhost_ref: Weak<VHost>,
+    owner: Weak<dyn QueueOwner>,
     deleted: AtomicBool,
     /// Publisher flow control (`flow.rs`).
     pub flow: flow::Flow,
@@ -211,32 +230,28 @@ fn at_time(at: u64, f: impl FnOnce() + Send + 'static) {
 }
 
 impl Queue {
-    /// A new empty queue.
-    #[allow(clippy::too_many_arguments)]
+    /// A new empty queue of vhost `vhost`, as `spec` declares it (`args` parsed from its
+    /// arguments), storing in `store`, handing dead letters and expiry to `owner`.
     pub fn new(
-        name: String,
+        spec: QueueSpec,
         vhost: String,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
         args: QueueArgs,
-        persist: Option<Persistence>,
-        vhost_ref: Weak<VHost>,
+        store: QueueStore,
+        owner: Weak<dyn QueueOwner>,
     ) -> Self {
         let lanes = args.lanes();
         let mut state = QueueState::new(lanes);
         state.may_expire = args.message_ttl.is_some();
         Queue {
-            name,
+            name: spec.name,
             vhost,
-            durable,
-            exclusive_owner,
-            auto_delete,
-            arguments,
+            durable: spec.durable,
+            exclusive_owner: spec.exclusive_owner,
+            auto_delete: spec.auto_delete,
+            arguments: spec.arguments,
             args,
-            persist,
-            vhost_ref,
+            store,
+            owner,
             deleted: AtomicBool::new(false),
             flow: flow::Flow::default(),
             state: Mutex::new(state),
@@ -261,7 +276,17 @@ impl Queue {
     /// (ready messages, consumers), as queue.declare-ok reports them.
     pub fn counts(&self) -> (u32, u32) {
         let st = self.lock();
-        (st.ready_len() as u32, st.consumers.len() as u32)
+        (self.reported_len(&st) as u32, st.consumers.len() as u32)
+    }
+
+    /// The ready messages as clients are told: a drop-head queue whose head is still being read
+    /// from the store to be dropped counts as already down to its length limit.
+    fn reported_len(&self, st: &QueueState) -> u64 {
+        let n = st.ready_len();
+        match self.args.max_length {
+            Some(max) if self.args.overflow == Overflow::DropHead => n.min(max),
+            _ => n,
+        }
     }
 
     /// Number of consumers.
@@ -281,11 +306,6 @@ impl Queue {
     /// non-exclusive queue); other records only page messages out of memory.
     fn lasting(&self, m: &Message) -> bool {
         m.is_persistent() && self.keeps_definition()
-    }
-
-    /// The store id of a lane.
-    fn store_id(&self, lane: usize) -> Option<(&Persistence, u64)> {
-        self.persist.as_ref().map(|p| (p, p.id + lane as u64))
     }
 
     /// When a message entering this queue now expires: the smaller of the queue's TTL and the
@@ -340,35 +360,21 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let (page, stored) = match self.store_id(lane) {
-            None => (false, false),
-            Some((p, id)) => {
-                let (n, bytes) = st.in_memory();
-                let page = st.lanes[lane].must_page(&p.budget, n, bytes);
-                if !st.consumers.is_empty() {
-                    // The whole ready backlog, paged or not: once paging started, what is in
-                    // memory says little.
-                    let over = st.ready_len() >= flow::marks(p.budget.messages).0 as u64
-                        || st.ready_bytes() >= flow::marks(p.budget.bytes).0 as u64;
-                    self.flow.arrived(over);
-                }
-                let persistent = self.lasting(&message);
-                if page || persistent {
-                    let (record, shared) = message.store_form(&p.store, persistent);
-                    let op = Op::PutMessage {
-                        queue: id,
-                        seq,
-                        record,
-                        size: message.size() as u64,
-                        shared,
-                        transient: !persistent,
-                    };
-                    let done = wait.filter(|_| persistent).map(|w| w.completion());
-                    p.store.submit(vec![op], done);
-                }
-                (page, persistent)
-            }
-        };
+        let budget = &self.store.budget;
+        let (n, bytes) = st.in_memory();
+        let page = st.lanes[lane].must_page(budget, n, bytes);
+        if !st.consumers.is_empty() {
+            // The whole ready backlog, paged or not: once paging started, what is in memory
+            // says little.
+            let over = st.ready_len() >= flow::marks(budget.messages).0 as u64
+                || st.ready_bytes() >= flow::marks(budget.bytes).0 as u64;
+            self.flow.arrived(over);
+        }
+        let stored = self.lasting(&message);
+        if page || stored {
+            let done = wait.filter(|_| stored).map(|w| w.completion());
+            self.store.put(lane, seq, &message, stored, done);
+        }
         if expires_at != NEVER {
             st.may_expire = true;
         }
@@ -437,11 +443,14 @@ impl Queue {
                     self.unstore_one(&r);
                 }
                 Next::Load(lane) => {
-                    // The head is only in the store: read it now (rare: a queue over its limit
-                    // with nothing in memory).
-                    if !self.load_locked(st, lane) {
-                        return;
+                    // The head is only in the store (rare: a queue over its limit with nothing
+                    // in memory): it is read on a blocking thread, and the chunk's arrival drops
+                    // what is over the limit. Meanwhile the queue reports its length capped at
+                    // the limit (`reported_len`), as if the drop had happened.
+                    if !st.lanes[lane].loading {
+                        self.start_load(st, lane);
                     }
+                    return;
                 }
                 Next::Empty => return,
             }
@@ -573,7 +582,7 @@ impl Queue {
             let mut st = self.lock();
             st.timer_at = None;
             self.expire_locked(&mut st);
-            self.read_ahead(&mut st);
+            self.read_ahead(&mut st, false);
             self.schedule_expiry(&mut st);
             std::mem::take(&mut st.dead)
         };
@@ -627,9 +636,9 @@ impl Queue {
             return;
         }
         drop(st);
-        if let Some(vhost) = self.vhost_ref.upgrade() {
+        if let Some(owner) = self.owner.upgrade() {
             info!(queue = %self.name, vhost = %self.vhost, "deleting queue unused for {expires} ms (x-expires)");
-            vhost.delete_queue(self);
+            owner.expire(self);
         }
     }
 
@@ -653,14 +662,14 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        if let Some(vhost) = self.vhost_ref.upgrade() {
-            vhost.publish_dead_letters(dead);
+        if let Some(owner) = self.owner.upgrade() {
+            owner.dead_letters(dead);
         }
     }
 
     /// Puts returned messages back at their original places, marked redelivered, and delivers.
     /// A message returned more often than `x-delivery-limit` allows is dead-lettered instead.
-    pub fn requeue(self: &Arc<Self>, returned: &[Unacked]) {
+    pub fn requeue<D: AsRef<Delivery>>(self: &Arc<Self>, returned: &[D]) {
         if self.is_deleted() {
             return;
         }
@@ -668,6 +677,7 @@ impl Queue {
             let mut st = self.lock();
             let counts = self.args.counts_deliveries();
             for u in returned {
+                let u = u.as_ref();
                 st.unacked = st.unacked.saturating_sub(1);
                 let count = if counts {
                     u.delivery_count.saturating_add(1)
@@ -693,18 +703,9 @@ impl Queue {
                 }
                 let lane = self.lane_of(&r.message);
                 if counts && r.stored {
-                    if let Some((p, id)) = self.store_id(lane) {
-                        let lasting = self.lasting(&r.message);
-                        p.store.submit(
-                            vec![Op::UpdateMessage {
-                                queue: id,
-                                seq: r.seq,
-                                record: r.message.record_with_count(count, lasting),
-                                transient: !lasting,
-                            }],
-                            None,
-                        );
-                    }
+                    let lasting = self.lasting(&r.message);
+                    self.store
+                        .update_count(lane, r.seq, &r.message, count, lasting);
                 }
                 if r.expires_at != NEVER {
                     st.expiry_heap
@@ -719,7 +720,7 @@ impl Queue {
     }
 
     /// Forgets acknowledged deliveries, deleting stored ones.
-    pub fn acked(&self, settled: &[Unacked]) {
+    pub fn acked<D: AsRef<Delivery>>(&self, settled: &[D]) {
         {
             let mut st = self.lock();
             st.unacked = st.unacked.saturating_sub(settled.len());
@@ -727,6 +728,7 @@ impl Queue {
         self.unstore(
             settled
                 .iter()
+                .map(AsRef::as_ref)
                 .filter(|u| u.stored)
                 .map(|u| (u.seq, &u.message)),
         );
@@ -734,18 +736,19 @@ impl Queue {
 
     /// basic.reject or basic.nack without requeue: the deliveries are dead-lettered (reason
     /// `rejected`) if the queue has a dead-letter exchange, and forgotten.
-    pub fn discarded(&self, settled: &[Unacked]) {
+    pub fn discarded<D: AsRef<Delivery>>(&self, settled: &[D]) {
         let dead = {
             let mut st = self.lock();
             st.unacked = st.unacked.saturating_sub(settled.len());
             for u in settled {
-                self.dead_letter(&mut st, &u.message, Reason::Rejected);
+                self.dead_letter(&mut st, &u.as_ref().message, Reason::Rejected);
             }
             std::mem::take(&mut st.dead)
         };
         self.unstore(
             settled
                 .iter()
+                .map(AsRef::as_ref)
                 .filter(|u| u.stored)
                 .map(|u| (u.seq, &u.message)),
         );
@@ -761,28 +764,12 @@ impl Queue {
     /// Deletes the stored copies of messages that left the queue for good (callers pass stored
     /// messages only).
     fn unstore<'a>(&self, gone: impl Iterator<Item = (u64, &'a Arc<Message>)>) {
-        let Some(p) = &self.persist else {
-            return;
-        };
         if self.is_deleted() {
             // Its whole range was dropped with the queue.
             return;
         }
-        let ops: Vec<Op> = gone
-            .map(|(seq, m)| {
-                let lasting = self.lasting(m);
-                Op::DeleteMessage {
-                    queue: p.id + self.lane_of(m) as u64,
-                    seq,
-                    size: m.size() as u64,
-                    shared: m.shared_id().filter(|_| lasting),
-                    transient: !lasting,
-                }
-            })
-            .collect();
-        if !ops.is_empty() {
-            p.store.submit(ops, None);
-        }
+        self.store
+            .delete(gone.map(|(seq, m)| (self.lane_of(m), seq, m.as_ref(), self.lasting(m))));
     }
 
     /// Notes a first delivery of a stored message, so that it comes back redelivered after a
@@ -791,24 +778,33 @@ impl Queue {
         if !r.stored || r.redelivered || !self.lasting(&r.message) {
             return;
         }
-        if let Some((p, id)) = self.store_id(self.lane_of(&r.message)) {
-            p.store.submit(
-                vec![Op::MarkDelivered {
-                    queue: id,
-                    seq: r.seq,
-                }],
-                None,
-            );
-        }
+        self.store.mark_delivered(self.lane_of(&r.message), r.seq);
     }
 
-    /// Start-up: the queue's stored messages, per lane, all paged (nothing is read until consumers
-    /// need it). `lanes[i]` is (paged range, one past the highest delivered sequence).
-    pub fn restore(&self, lanes: Vec<(Option<Paged>, u64)>, next_seq: u64) {
+    /// Start-up: the queue's stored messages, from the store's counters of each lane, all paged
+    /// (nothing is read until consumers need it).
+    pub fn restore(&self, lanes: &[storage::QueueState]) {
         let mut st = self.lock();
-        for (i, (paged, delivered)) in lanes.into_iter().enumerate().take(st.lanes.len()) {
+        let mut next_seq = 0;
+        for (i, s) in lanes.iter().enumerate().take(st.lanes.len()) {
+            // Past every stored message and every sequence ever delivered: after a purge (or
+            // once everything was acked) the store holds no tail, and a new message reusing a
+            // sequence under the delivered mark would come back flagged redelivered after the
+            // next restart.
+            next_seq = next_seq.max(s.tail.map_or(0, |t| t + 1)).max(s.delivered);
+            let paged = match (s.head, s.tail) {
+                (Some(head), Some(tail)) if s.count > 0 => Some(Paged {
+                    next: head,
+                    end: tail,
+                    count: s.count,
+                    bytes: s.bytes,
+                    lasting: s.count,
+                    lasting_bytes: s.bytes,
+                }),
+                _ => None,
+            };
             st.lanes[i].set_paged(paged);
-            st.delivered_before_restart[i] = delivered;
+            st.delivered_before_restart[i] = s.delivered;
         }
         st.next_seq = st.next_seq.max(next_seq);
         st.first_seq_of_run = st.next_seq;
@@ -816,21 +812,20 @@ impl Queue {
 
     /// Starts reading the next chunk of a lane's paged range on a blocking thread (called locked).
     fn start_load(self: &Arc<Self>, st: &mut QueueState, lane: usize) {
-        let (Some((_, id)), Some(range)) = (self.store_id(lane), st.lanes[lane].paged()) else {
+        let Some(range) = st.lanes[lane].paged() else {
             return;
         };
         st.lanes[lane].loading = true;
         let generation = st.lanes[lane].generation;
         let q = self.clone();
-        blocking(move || q.load_chunk(lane, id, generation, range.next));
+        blocking(move || q.load_chunk(lane, generation, range.next));
     }
 
     /// Reads a chunk of a lane from the store (blocking).
-    fn read_chunk(&self, id: u64, from: u64) -> Option<Vec<(u64, MessageRecord)>> {
-        let p = self.persist.as_ref()?;
-        match p
+    fn read_chunk(&self, lane: usize, from: u64) -> Option<Vec<(u64, MessageRecord)>> {
+        match self
             .store
-            .read_messages(id, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES)
+            .read(lane, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES)
         {
             Ok(r) => Some(r),
             Err(e) => {
@@ -842,66 +837,43 @@ impl Queue {
 
     /// Reads a chunk of a lane's paged range and takes it in (blocking: runs on a blocking
     /// thread).
-    fn load_chunk(self: Arc<Self>, lane: usize, id: u64, generation: u64, from: u64) {
-        let read = self.read_chunk(id, from);
+    fn load_chunk(self: Arc<Self>, lane: usize, generation: u64, from: u64) {
+        let read = self.read_chunk(lane, from);
         let dead = {
             let mut st = self.lock();
             st.lanes[lane].loading = false;
-            let Some(records) = read else {
-                return;
-            };
-            if records.is_empty() {
-                if st.lanes[lane].paged().is_some() && st.lanes[lane].generation == generation {
-                    // The range's writes are still queued in the store: load once they are written.
-                    st.lanes[lane].loading = true;
-                    let q = self.clone();
-                    if let Some(p) = &self.persist {
-                        p.store.submit(
-                            vec![],
-                            Some(Box::new(move |_| {
-                                blocking(move || q.load_chunk(lane, id, generation, from))
-                            })),
-                        );
+            match read {
+                // Logged: gets that waited for it are answered empty.
+                None => self.serve_gets(&mut st, true),
+                Some(records) if records.is_empty() => {
+                    if st.lanes[lane].paged().is_some() && st.lanes[lane].generation == generation {
+                        // The range's writes are still queued in the store: load once they are
+                        // written (waiting gets keep waiting).
+                        st.lanes[lane].loading = true;
+                        let q = self.clone();
+                        self.store.after_writes(move || {
+                            blocking(move || q.load_chunk(lane, generation, from))
+                        });
+                    } else {
+                        self.serve_gets(&mut st, false);
                     }
                 }
-                return;
-            }
-            self.take_in(&mut st, lane, id, generation, records);
-            self.dispatch_locked(&mut st);
-            if st.may_expire {
-                self.schedule_expiry(&mut st);
+                Some(records) => {
+                    self.take_in(&mut st, lane, generation, records);
+                    if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
+                        self.drop_head_locked(&mut st);
+                    }
+                    // Gets asked first: they are answered before consumers take more.
+                    self.serve_gets(&mut st, false);
+                    self.dispatch_locked(&mut st);
+                    if st.may_expire {
+                        self.schedule_expiry(&mut st);
+                    }
+                }
             }
             std::mem::take(&mut st.dead)
         };
         self.route_dead(dead);
-    }
-
-    /// Reads the next chunk of a lane inline, with the queue locked (basic.get and drop-head, when
-    /// nothing of the lane is in memory). False if nothing could be read.
-    fn load_locked(&self, st: &mut QueueState, lane: usize) -> bool {
-        let (Some((_, id)), Some(range)) = (self.store_id(lane), st.lanes[lane].paged()) else {
-            return false;
-        };
-        let generation = st.lanes[lane].generation;
-        match self.read_chunk(id, range.next) {
-            Some(records) if !records.is_empty() => {
-                self.take_in(st, lane, id, generation, records);
-                true
-            }
-            _ => {
-                // Writes still queued: wait for them, then read (a barrier through the writer).
-                if let Some(p) = &self.persist {
-                    let _ = p.store.commit_blocking(vec![]);
-                }
-                match self.read_chunk(id, range.next) {
-                    Some(records) if !records.is_empty() => {
-                        self.take_in(st, lane, id, generation, records);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-        }
     }
 
     /// Takes in records read from a lane of the store (called locked).
@@ -909,13 +881,9 @@ impl Queue {
         &self,
         st: &mut QueueState,
         lane: usize,
-        id: u64,
         generation: u64,
         records: Vec<(u64, MessageRecord)>,
     ) {
-        let Some(p) = &self.persist else {
-            return;
-        };
         let now = now_ms();
         let mut loaded = Vec::with_capacity(records.len());
         let mut sizes = Vec::with_capacity(records.len());
@@ -955,18 +923,15 @@ impl Queue {
             };
             if drop {
                 st.lanes[lane].skip(seq, size, lasting);
-                stale.push(Op::DeleteMessage {
-                    queue: id,
+                stale.push(StaleRecord {
                     seq,
                     size,
                     shared,
-                    transient: !lasting,
+                    lasting,
                 });
             }
         }
-        if !stale.is_empty() {
-            p.store.submit(stale, None);
-        }
+        self.store.delete_stale(lane, &stale);
         for r in &loaded {
             Self::note_expiry(st, lane, r);
         }
@@ -988,73 +953,113 @@ impl Queue {
         }
     }
 
-    /// basic.get: takes the head message. Records the delivery on `channel` unless `no_ack`.
-    pub fn get(self: &Arc<Self>, channel: &ChannelShared, no_ack: bool) -> bool {
-        self.touch();
-        let mut st = self.lock();
-        let r = loop {
-            match self.next_ready(&mut st) {
-                Next::Ready(r) => break Some(r),
-                Next::Load(lane) => {
-                    // basic.get is synchronous: read the lane's next chunk now, even if a
-                    // background load is under way (taking in a chunk twice is harmless: `absorb`
-                    // skips what it already has).
-                    if !self.load_locked(&mut st, lane) {
-                        break None;
-                    }
-                }
-                Next::Empty => break None,
-            }
-        };
-        let dead = std::mem::take(&mut st.dead);
-        let Some(r) = r else {
-            drop(st);
-            self.route_dead(dead);
-            return false;
-        };
-        let remaining = st.ready_len() as u32;
-        let delivered = self.as_delivered(&r, true);
+    /// A ready message leaves for a consumer or a basic.get (called locked): the store learns
+    /// it was delivered (or, without ack, that it is gone).
+    fn hand_out(&self, st: &mut QueueState, r: Ready, no_ack: bool, get: bool) -> Taken {
+        let outgoing = self.as_delivered(&r, get);
         if no_ack {
             self.unstore_one(&r);
         } else {
-            st.unacked += 1;
             self.mark_delivered(&r);
+            st.unacked += 1;
         }
-        let mut d = channel.deliveries();
-        let tag = d.next_tag();
-        if !no_ack {
-            d.unacked.push_back(Unacked {
-                tag,
-                queue: self.clone(),
+        Taken {
+            outgoing,
+            redelivered: r.redelivered,
+            remaining: self.reported_len(st) as u32,
+            delivery: Delivery {
                 seq: r.seq,
-                message: r.message.clone(),
+                message: r.message,
                 stored: r.stored,
-                consumer: None,
                 expires_at: r.expires_at,
                 delivery_count: r.delivery_count,
-                delivered_at: now_ms(),
-            });
+            },
         }
-        channel.outbox.send(Out::GetOk {
-            channel: channel.id,
-            delivery_tag: tag,
-            redelivered: r.redelivered,
-            message_count: remaining,
-            message: delivered,
-        });
-        drop(d);
+    }
+
+    /// Offers the next message to a consumer (called locked).
+    fn offer_to(self: &Arc<Self>, c: &Arc<Consumer>, st: &mut QueueState) -> bool {
+        if !c.has_credit() {
+            return false;
+        }
+        let mut take = || {
+            let r = self.pop_for_delivery(st)?;
+            if !c.no_ack {
+                c.unacked.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(self.hand_out(st, r, c.no_ack, false))
+        };
+        c.sink.offer(c, &mut take)
+    }
+
+    /// basic.get: answers `sink` with the head message, or get-empty. If the head is only in the
+    /// store, it is read on a blocking thread and the get is answered from there (never a
+    /// RocksDB read under the queue lock on a runtime worker): returns false then, and the sink's
+    /// answer comes `deferred`. Later gets wait behind a deferred one.
+    pub fn get(self: &Arc<Self>, sink: &Arc<dyn DeliverySink>, no_ack: bool) -> bool {
+        self.touch();
+        let mut st = self.lock();
+        let answered =
+            st.pending_gets.is_empty() && self.answer_get(&mut st, sink.as_ref(), no_ack, false);
+        if !answered {
+            st.pending_gets.push_back((sink.clone(), no_ack));
+        }
+        // A queue read by basic.get keeps some messages in memory ahead of the next gets, as it
+        // does ahead of consumers.
+        self.read_ahead(&mut st, true);
+        let dead = std::mem::take(&mut st.dead);
         drop(st);
         self.route_dead(dead);
+        answered
+    }
+
+    /// Answers a get if the queue can tell now (called locked): false if the head is only in the
+    /// store (a read is then under way).
+    fn answer_get(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        sink: &dyn DeliverySink,
+        no_ack: bool,
+        deferred: bool,
+    ) -> bool {
+        let mut next = match self.next_ready(st) {
+            Next::Ready(r) => Some(r),
+            Next::Empty => None,
+            Next::Load(lane) => {
+                if !st.lanes[lane].loading {
+                    self.start_load(st, lane);
+                }
+                return false;
+            }
+        };
+        {
+            let mut take = || next.take().map(|r| self.hand_out(st, r, no_ack, true));
+            sink.answer_get(self, no_ack, &mut take, deferred);
+        }
+        if let Some(r) = next {
+            // The asker is gone: the message stays where it was.
+            let lane = self.lane_of(&r.message);
+            st.lanes[lane].requeue(r);
+        }
         true
     }
 
-    /// Adds a consumer after sending `consume_ok` on its channel (so consume-ok precedes the first
-    /// delivery), then delivers.
-    pub fn consume(
-        self: &Arc<Self>,
-        consumer: Arc<Consumer>,
-        consume_ok: Option<AMQPClass>,
-    ) -> ConsumeCheck {
+    /// Answers the gets that waited for the store, in order, as far as memory allows (called
+    /// locked). `failed`: the store could not be read; they are answered empty.
+    fn serve_gets(self: &Arc<Self>, st: &mut QueueState, failed: bool) {
+        while let Some((sink, no_ack)) = st.pending_gets.front().cloned() {
+            if failed {
+                sink.answer_get(self, no_ack, &mut || None, true);
+            } else if !self.answer_get(st, sink.as_ref(), no_ack, true) {
+                return;
+            }
+            st.pending_gets.pop_front();
+        }
+    }
+
+    /// Adds a consumer, after its sink announced it (if `announce`: consume-ok precedes the
+    /// first delivery), then delivers.
+    pub fn consume(self: &Arc<Self>, consumer: Arc<Consumer>, announce: bool) -> ConsumeCheck {
         self.touch();
         let dead = {
             let mut st = self.lock();
@@ -1068,14 +1073,7 @@ impl Queue {
             {
                 return ConsumeCheck::ExclusiveInUse;
             }
-            if let Some(ok) = consume_ok {
-                consumer.channel.outbox.method(consumer.channel.id, ok);
-            }
-            consumer
-                .channel
-                .deliveries()
-                .consumers
-                .insert(consumer.tag.clone(), consumer.clone());
+            consumer.sink.attached(&consumer, announce);
             let at = if self.args.single_active_consumer {
                 // In order of arrival: the first is the active one.
                 st.consumers.len()
@@ -1122,29 +1120,25 @@ impl Queue {
         auto_delete
     }
 
-    /// Removes all ready messages, stored or not; returns how many.
+    /// Removes all ready messages, stored or not; returns how many (as clients are told).
     pub fn purge(&self) -> u32 {
         let mut st = self.lock();
-        let mut n = 0;
+        let n = self.reported_len(&st);
         for lane in 0..st.lanes.len() {
             let (memory, paged) = st.lanes[lane].clear();
-            n += memory.len() as u64 + paged.map_or(0, |p| p.count);
             self.unstore(
                 memory
                     .iter()
                     .filter(|r| r.stored)
                     .map(|r| (r.seq, &r.message)),
             );
-            if let (Some((p, id)), Some(range)) = (self.store_id(lane), paged) {
-                p.store.submit(
-                    vec![Op::DeleteRange {
-                        queue: id,
-                        from: range.next,
-                        to: range.end,
-                        count: range.lasting,
-                        bytes: range.lasting_bytes,
-                    }],
-                    None,
+            if let Some(range) = paged {
+                self.store.delete_range(
+                    lane,
+                    range.next,
+                    range.end,
+                    range.lasting,
+                    range.lasting_bytes,
                 );
             }
         }
@@ -1153,9 +1147,10 @@ impl Queue {
         n as u32
     }
 
-    /// Marks the queue deleted, drops its messages, and cancels its consumers (telling clients that
-    /// asked for consumer_cancel_notify). Returns the number of ready messages dropped.
-    pub fn delete(&self) -> u32 {
+    /// Marks the queue deleted, drops its messages, answers gets still waiting with get-empty,
+    /// and cancels its consumers (their sinks tell clients that asked for
+    /// consumer_cancel_notify). Returns the number of ready messages dropped.
+    pub fn delete(self: &Arc<Self>) -> u32 {
         self.deleted.store(true, Ordering::Relaxed);
         let (n, consumers) = {
             let mut st = self.lock();
@@ -1165,29 +1160,18 @@ impl Queue {
             }
             st.expiry_heap.clear();
             self.flow.clear();
+            self.serve_gets(&mut st, false);
             (n, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
-            let removed = c.channel.deliveries().consumers.remove(&c.tag).is_some();
-            if removed && c.channel.cancel_notify {
-                c.channel.outbox.method(
-                    c.channel.id,
-                    AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                        consumer_tag: c.tag.as_ref().into(),
-                        nowait: true,
-                    })),
-                );
-            }
+            c.sink.cancelled(&c);
         }
         n
     }
 
-    /// The store ids of all lanes (to drop with the queue).
-    pub fn store_ids(&self) -> Vec<u64> {
-        match &self.persist {
-            None => Vec::new(),
-            Some(p) => (0..self.args.lanes() as u64).map(|i| p.id + i).collect(),
-        }
+    /// The store ids of all lanes.
+    pub fn store_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.args.lanes()).map(|lane| self.store.lane_id(lane))
     }
 
     /// Delivers ready messages to consumers with credit.
@@ -1205,7 +1189,7 @@ impl Queue {
         if self.args.single_active_consumer {
             // Only the first consumer receives; the others wait their turn.
             while let Some(c) = st.consumers.first().cloned() {
-                if !c.try_deliver(self, st) {
+                if !self.offer_to(&c, st) {
                     break;
                 }
                 delivered += 1;
@@ -1217,7 +1201,7 @@ impl Queue {
                 let mut taken = None;
                 for i in 0..st.consumers.len() {
                     let c = st.consumers[i].clone();
-                    if c.try_deliver(self, st) {
+                    if self.offer_to(&c, st) {
                         taken = Some(i);
                         break;
                     }
@@ -1235,27 +1219,27 @@ impl Queue {
             self.flow.delivered(delivered);
             self.flow_check(st);
         }
-        self.read_ahead(st);
+        self.read_ahead(st, false);
     }
 
     /// Ends a flow-control episode once the ready backlog is down to the low-water mark
     /// (called locked, only during an episode).
     fn flow_check(&self, st: &QueueState) {
+        let budget = &self.store.budget;
         let below = st.consumers.is_empty()
-            || self.persist.as_ref().is_none_or(|p| {
-                st.ready_len() <= flow::marks(p.budget.messages).1 as u64
-                    && st.ready_bytes() <= flow::marks(p.budget.bytes).1 as u64
-            });
+            || (st.ready_len() <= flow::marks(budget.messages).1 as u64
+                && st.ready_bytes() <= flow::marks(budget.bytes).1 as u64);
         if below {
             self.flow.clear();
         }
     }
 
     /// Keeps some messages in memory while more are stored, in priority order, until enough are
-    /// in memory: ahead of consumers, and, in a queue where messages expire, so that stored ones
-    /// reach the expiry timers even with no consumer (a retry queue with a long backlog).
-    fn read_ahead(self: &Arc<Self>, st: &mut QueueState) {
-        if st.consumers.is_empty() && !st.may_expire {
+    /// in memory: ahead of consumers or basic.gets (`for_get`), and, in a queue where messages
+    /// expire, so that stored ones reach the expiry timers even with no consumer (a retry queue
+    /// with a long backlog).
+    fn read_ahead(self: &Arc<Self>, st: &mut QueueState, for_get: bool) {
+        if st.consumers.is_empty() && !st.may_expire && !for_get {
             return;
         }
         let mut in_memory = 0;

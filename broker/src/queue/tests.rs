@@ -1,0 +1,606 @@
+//! Queue unit tests: a queue driven through the [`DeliverySink`] seam, with no channel and no
+//! socket, on a real store in a temporary directory.
+
+use super::*;
+use crate::persist::{Budget, QueueStore};
+use amqp_codec::Properties;
+use bytes::Bytes;
+use std::sync::mpsc;
+use std::time::Duration;
+use storage::{Store, StoreConfig};
+
+/// What a sink was handed.
+#[derive(Debug)]
+enum Got {
+    Deliver {
+        tag: Arc<str>,
+        body: Bytes,
+        redelivered: bool,
+        delivery: Delivery,
+    },
+    GetOk {
+        body: Bytes,
+        redelivered: bool,
+        remaining: u32,
+        deferred: bool,
+        delivery: Delivery,
+    },
+    GetEmpty {
+        deferred: bool,
+    },
+    Cancelled(Arc<str>),
+}
+
+/// A sink that takes whatever it is offered (up to `room` deliveries, if set) and reports it.
+#[derive(Debug)]
+struct TestSink {
+    room: Mutex<Option<usize>>,
+    tx: Mutex<mpsc::Sender<Got>>,
+}
+
+impl TestSink {
+    fn new(room: Option<usize>) -> (Arc<TestSink>, mpsc::Receiver<Got>) {
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::new(TestSink {
+            room: Mutex::new(room),
+            tx: Mutex::new(tx),
+        });
+        (sink, rx)
+    }
+
+    fn send(&self, g: Got) {
+        self.tx.lock().unwrap().send(g).unwrap();
+    }
+}
+
+impl DeliverySink for TestSink {
+    fn attached(&self, _consumer: &Arc<Consumer>, _announce: bool) {}
+
+    fn offer(&self, consumer: &Arc<Consumer>, take: &mut sink::Take<'_>) -> bool {
+        let mut room = self.room.lock().unwrap();
+        if *room == Some(0) {
+            return false;
+        }
+        let Some(t) = take() else {
+            return false;
+        };
+        if let Some(r) = room.as_mut() {
+            *r -= 1;
+        }
+        self.send(Got::Deliver {
+            tag: consumer.tag.clone(),
+            body: t.outgoing.body.clone(),
+            redelivered: t.redelivered,
+            delivery: t.delivery,
+        });
+        true
+    }
+
+    fn answer_get(
+        &self,
+        _queue: &Arc<Queue>,
+        _no_ack: bool,
+        take: &mut sink::Take<'_>,
+        deferred: bool,
+    ) {
+        match take() {
+            Some(t) => self.send(Got::GetOk {
+                body: t.outgoing.body.clone(),
+                redelivered: t.redelivered,
+                remaining: t.remaining,
+                deferred,
+                delivery: t.delivery,
+            }),
+            None => self.send(Got::GetEmpty { deferred }),
+        }
+    }
+
+    fn cancelled(&self, consumer: &Arc<Consumer>) {
+        self.send(Got::Cancelled(consumer.tag.clone()));
+    }
+}
+
+/// An owner that keeps the dead letters it is given.
+#[derive(Debug, Default)]
+struct TestOwner {
+    dead: Mutex<Vec<DeadLetter>>,
+}
+
+impl QueueOwner for TestOwner {
+    fn dead_letters(&self, letters: Vec<DeadLetter>) {
+        self.dead.lock().unwrap().extend(letters);
+    }
+    fn expire(&self, _queue: &Arc<Queue>) {}
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    owner: Arc<TestOwner>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            sync: false,
+            ..Default::default()
+        };
+        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        Fixture {
+            _dir: dir,
+            store,
+            owner: Arc::new(TestOwner::default()),
+        }
+    }
+
+    /// A durable queue keeping at most `budget` messages in memory.
+    fn queue(&self, budget: usize, arguments: FieldTable) -> Arc<Queue> {
+        let args = QueueArgs::parse(&arguments, "queue 'q' in vhost '/'").unwrap();
+        let store = QueueStore {
+            store: self.store.clone(),
+            id: self.store.allocate_queue_ids(args.lanes() as u64),
+            budget: Budget {
+                messages: budget,
+                bytes: 1 << 30,
+            },
+        };
+        let spec = QueueSpec {
+            name: "q".into(),
+            durable: true,
+            arguments,
+            ..Default::default()
+        };
+        let owner = Arc::downgrade(&self.owner);
+        let owner: Weak<dyn QueueOwner> = owner;
+        Arc::new(Queue::new(spec, "/".into(), args, store, owner))
+    }
+}
+
+/// A persistent message with body `body`.
+fn message(body: &str) -> Arc<Message> {
+    // Property flags with only delivery-mode set (bit 12), then delivery-mode 2.
+    let props = Properties::new(Bytes::from_static(&[0x10, 0x00, 0x02])).unwrap();
+    Arc::new(Message::new(
+        String::new(),
+        "q".into(),
+        props,
+        Bytes::copy_from_slice(body.as_bytes()),
+    ))
+}
+
+fn consumer(q: &Arc<Queue>, tag: &str, sink: &Arc<TestSink>, prefetch: u32) -> Arc<Consumer> {
+    Arc::new(Consumer {
+        tag: tag.into(),
+        sink: sink.clone(),
+        queue: q.clone(),
+        no_ack: false,
+        exclusive: false,
+        prefetch,
+        priority: 0,
+        unacked: std::sync::atomic::AtomicU32::new(0),
+    })
+}
+
+fn next(rx: &mpsc::Receiver<Got>) -> Got {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the sink got nothing within 10 s")
+}
+
+fn body_text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn consumers_take_turns_within_their_prefetch() {
+    let f = Fixture::new();
+    let q = f.queue(1000, FieldTable::default());
+    let (sink, rx) = TestSink::new(None);
+    let a = consumer(&q, "a", &sink, 2);
+    let b = consumer(&q, "b", &sink, 2);
+    assert!(matches!(q.consume(a.clone(), true), ConsumeCheck::Ok));
+    assert!(matches!(q.consume(b.clone(), true), ConsumeCheck::Ok));
+    for i in 0..6 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        match next(&rx) {
+            Got::Deliver { tag, body, .. } => seen.push((tag.to_string(), body_text(&body))),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [("a", "0"), ("b", "1"), ("a", "2"), ("b", "3")]
+            .map(|(t, m)| (t.to_string(), m.to_string()))
+    );
+    assert!(rx.try_recv().is_err(), "prefetch 2 each: nothing more");
+    assert_eq!(q.counts(), (2, 2));
+}
+
+#[test]
+fn an_ack_frees_credit_and_a_requeue_goes_back_to_its_place_redelivered() {
+    let f = Fixture::new();
+    let q = f.queue(1000, FieldTable::default());
+    let (sink, rx) = TestSink::new(None);
+    let a = consumer(&q, "a", &sink, 1);
+    q.consume(a.clone(), true);
+    for i in 0..3 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    let Got::Deliver { delivery: d0, .. } = next(&rx) else {
+        panic!("expected a delivery")
+    };
+    assert!(rx.try_recv().is_err(), "prefetch 1");
+    // Settled as a channel would: the consumer's count first, then the queue.
+    a.unacked.fetch_sub(1, Ordering::Relaxed);
+    q.requeue(&[d0]);
+    let Got::Deliver {
+        body,
+        redelivered,
+        delivery: d0,
+        ..
+    } = next(&rx)
+    else {
+        panic!("expected a redelivery")
+    };
+    assert_eq!((body_text(&body).as_str(), redelivered), ("0", true));
+    a.unacked.fetch_sub(1, Ordering::Relaxed);
+    q.acked(&[d0]);
+    q.dispatch();
+    let Got::Deliver {
+        body, redelivered, ..
+    } = next(&rx)
+    else {
+        panic!("expected a delivery")
+    };
+    assert_eq!((body_text(&body).as_str(), redelivered), ("1", false));
+}
+
+#[test]
+fn a_get_on_a_paged_queue_is_answered_once_its_head_is_read_back() {
+    let f = Fixture::new();
+    // Nothing kept in memory: all 50 are paged to the store.
+    let q = f.queue(0, FieldTable::default());
+    for i in 0..50 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    let (sink, rx) = TestSink::new(None);
+    let sink_dyn: Arc<dyn DeliverySink> = sink.clone();
+    let mut bodies = Vec::new();
+    let mut deferred = 0;
+    for i in 0..50 {
+        let now = q.get(&sink_dyn, true);
+        assert!(
+            i > 0 || !now,
+            "the first get cannot be answered from memory"
+        );
+        match next(&rx) {
+            Got::GetOk {
+                body,
+                deferred: d,
+                remaining,
+                ..
+            } => {
+                assert_eq!(d, !now, "a get answered later says so");
+                deferred += d as usize;
+                bodies.push(body_text(&body));
+                assert_eq!(remaining as usize, 50 - bodies.len());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(bodies, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert!(deferred >= 1, "the first get had to wait for the store");
+    assert!(q.get(&sink_dyn, true));
+    assert!(matches!(next(&rx), Got::GetEmpty { deferred: false }));
+}
+
+#[test]
+fn deleting_a_queue_answers_waiting_gets_and_cancels_consumers() {
+    let f = Fixture::new();
+    let q = f.queue(1, FieldTable::default());
+    for i in 0..5 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    let (sink, rx) = TestSink::new(Some(0));
+    let c = consumer(&q, "c", &sink, 0);
+    q.consume(c, true);
+    q.delete();
+    assert!(matches!(next(&rx), Got::Cancelled(t) if &*t == "c"));
+    let sink_dyn: Arc<dyn DeliverySink> = sink.clone();
+    assert!(q.get(&sink_dyn, true));
+    assert!(matches!(next(&rx), Got::GetEmpty { .. }));
+}
+
+#[test]
+fn a_drop_head_queue_over_its_limit_with_its_head_paged_counts_as_at_its_limit() {
+    let f = Fixture::new();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-max-length".into(),
+        amqp_codec::types::AMQPValue::LongInt(10),
+    );
+    let q = f.queue(2, args);
+    for i in 0..40 {
+        q.enqueue(message(&i.to_string()), None);
+        assert!(q.counts().0 <= 10, "over the limit after message {i}");
+    }
+    // Whatever was still being read back, the oldest 30 are dropped: the rest come out in order.
+    let (sink, rx) = TestSink::new(None);
+    let sink_dyn: Arc<dyn DeliverySink> = sink.clone();
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        q.get(&sink_dyn, true);
+        match next(&rx) {
+            Got::GetOk { body, .. } => bodies.push(body_text(&body)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(bodies, (30..40).map(|i| i.to_string()).collect::<Vec<_>>());
+    q.get(&sink_dyn, true);
+    assert!(matches!(next(&rx), Got::GetEmpty { .. }));
+}
+
+/// A message with body `body`, persistent or not.
+fn message_of(body: &str, persistent: bool) -> Arc<Message> {
+    let raw: &'static [u8] = if persistent {
+        &[0x10, 0x00, 0x02]
+    } else {
+        &[0x00, 0x00]
+    };
+    Arc::new(Message::new(
+        String::new(),
+        "q".into(),
+        Properties::new(Bytes::from_static(raw)).unwrap(),
+        Bytes::copy_from_slice(body.as_bytes()),
+    ))
+}
+
+mod model {
+    //! A model-based test in the manner of RabbitMQ's `classic_queue_prop_SUITE`: random
+    //! publishes, gets (with and without ack), acks, requeues, purges and restarts of a durable
+    //! queue that pages almost everything to the store; after every step the queue agrees with
+    //! a plain list.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Publish { persistent: bool },
+        Get { no_ack: bool },
+        Ack(usize),
+        Requeue(usize),
+        Reject(usize),
+        Purge,
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => any::<bool>().prop_map(|persistent| Op::Publish { persistent }),
+            5 => any::<bool>().prop_map(|no_ack| Op::Get { no_ack }),
+            2 => any::<usize>().prop_map(Op::Ack),
+            2 => any::<usize>().prop_map(Op::Requeue),
+            1 => any::<usize>().prop_map(Op::Reject),
+            1 => Just(Op::Purge),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    /// A message as the model knows it.
+    #[derive(Debug, Clone)]
+    struct M {
+        id: u64,
+        persistent: bool,
+        delivered: bool,
+    }
+
+    struct World {
+        dir: tempfile::TempDir,
+        store: Option<Arc<Store>>,
+        id: u64,
+        owner: Arc<TestOwner>,
+        q: Option<Arc<Queue>>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(
+                Store::open(
+                    dir.path(),
+                    StoreConfig {
+                        sync: false,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            );
+            let id = store.allocate_queue_ids(1);
+            let mut w = World {
+                dir,
+                store: Some(store),
+                id,
+                owner: Arc::new(TestOwner::default()),
+                q: None,
+            };
+            w.q = Some(w.fresh_queue());
+            w
+        }
+
+        fn fresh_queue(&self) -> Arc<Queue> {
+            let store = QueueStore {
+                store: self.store.clone().unwrap(),
+                id: self.id,
+                // At most 2 in memory: nearly everything goes through the store.
+                budget: Budget {
+                    messages: 2,
+                    bytes: 1 << 30,
+                },
+            };
+            let spec = QueueSpec {
+                name: "q".into(),
+                durable: true,
+                ..Default::default()
+            };
+            let owner = Arc::downgrade(&self.owner);
+            let owner: Weak<dyn QueueOwner> = owner;
+            Arc::new(Queue::new(
+                spec,
+                "/".into(),
+                QueueArgs::default(),
+                store,
+                owner,
+            ))
+        }
+
+        fn q(&self) -> &Arc<Queue> {
+            self.q.as_ref().unwrap()
+        }
+
+        /// Stops the queue and the store (everything submitted is written), opens the store
+        /// again (which drops transient records, as at start-up) and restores the queue from
+        /// the store's counters, as recovery does.
+        fn restart(&mut self) {
+            let q = self.q.take().unwrap();
+            drop(q);
+            let store = self.store.take().unwrap();
+            store.close();
+            drop(store);
+            let store = Arc::new(
+                Store::open(
+                    self.dir.path(),
+                    StoreConfig {
+                        sync: false,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            );
+            store.reserve_queue_ids(self.id);
+            let state = store.queue_state(self.id).unwrap();
+            self.store = Some(store);
+            let q = self.fresh_queue();
+            q.restore(&[state]);
+            self.q = Some(q);
+        }
+    }
+
+    fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mut w = World::new();
+        let (sink, rx) = TestSink::new(None);
+        let sink: Arc<dyn DeliverySink> = sink;
+        let mut next_id = 0u64;
+        let mut ready: Vec<M> = Vec::new();
+        // Unacked deliveries: the model's message and the queue's record of it.
+        let mut unacked: Vec<(M, Delivery)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Publish { persistent } => {
+                    w.q()
+                        .enqueue(message_of(&next_id.to_string(), persistent), None);
+                    ready.push(M {
+                        id: next_id,
+                        persistent,
+                        delivered: false,
+                    });
+                    next_id += 1;
+                }
+                Op::Get { no_ack } => {
+                    w.q().get(&sink, no_ack);
+                    let got = rx.recv_timeout(Duration::from_secs(10));
+                    prop_assert!(got.is_ok(), "get not answered");
+                    match (got.unwrap(), ready.is_empty()) {
+                        (Got::GetEmpty { .. }, true) => {}
+                        (
+                            Got::GetOk {
+                                body,
+                                remaining,
+                                delivery,
+                                redelivered,
+                                ..
+                            },
+                            false,
+                        ) => {
+                            let mut m = ready.remove(0);
+                            prop_assert_eq!(body_text(&body), m.id.to_string());
+                            prop_assert_eq!(
+                                redelivered,
+                                m.delivered,
+                                "redelivered flag of {}",
+                                m.id
+                            );
+                            prop_assert_eq!(remaining as usize, ready.len());
+                            m.delivered = true;
+                            if !no_ack {
+                                unacked.push((m, delivery));
+                            }
+                        }
+                        (other, _) => {
+                            prop_assert!(false, "got {:?} with {} ready", other, ready.len())
+                        }
+                    }
+                }
+                Op::Ack(i) | Op::Requeue(i) | Op::Reject(i) if !unacked.is_empty() => {
+                    let (m, d) = unacked.remove(i % unacked.len());
+                    match op {
+                        Op::Ack(_) => w.q().acked(&[d]),
+                        Op::Reject(_) => w.q().discarded(&[d]),
+                        _ => {
+                            w.q().requeue(&[d]);
+                            let at = ready.partition_point(|r| r.id < m.id);
+                            ready.insert(at, m);
+                        }
+                    }
+                }
+                Op::Ack(_) | Op::Requeue(_) | Op::Reject(_) => {}
+                Op::Purge => {
+                    prop_assert_eq!(w.q().purge() as usize, ready.len());
+                    ready.clear();
+                }
+                Op::Restart => {
+                    // Unacked messages come back; only persistent ones survive.
+                    for (m, _) in unacked.drain(..) {
+                        let at = ready.partition_point(|r| r.id < m.id);
+                        ready.insert(at, m);
+                    }
+                    ready.retain(|m| m.persistent);
+                    w.restart();
+                }
+            }
+            prop_assert_eq!(w.q().counts().0 as usize, ready.len());
+        }
+        // Whatever is left comes out in order, flagged redelivered if it was delivered before.
+        for m in ready {
+            w.q().get(&sink, true);
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Got::GetOk {
+                    body, redelivered, ..
+                }) => {
+                    prop_assert_eq!(body_text(&body), m.id.to_string());
+                    prop_assert_eq!(redelivered, m.delivered);
+                }
+                other => prop_assert!(false, "expected message {}, got {:?}", m.id, other),
+            }
+        }
+        w.q().get(&sink, true);
+        let last = rx.recv_timeout(Duration::from_secs(10));
+        prop_assert!(
+            matches!(last, Ok(Got::GetEmpty { .. })),
+            "expected get-empty, got {:?}",
+            last
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn a_paging_durable_queue_agrees_with_a_list(ops in proptest::collection::vec(op(), 1..60)) {
+            run(ops)?;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! A virtual host: its exchanges, queues and bindings, and routing between them.
+//!
+//! `queues.rs` holds the queue operations with their rules (declare, use, delete);
+//! `exchanges.rs` the exchange and binding operations; `publish.rs` routing and the one publish
+//! pipeline.
+
+use crate::delayed::Delayed;
+use crate::direct_reply::ReplyTargets;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Destination, Exchange, ExchangeKind};
+use crate::message::Message;
+use crate::persist;
+use crate::queue::{Budget, DeadLetter, Queue, QueueOwner};
+use amqp_codec::types::FieldTable;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use storage::{Op, QueueDef, Store};
+
+mod exchanges;
+mod publish;
+mod queues;
+pub use exchanges::{BindingSpec, ExchangeSpec};
+pub use publish::Published;
+pub use queues::{check_exclusive, generated_name, Declared, DeleteIf};
+
+/// A virtual host.
+///
+/// Changes to durable entities are handed to the store as they are made (without waiting: the store
+/// writes in order, so a definition is durable before any message that a later confirm covers).
+#[derive(Debug)]
+pub struct VHost {
+    /// Name.
+    pub name: String,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    store: Arc<Store>,
+    /// How much of each queue's backlog may stay in memory.
+    budget: Budget,
+    /// Direct reply-to addresses.
+    pub replies: ReplyTargets,
+    /// Messages waiting in delayed-message exchanges.
+    pub delayed: Arc<Delayed>,
+}
+
+/// The exchanges every vhost has from the start.
+const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("", ExchangeKind::Direct, false),
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+impl VHost {
+    /// A vhost with the pre-declared exchanges, whose queues keep at most `budget` in memory.
+    pub fn new(name: &str, store: Arc<Store>, budget: Budget) -> Self {
+        let exchanges = PREDECLARED
+            .iter()
+            .map(|(n, kind, internal)| {
+                let x = Exchange::new(
+                    n.to_string(),
+                    *kind,
+                    true,
+                    false,
+                    *internal,
+                    FieldTable::default(),
+                );
+                (n.to_string(), Arc::new(x))
+            })
+            .collect();
+        VHost {
+            name: name.to_string(),
+            exchanges: RwLock::new(exchanges),
+            queues: RwLock::new(HashMap::new()),
+            delayed: Arc::new(Delayed::new(store.clone())),
+            store,
+            budget,
+            replies: ReplyTargets::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn persist(&self, ops: Vec<Op>) {
+        if !ops.is_empty() {
+            self.store.submit(ops, None);
+        }
+    }
+
+    fn xs(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn xs_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Exchange>>> {
+        self.exchanges.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn qs(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn qs_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Queue>>> {
+        self.queues.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `NOT_FOUND - no exchange 'x' in vhost '/'`
+    pub fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{}' in vhost '{}'", name, self.name))
+    }
+
+    /// `NOT_FOUND - no queue 'q' in vhost '/'`
+    pub fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{}' in vhost '{}'", name, self.name))
+    }
+
+    /// Looks an exchange up.
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.xs().get(name).cloned()
+    }
+
+    /// Looks an exchange up or fails with 404.
+    pub fn get_exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name).ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Looks a queue up.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.qs().get(name).cloned()
+    }
+
+    /// All queues (for listing and shutdown).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.qs().values().cloned().collect()
+    }
+
+    /// Removes every binding that leads to `dest`, then auto-deletes exchanges left without bindings.
+    fn unbind_everywhere(&self, dest: &Destination) {
+        for name in self.unbind_all(dest) {
+            let _ = self.delete_exchange(&name, true);
+        }
+    }
+
+    /// Removes every binding that leads to `dest` (and their stored copies); returns the
+    /// auto-delete exchanges that this left without bindings, for the caller to delete.
+    fn unbind_all(&self, dest: &Destination) -> Vec<String> {
+        let mut emptied = Vec::new();
+        let mut ops = Vec::new();
+        for x in self.xs().values() {
+            let removed = x.unbind_destination(dest);
+            if removed.is_empty() {
+                continue;
+            }
+            if x.durable {
+                for (key, args) in &removed {
+                    let def = persist::binding_def(&self.name, &x.name, dest, key, args);
+                    ops.push(Op::DeleteDef { key: def.key() });
+                }
+            }
+            if x.auto_delete && x.binding_count() == 0 {
+                emptied.push(x.name.clone());
+            }
+        }
+        self.persist(ops);
+        emptied
+    }
+
+    /// Deletes an auto-delete exchange whose last binding went.
+    pub fn auto_delete_exchange_if_unused(&self, x: &Exchange) {
+        if x.auto_delete && x.binding_count() == 0 {
+            let _ = self.delete_exchange(&x.name, true);
+        }
+    }
+
+    /// Puts back an exchange recovered from the store (not written again).
+    pub fn restore_exchange(&self, x: Exchange) {
+        self.xs_mut().insert(x.name.clone(), Arc::new(x));
+    }
+
+    /// Puts back a queue recovered from the store (not written again).
+    pub fn restore_queue(&self, q: Queue) -> Arc<Queue> {
+        let q = Arc::new(q);
+        self.qs_mut().insert(q.name.clone(), q.clone());
+        q
+    }
+
+    /// Deletes a queue and its bindings, cancelling its consumers; returns the messages dropped.
+    pub fn delete_queue(&self, q: &Arc<Queue>) -> u32 {
+        // The vhost's queue lock is held from the removal until the name's definition record and
+        // bindings are gone, so that a queue of the same name declared right after keeps its own
+        // (both are keyed by name). Lock order: vhost maps, then bindings and queue state.
+        let (n, emptied) = {
+            let mut qs = self.qs_mut();
+            match qs.get(&q.name) {
+                Some(cur) if Arc::ptr_eq(cur, q) => {
+                    qs.remove(&q.name);
+                }
+                _ => return 0,
+            }
+            let n = q.delete();
+            let mut ops = Vec::new();
+            if q.keeps_definition() {
+                ops.push(Op::DeleteDef {
+                    key: QueueDef::key(&self.name, &q.name),
+                });
+            }
+            ops.extend(q.store.drop_all(q.args.lanes()));
+            self.persist(ops);
+            (n, self.unbind_all(&Destination::Queue(q.name.clone())))
+        };
+        for name in emptied {
+            let _ = self.delete_exchange(&name, true);
+        }
+        n
+    }
+}
+
+/// A queue's dead letters are routed, and its `x-expires` deletion made, by its vhost.
+impl QueueOwner for VHost {
+    fn dead_letters(&self, letters: Vec<DeadLetter>) {
+        self.publish_dead_letters(letters);
+    }
+
+    fn expire(&self, queue: &Arc<Queue>) {
+        self.delete_queue(queue);
+    }
+}
+
+/// Delayed messages that fell due are routed through their vhost.
+impl crate::delayed::RouteDue for VHost {
+    fn route_due(&self, exchange: &str, message: Arc<Message>) {
+        self.publish_delayed(exchange, message);
+    }
+}
