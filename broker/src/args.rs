@@ -73,14 +73,14 @@ fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
 /// `inequivalent arg 'K' for queue 'q' in vhost '/': received '11' but current is '10'` when both
 /// are present, `... received none but current is the value '10' of type 'signedint'` when one is not.
 /// `what` names the entity: `queue 'q' in vhost '/'`.
-pub fn check_equivalence(
+pub fn check_equivalence<'a>(
     what: &str,
     current: &FieldTable,
     new: &FieldTable,
-    keys: &[&str],
+    keys: impl IntoIterator<Item = &'a str>,
 ) -> AmqpResult<()> {
     for key in keys {
-        let (cur, got) = (current.inner().get(*key), new.inner().get(*key));
+        let (cur, got) = (current.inner().get(key), new.inner().get(key));
         let text = match (cur, got) {
             (None, None) => continue,
             (Some(a), Some(b)) if equivalent(a, b) => continue,
@@ -118,7 +118,7 @@ mod tests {
     fn texts_match_rabbitmq() {
         let ten = table("x-max-length", AMQPValue::LongInt(10));
         let what = "queue 'q' in vhost '/'";
-        let keys = &["x-max-length"];
+        let keys = ["x-max-length"];
         assert!(check_equivalence(
             what,
             &ten,

@@ -9,66 +9,57 @@ use amqp_codec::types::{AMQPValue, FieldTable};
 /// Highest `x-max-priority`.
 pub const MAX_PRIORITY: i128 = 255;
 
-/// Arguments that some queue type takes (RabbitMQ refuses them for the other types).
-const TYPED_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-dead-letter-strategy",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-master-locator",
-    "x-single-active-consumer",
-    "x-queue-type",
-    "x-quorum-initial-group-size",
-    "x-delivery-limit",
-    "x-max-age",
-    "x-stream-max-segment-size-bytes",
-    "x-initial-cluster-size",
-    "x-queue-leader-locator",
+/// One queue argument that RabbitMQ gives a meaning: which queue types take it (the others refuse
+/// it at declare), and whether a redeclaration must repeat its value.
+struct KnownArg {
+    name: &'static str,
+    classic: bool,
+    quorum: bool,
+    /// Checked for equivalence on redeclaration (in this table's order, RabbitMQ's).
+    equivalence: bool,
+}
+
+const fn arg(name: &'static str, classic: bool, quorum: bool, equivalence: bool) -> KnownArg {
+    KnownArg {
+        name,
+        classic,
+        quorum,
+        equivalence,
+    }
+}
+
+/// Every queue argument with a meaning, in one table (arguments not listed are kept as given).
+/// Columns: classic queues take it, quorum queues take it, checked for equivalence.
+const KNOWN_ARGS: &[KnownArg] = &[
+    arg("x-expires", true, true, true),
+    arg("x-message-ttl", true, true, true),
+    arg("x-dead-letter-exchange", true, true, true),
+    arg("x-dead-letter-routing-key", true, true, true),
+    arg("x-dead-letter-strategy", false, true, false),
+    arg("x-max-length", true, true, true),
+    arg("x-max-length-bytes", true, true, true),
+    arg("x-max-in-memory-length", true, true, false),
+    arg("x-max-in-memory-bytes", true, true, false),
+    arg("x-max-priority", true, false, true),
+    arg("x-overflow", true, true, true),
+    arg("x-queue-mode", true, false, true),
+    arg("x-queue-master-locator", true, false, false),
+    arg("x-queue-type", true, true, true),
+    arg("x-single-active-consumer", true, true, true),
+    arg("x-quorum-initial-group-size", false, true, false),
+    arg("x-delivery-limit", false, true, true),
+    // Stream queues' arguments: refused by both types here (streams are not supported yet).
+    arg("x-max-age", false, false, false),
+    arg("x-stream-max-segment-size-bytes", false, false, false),
+    arg("x-initial-cluster-size", false, false, false),
+    arg("x-queue-leader-locator", false, false, false),
 ];
 
-/// The typed arguments a classic queue takes.
-const CLASSIC_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-single-active-consumer",
-    "x-queue-type",
-    "x-queue-master-locator",
-];
-
-/// The typed arguments a quorum queue takes.
-const QUORUM_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-dead-letter-strategy",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-overflow",
-    "x-single-active-consumer",
-    "x-queue-type",
-    "x-quorum-initial-group-size",
-    "x-delivery-limit",
-];
+/// The queue arguments whose values must match on redeclaration, in the order RabbitMQ checks
+/// them.
+pub fn equivalence_args() -> impl Iterator<Item = &'static str> {
+    KNOWN_ARGS.iter().filter(|a| a.equivalence).map(|a| a.name)
+}
 
 /// What happens to a publish into a full queue (`x-overflow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -274,13 +265,20 @@ impl QueueArgs {
             };
         }
         // Then the arguments that belong to another queue type.
-        let (allowed, type_name) = match a.queue_type {
-            QueueType::Classic => (CLASSIC_ARGS, "rabbit_classic_queue"),
-            QueueType::Quorum => (QUORUM_ARGS, "rabbit_quorum_queue"),
+        let type_name = match a.queue_type {
+            QueueType::Classic => "rabbit_classic_queue",
+            QueueType::Quorum => "rabbit_quorum_queue",
         };
         for key in t.keys() {
             let key = key.as_str();
-            if TYPED_ARGS.contains(&key) && !allowed.contains(&key) {
+            let refused = KNOWN_ARGS.iter().any(|k| {
+                k.name == key
+                    && !match a.queue_type {
+                        QueueType::Classic => k.classic,
+                        QueueType::Quorum => k.quorum,
+                    }
+            });
+            if refused {
                 return Err(AmqpError::precondition_failed(format!(
                     "invalid arg '{key}' for {what} of queue type {type_name}"
                 )));

@@ -11,13 +11,17 @@ mod args;
 mod backlog;
 mod consumer;
 mod deadletter;
+mod dispatch;
+mod expiry;
 pub mod flow;
+mod paging;
+mod settle;
 pub mod sink;
 #[cfg(test)]
 mod tests;
 
 pub use crate::persist::Budget;
-pub use args::{Overflow, QueueArgs, QueueType};
+pub use args::{equivalence_args, Overflow, QueueArgs, QueueType};
 pub use backlog::Paged;
 pub use consumer::Consumer;
 pub use deadletter::{is_cycle, DeadLetter, Reason};
@@ -140,6 +144,11 @@ impl QueueState {
         }
     }
 
+    /// True if some message is ready, in memory or not.
+    fn has_ready(&self) -> bool {
+        self.lanes.iter().any(|l| l.len() > 0)
+    }
+
     /// Ready messages, in memory or not.
     fn ready_len(&self) -> u64 {
         self.lanes.iter().map(Backlog::len).sum()
@@ -258,7 +267,7 @@ impl Queue {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -281,7 +290,7 @@ impl Queue {
 
     /// The ready messages as clients are told: a drop-head queue whose head is still being read
     /// from the store to be dropped counts as already down to its length limit.
-    fn reported_len(&self, st: &QueueState) -> u64 {
+    pub(super) fn reported_len(&self, st: &QueueState) -> u64 {
         let n = st.ready_len();
         match self.args.max_length {
             Some(max) if self.args.overflow == Overflow::DropHead => n.min(max),
@@ -295,7 +304,7 @@ impl Queue {
     }
 
     /// The priority lane of a message: its priority, capped at the queue's maximum.
-    fn lane_of(&self, m: &Message) -> usize {
+    pub(super) fn lane_of(&self, m: &Message) -> usize {
         match self.args.max_priority {
             None => 0,
             Some(max) => m.properties.priority().unwrap_or(0).min(max) as usize,
@@ -304,13 +313,13 @@ impl Queue {
 
     /// True if `m`'s record in this queue survives a restart (a persistent message in a durable,
     /// non-exclusive queue); other records only page messages out of memory.
-    fn lasting(&self, m: &Message) -> bool {
+    pub(super) fn lasting(&self, m: &Message) -> bool {
         m.is_persistent() && self.keeps_definition()
     }
 
     /// When a message entering this queue now expires: the smaller of the queue's TTL and the
     /// message's own, counted from its publication.
-    fn expiry_for(&self, m: &Message) -> u64 {
+    pub(super) fn expiry_for(&self, m: &Message) -> u64 {
         let own = if m.properties.expiration().is_some() {
             m.expiration_ms()
         } else {
@@ -404,7 +413,7 @@ impl Queue {
     /// is due (a TTL-0 message only once no consumer could take it), and drop from the head down to
     /// a drop-head length limit (requeues may take it over, as in RabbitMQ; reject-publish queues
     /// are allowed to stay over).
-    fn after_arrival(self: &Arc<Self>, st: &mut QueueState) {
+    pub(super) fn after_arrival(self: &Arc<Self>, st: &mut QueueState) {
         self.dispatch_locked(st);
         if st.may_expire {
             self.expire_locked(st);
@@ -416,7 +425,7 @@ impl Queue {
     }
 
     /// True if one more message would break the length limit (as RabbitMQ's `would_overflow`).
-    fn would_overflow(&self, st: &QueueState, m: &Message) -> bool {
+    pub(super) fn would_overflow(&self, st: &QueueState, m: &Message) -> bool {
         self.args
             .max_length
             .is_some_and(|max| st.ready_len() + 1 > max)
@@ -428,7 +437,7 @@ impl Queue {
 
     /// Drops messages from the head while the queue is over its length limit (dead-lettering them
     /// with reason `maxlen`).
-    fn drop_head_locked(self: &Arc<Self>, st: &mut QueueState) {
+    pub(super) fn drop_head_locked(self: &Arc<Self>, st: &mut QueueState) {
         let over = |st: &QueueState| {
             self.args.max_length.is_some_and(|m| st.ready_len() > m)
                 || self
@@ -458,7 +467,7 @@ impl Queue {
     }
 
     /// Adds a message to a lane's in-memory part, noting its expiry.
-    fn push_ready(st: &mut QueueState, lane: usize, r: Ready) {
+    pub(super) fn push_ready(st: &mut QueueState, lane: usize, r: Ready) {
         if st.lanes[lane].in_memory() == 0 {
             st.lane_expiry_max[lane] = 0;
         }
@@ -466,185 +475,9 @@ impl Queue {
         st.lanes[lane].push(r);
     }
 
-    /// Notes the expiry of a message joining the back of a lane's memory: one that expires before
-    /// a message ahead of it goes into the heap, so it leaves on time from the middle.
-    fn note_expiry(st: &mut QueueState, lane: usize, r: &Ready) {
-        if r.expires_at != NEVER && r.expires_at < st.lane_expiry_max[lane] {
-            st.expiry_heap
-                .push(Reverse((r.expires_at, r.seq, lane as u8)));
-        }
-        st.lane_expiry_max[lane] = st.lane_expiry_max[lane].max(r.expires_at);
-    }
-
-    /// Takes the next ready message in priority order, dropping expired ones on the way.
-    fn next_ready(&self, st: &mut QueueState) -> Next {
-        loop {
-            let mut found = None;
-            for lane in (0..st.lanes.len()).rev() {
-                let b = &st.lanes[lane];
-                if b.in_memory() > 0 {
-                    found = Some(lane);
-                    break;
-                }
-                if b.paged().is_some() {
-                    return Next::Load(lane);
-                }
-            }
-            let Some(lane) = found else {
-                return Next::Empty;
-            };
-            let r = st.lanes[lane].pop().expect("non-empty lane");
-            // Strictly past: a message with TTL 0 still goes to a consumer that can take it at
-            // once (RabbitMQ's rule); `expire_locked` drops it right after if none could.
-            if r.expires_at != NEVER && r.expires_at < now_ms() && st.arriving != Some(r.seq) {
-                self.dead_letter(st, &r.message, Reason::Expired);
-                self.unstore_one(&r);
-                continue;
-            }
-            return Next::Ready(r);
-        }
-    }
-
-    /// Takes the next message to deliver, starting a load from the store if that is where it is
-    /// (called locked, by consumers).
-    pub(crate) fn pop_for_delivery(self: &Arc<Self>, st: &mut QueueState) -> Option<Ready> {
-        match self.next_ready(st) {
-            Next::Ready(r) => Some(r),
-            Next::Load(lane) => {
-                if !st.lanes[lane].loading {
-                    self.start_load(st, lane);
-                }
-                None
-            }
-            Next::Empty => None,
-        }
-    }
-
-    /// Removes every in-memory message whose time has come (dead-lettering them), wherever it is
-    /// in the queue.
-    fn expire_locked(&self, st: &mut QueueState) {
-        let now = now_ms();
-        for lane in 0..st.lanes.len() {
-            while st.lanes[lane]
-                .front()
-                .is_some_and(|r| r.expires_at != NEVER && r.expires_at <= now)
-            {
-                let r = st.lanes[lane].pop().expect("front");
-                self.dead_letter(st, &r.message, Reason::Expired);
-                self.unstore_one(&r);
-            }
-        }
-        while let Some(Reverse((at, seq, lane))) = st.expiry_heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            st.expiry_heap.pop();
-            let lane = lane as usize;
-            if let Some(r) = st.lanes[lane].remove_seq(seq) {
-                if r.expires_at <= now {
-                    self.dead_letter(st, &r.message, Reason::Expired);
-                    self.unstore_one(&r);
-                } else {
-                    st.lanes[lane].requeue(r);
-                }
-            }
-        }
-    }
-
-    /// Makes sure a timer fires when the next in-memory message expires.
-    fn schedule_expiry(self: &Arc<Self>, st: &mut QueueState) {
-        let heads = st
-            .lanes
-            .iter()
-            .filter_map(|l| l.front())
-            .map(|r| r.expires_at);
-        let heap = st.expiry_heap.peek().map(|Reverse((at, _, _))| *at);
-        let Some(next) = heads.chain(heap).min().filter(|&t| t != NEVER) else {
-            return;
-        };
-        if st.timer_at.is_some_and(|t| t <= next) {
-            return;
-        }
-        st.timer_at = Some(next);
-        let q = Arc::downgrade(self);
-        at_time(next, move || {
-            if let Some(q) = q.upgrade() {
-                q.on_expiry_timer();
-            }
-        });
-    }
-
-    fn on_expiry_timer(self: &Arc<Self>) {
-        if self.is_deleted() {
-            return;
-        }
-        let dead = {
-            let mut st = self.lock();
-            st.timer_at = None;
-            self.expire_locked(&mut st);
-            self.read_ahead(&mut st, false);
-            self.schedule_expiry(&mut st);
-            std::mem::take(&mut st.dead)
-        };
-        self.route_dead(dead);
-    }
-
-    /// Notes a use of the queue (declare, consume, get) for `x-expires`, and makes sure its timer
-    /// runs.
-    pub fn touch(self: &Arc<Self>) {
-        let Some(expires) = self.args.expires else {
-            return;
-        };
-        let mut st = self.lock();
-        st.last_used = now_ms();
-        if !st.expires_timer {
-            st.expires_timer = true;
-            let at = st.last_used + expires;
-            drop(st);
-            self.expires_timer_at(at);
-        }
-    }
-
-    /// Runs the `x-expires` check at `at` (holding only a weak reference to the queue).
-    fn expires_timer_at(self: &Arc<Self>, at: u64) {
-        let q = Arc::downgrade(self);
-        at_time(at, move || {
-            if let Some(q) = q.upgrade() {
-                q.on_expires_timer();
-            }
-        });
-    }
-
-    fn on_expires_timer(self: &Arc<Self>) {
-        let Some(expires) = self.args.expires else {
-            return;
-        };
-        if self.is_deleted() {
-            return;
-        }
-        let mut st = self.lock();
-        st.expires_timer = false;
-        if !st.consumers.is_empty() {
-            // The last consumer to leave touches the queue again.
-            return;
-        }
-        let due = st.last_used + expires;
-        if now_ms() < due {
-            st.expires_timer = true;
-            drop(st);
-            self.expires_timer_at(due);
-            return;
-        }
-        drop(st);
-        if let Some(owner) = self.owner.upgrade() {
-            info!(queue = %self.name, vhost = %self.vhost, "deleting queue unused for {expires} ms (x-expires)");
-            owner.expire(self);
-        }
-    }
-
     /// Makes the dead letter of a message that leaves this queue for `reason`, if the queue has a
     /// dead-letter exchange (called locked; routed once the lock is released).
-    fn dead_letter(&self, st: &mut QueueState, m: &Message, reason: Reason) {
+    pub(super) fn dead_letter(&self, st: &mut QueueState, m: &Message, reason: Reason) {
         if let Some(dlx) = &self.args.dlx {
             st.dead.push(deadletter::dead_letter(
                 m,
@@ -658,466 +491,13 @@ impl Queue {
     }
 
     /// Routes dead letters through the vhost (never called with the queue locked).
-    fn route_dead(&self, dead: Vec<DeadLetter>) {
+    pub(super) fn route_dead(&self, dead: Vec<DeadLetter>) {
         if dead.is_empty() {
             return;
         }
         if let Some(owner) = self.owner.upgrade() {
             owner.dead_letters(dead);
         }
-    }
-
-    /// Puts returned messages back at their original places, marked redelivered, and delivers.
-    /// A message returned more often than `x-delivery-limit` allows is dead-lettered instead.
-    pub fn requeue<D: AsRef<Delivery>>(self: &Arc<Self>, returned: &[D]) {
-        if self.is_deleted() {
-            return;
-        }
-        let dead = {
-            let mut st = self.lock();
-            let counts = self.args.counts_deliveries();
-            for u in returned {
-                let u = u.as_ref();
-                st.unacked = st.unacked.saturating_sub(1);
-                let count = if counts {
-                    u.delivery_count.saturating_add(1)
-                } else {
-                    u.delivery_count
-                };
-                let r = Ready {
-                    seq: u.seq,
-                    message: u.message.clone(),
-                    redelivered: true,
-                    stored: u.stored,
-                    expires_at: u.expires_at,
-                    delivery_count: count,
-                };
-                if self
-                    .args
-                    .delivery_limit
-                    .is_some_and(|limit| count as u64 > limit)
-                {
-                    self.dead_letter(&mut st, &r.message, Reason::DeliveryLimit);
-                    self.unstore_one(&r);
-                    continue;
-                }
-                let lane = self.lane_of(&r.message);
-                if counts && r.stored {
-                    let lasting = self.lasting(&r.message);
-                    self.store
-                        .update_count(lane, r.seq, &r.message, count, lasting);
-                }
-                if r.expires_at != NEVER {
-                    st.expiry_heap
-                        .push(Reverse((r.expires_at, r.seq, lane as u8)));
-                }
-                st.lanes[lane].requeue(r);
-            }
-            self.after_arrival(&mut st);
-            std::mem::take(&mut st.dead)
-        };
-        self.route_dead(dead);
-    }
-
-    /// Forgets acknowledged deliveries, deleting stored ones.
-    pub fn acked<D: AsRef<Delivery>>(&self, settled: &[D]) {
-        {
-            let mut st = self.lock();
-            st.unacked = st.unacked.saturating_sub(settled.len());
-        }
-        self.unstore(
-            settled
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|u| u.stored)
-                .map(|u| (u.seq, &u.message)),
-        );
-    }
-
-    /// basic.reject or basic.nack without requeue: the deliveries are dead-lettered (reason
-    /// `rejected`) if the queue has a dead-letter exchange, and forgotten.
-    pub fn discarded<D: AsRef<Delivery>>(&self, settled: &[D]) {
-        let dead = {
-            let mut st = self.lock();
-            st.unacked = st.unacked.saturating_sub(settled.len());
-            for u in settled {
-                self.dead_letter(&mut st, &u.as_ref().message, Reason::Rejected);
-            }
-            std::mem::take(&mut st.dead)
-        };
-        self.unstore(
-            settled
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|u| u.stored)
-                .map(|u| (u.seq, &u.message)),
-        );
-        self.route_dead(dead);
-    }
-
-    fn unstore_one(&self, r: &Ready) {
-        if r.stored {
-            self.unstore(std::iter::once((r.seq, &r.message)));
-        }
-    }
-
-    /// Deletes the stored copies of messages that left the queue for good (callers pass stored
-    /// messages only).
-    fn unstore<'a>(&self, gone: impl Iterator<Item = (u64, &'a Arc<Message>)>) {
-        if self.is_deleted() {
-            // Its whole range was dropped with the queue.
-            return;
-        }
-        self.store
-            .delete(gone.map(|(seq, m)| (self.lane_of(m), seq, m.as_ref(), self.lasting(m))));
-    }
-
-    /// Notes a first delivery of a stored message, so that it comes back redelivered after a
-    /// restart (called with the queue locked).
-    pub(crate) fn mark_delivered(&self, r: &Ready) {
-        if !r.stored || r.redelivered || !self.lasting(&r.message) {
-            return;
-        }
-        self.store.mark_delivered(self.lane_of(&r.message), r.seq);
-    }
-
-    /// Start-up: the queue's stored messages, from the store's counters of each lane, all paged
-    /// (nothing is read until consumers need it).
-    pub fn restore(&self, lanes: &[storage::QueueState]) {
-        let mut st = self.lock();
-        let mut next_seq = 0;
-        for (i, s) in lanes.iter().enumerate().take(st.lanes.len()) {
-            // Past every stored message and every sequence ever delivered: after a purge (or
-            // once everything was acked) the store holds no tail, and a new message reusing a
-            // sequence under the delivered mark would come back flagged redelivered after the
-            // next restart.
-            next_seq = next_seq.max(s.tail.map_or(0, |t| t + 1)).max(s.delivered);
-            let paged = match (s.head, s.tail) {
-                (Some(head), Some(tail)) if s.count > 0 => Some(Paged {
-                    next: head,
-                    end: tail,
-                    count: s.count,
-                    bytes: s.bytes,
-                    lasting: s.count,
-                    lasting_bytes: s.bytes,
-                }),
-                _ => None,
-            };
-            st.lanes[i].set_paged(paged);
-            st.delivered_before_restart[i] = s.delivered;
-        }
-        st.next_seq = st.next_seq.max(next_seq);
-        st.first_seq_of_run = st.next_seq;
-    }
-
-    /// Starts reading the next chunk of a lane's paged range on a blocking thread (called locked).
-    fn start_load(self: &Arc<Self>, st: &mut QueueState, lane: usize) {
-        let Some(range) = st.lanes[lane].paged() else {
-            return;
-        };
-        st.lanes[lane].loading = true;
-        let generation = st.lanes[lane].generation;
-        let q = self.clone();
-        blocking(move || q.load_chunk(lane, generation, range.next));
-    }
-
-    /// Reads a chunk of a lane from the store (blocking).
-    fn read_chunk(&self, lane: usize, from: u64) -> Option<Vec<(u64, MessageRecord)>> {
-        match self
-            .store
-            .read(lane, from, backlog::LOAD_CHUNK, backlog::LOAD_CHUNK_BYTES)
-        {
-            Ok(r) => Some(r),
-            Err(e) => {
-                error!(queue = %self.name, "cannot read messages back from the store: {e}");
-                None
-            }
-        }
-    }
-
-    /// Reads a chunk of a lane's paged range and takes it in (blocking: runs on a blocking
-    /// thread).
-    fn load_chunk(self: Arc<Self>, lane: usize, generation: u64, from: u64) {
-        let read = self.read_chunk(lane, from);
-        let dead = {
-            let mut st = self.lock();
-            st.lanes[lane].loading = false;
-            match read {
-                // Logged: gets that waited for it are answered empty.
-                None => self.serve_gets(&mut st, true),
-                Some(records) if records.is_empty() => {
-                    if st.lanes[lane].paged().is_some() && st.lanes[lane].generation == generation {
-                        // The range's writes are still queued in the store: load once they are
-                        // written (waiting gets keep waiting).
-                        st.lanes[lane].loading = true;
-                        let q = self.clone();
-                        self.store.after_writes(move || {
-                            blocking(move || q.load_chunk(lane, generation, from))
-                        });
-                    } else {
-                        self.serve_gets(&mut st, false);
-                    }
-                }
-                Some(records) => {
-                    self.take_in(&mut st, lane, generation, records);
-                    if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
-                        self.drop_head_locked(&mut st);
-                    }
-                    // Gets asked first: they are answered before consumers take more.
-                    self.serve_gets(&mut st, false);
-                    self.dispatch_locked(&mut st);
-                    if st.may_expire {
-                        self.schedule_expiry(&mut st);
-                    }
-                }
-            }
-            std::mem::take(&mut st.dead)
-        };
-        self.route_dead(dead);
-    }
-
-    /// Takes in records read from a lane of the store (called locked).
-    fn take_in(
-        &self,
-        st: &mut QueueState,
-        lane: usize,
-        generation: u64,
-        records: Vec<(u64, MessageRecord)>,
-    ) {
-        let now = now_ms();
-        let mut loaded = Vec::with_capacity(records.len());
-        let mut sizes = Vec::with_capacity(records.len());
-        let mut stale = Vec::new();
-        for (seq, record) in records {
-            let size = record.body.len() as u64;
-            let delivery_count = record.delivery_count;
-            let shared = record.shared;
-            let lasting = !record.in_transient_area;
-            let drop = if record.transient && seq < st.first_seq_of_run {
-                true
-            } else if let Some(message) = Message::from_record(record) {
-                let expires_at = self.expiry_for(&message);
-                if expires_at != NEVER && expires_at <= now {
-                    self.dead_letter(st, &message, Reason::Expired);
-                    true
-                } else {
-                    let redelivered =
-                        seq < st.delivered_before_restart[lane] && seq < st.first_seq_of_run;
-                    if expires_at != NEVER {
-                        st.may_expire = true;
-                    }
-                    loaded.push(Ready {
-                        seq,
-                        message: Arc::new(message),
-                        redelivered: redelivered || delivery_count > 0,
-                        stored: true,
-                        expires_at,
-                        delivery_count,
-                    });
-                    sizes.push((size, lasting));
-                    false
-                }
-            } else {
-                warn!(queue = %self.name, seq, "dropping a stored message whose properties do not decode");
-                true
-            };
-            if drop {
-                st.lanes[lane].skip(seq, size, lasting);
-                stale.push(StaleRecord {
-                    seq,
-                    size,
-                    shared,
-                    lasting,
-                });
-            }
-        }
-        self.store.delete_stale(lane, &stale);
-        for r in &loaded {
-            Self::note_expiry(st, lane, r);
-        }
-        st.lanes[lane].absorb(generation, loaded, &sizes);
-    }
-
-    /// The message as delivered: with `x-delivery-count` when the queue counts deliveries and this
-    /// one was returned before.
-    /// (A quorum queue's basic.get says `x-delivery-count: 0` even on a first delivery; a consumer's
-    /// first delivery has no header.)
-    fn as_delivered(&self, r: &Ready, get: bool) -> Arc<Message> {
-        if (r.delivery_count > 0 || get) && self.args.counts_deliveries() {
-            Arc::new(r.message.with_header(
-                "x-delivery-count",
-                &amqp_codec::rawtable::long(r.delivery_count as i64),
-            ))
-        } else {
-            r.message.clone()
-        }
-    }
-
-    /// A ready message leaves for a consumer or a basic.get (called locked): the store learns
-    /// it was delivered (or, without ack, that it is gone).
-    fn hand_out(&self, st: &mut QueueState, r: Ready, no_ack: bool, get: bool) -> Taken {
-        let outgoing = self.as_delivered(&r, get);
-        if no_ack {
-            self.unstore_one(&r);
-        } else {
-            self.mark_delivered(&r);
-            st.unacked += 1;
-        }
-        Taken {
-            outgoing,
-            redelivered: r.redelivered,
-            remaining: self.reported_len(st) as u32,
-            delivery: Delivery {
-                seq: r.seq,
-                message: r.message,
-                stored: r.stored,
-                expires_at: r.expires_at,
-                delivery_count: r.delivery_count,
-            },
-        }
-    }
-
-    /// Offers the next message to a consumer (called locked).
-    fn offer_to(self: &Arc<Self>, c: &Arc<Consumer>, st: &mut QueueState) -> bool {
-        if !c.has_credit() {
-            return false;
-        }
-        let mut take = || {
-            let r = self.pop_for_delivery(st)?;
-            if !c.no_ack {
-                c.unacked.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(self.hand_out(st, r, c.no_ack, false))
-        };
-        c.sink.offer(c, &mut take)
-    }
-
-    /// basic.get: answers `sink` with the head message, or get-empty. If the head is only in the
-    /// store, it is read on a blocking thread and the get is answered from there (never a
-    /// RocksDB read under the queue lock on a runtime worker): returns false then, and the sink's
-    /// answer comes `deferred`. Later gets wait behind a deferred one.
-    pub fn get(self: &Arc<Self>, sink: &Arc<dyn DeliverySink>, no_ack: bool) -> bool {
-        self.touch();
-        let mut st = self.lock();
-        let answered =
-            st.pending_gets.is_empty() && self.answer_get(&mut st, sink.as_ref(), no_ack, false);
-        if !answered {
-            st.pending_gets.push_back((sink.clone(), no_ack));
-        }
-        // A queue read by basic.get keeps some messages in memory ahead of the next gets, as it
-        // does ahead of consumers.
-        self.read_ahead(&mut st, true);
-        let dead = std::mem::take(&mut st.dead);
-        drop(st);
-        self.route_dead(dead);
-        answered
-    }
-
-    /// Answers a get if the queue can tell now (called locked): false if the head is only in the
-    /// store (a read is then under way).
-    fn answer_get(
-        self: &Arc<Self>,
-        st: &mut QueueState,
-        sink: &dyn DeliverySink,
-        no_ack: bool,
-        deferred: bool,
-    ) -> bool {
-        let mut next = match self.next_ready(st) {
-            Next::Ready(r) => Some(r),
-            Next::Empty => None,
-            Next::Load(lane) => {
-                if !st.lanes[lane].loading {
-                    self.start_load(st, lane);
-                }
-                return false;
-            }
-        };
-        {
-            let mut take = || next.take().map(|r| self.hand_out(st, r, no_ack, true));
-            sink.answer_get(self, no_ack, &mut take, deferred);
-        }
-        if let Some(r) = next {
-            // The asker is gone: the message stays where it was.
-            let lane = self.lane_of(&r.message);
-            st.lanes[lane].requeue(r);
-        }
-        true
-    }
-
-    /// Answers the gets that waited for the store, in order, as far as memory allows (called
-    /// locked). `failed`: the store could not be read; they are answered empty.
-    fn serve_gets(self: &Arc<Self>, st: &mut QueueState, failed: bool) {
-        while let Some((sink, no_ack)) = st.pending_gets.front().cloned() {
-            if failed {
-                sink.answer_get(self, no_ack, &mut || None, true);
-            } else if !self.answer_get(st, sink.as_ref(), no_ack, true) {
-                return;
-            }
-            st.pending_gets.pop_front();
-        }
-    }
-
-    /// Adds a consumer, after its sink announced it (if `announce`: consume-ok precedes the
-    /// first delivery), then delivers.
-    pub fn consume(self: &Arc<Self>, consumer: Arc<Consumer>, announce: bool) -> ConsumeCheck {
-        self.touch();
-        let dead = {
-            let mut st = self.lock();
-            if self.is_deleted() {
-                return ConsumeCheck::Deleted;
-            }
-            // (An exclusive consumer is never allowed on a single-active-consumer queue.)
-            if st.consumers.iter().any(|c| c.exclusive)
-                || (consumer.exclusive
-                    && (!st.consumers.is_empty() || self.args.single_active_consumer))
-            {
-                return ConsumeCheck::ExclusiveInUse;
-            }
-            consumer.sink.attached(&consumer, announce);
-            let at = if self.args.single_active_consumer {
-                // In order of arrival: the first is the active one.
-                st.consumers.len()
-            } else {
-                st.consumers
-                    .partition_point(|c| c.priority >= consumer.priority)
-            };
-            st.consumers.insert(at, consumer);
-            st.had_consumers = true;
-            self.dispatch_locked(&mut st);
-            std::mem::take(&mut st.dead)
-        };
-        self.route_dead(dead);
-        ConsumeCheck::Ok
-    }
-
-    /// Removes a consumer. Returns true if the queue should now be auto-deleted.
-    pub fn cancel(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
-        let (auto_delete, dead, idle) = {
-            let mut st = self.lock();
-            st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-            if st.consumers.is_empty() {
-                // Publishers no longer wait for anyone.
-                self.flow.clear();
-            }
-            let auto_delete = self.auto_delete
-                && st.had_consumers
-                && st.consumers.is_empty()
-                && !self.is_deleted();
-            // With a single active consumer, the next one in line takes over.
-            if self.args.single_active_consumer && !auto_delete {
-                self.dispatch_locked(&mut st);
-            }
-            (
-                auto_delete,
-                std::mem::take(&mut st.dead),
-                st.consumers.is_empty(),
-            )
-        };
-        self.route_dead(dead);
-        if idle {
-            self.touch();
-        }
-        auto_delete
     }
 
     /// Removes all ready messages, stored or not; returns how many (as clients are told).
@@ -1172,86 +552,6 @@ impl Queue {
     /// The store ids of all lanes.
     pub fn store_ids(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.args.lanes()).map(|lane| self.store.lane_id(lane))
-    }
-
-    /// Delivers ready messages to consumers with credit.
-    pub fn dispatch(self: &Arc<Self>) {
-        let dead = {
-            let mut st = self.lock();
-            self.dispatch_locked(&mut st);
-            std::mem::take(&mut st.dead)
-        };
-        self.route_dead(dead);
-    }
-
-    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        let mut delivered = 0;
-        if self.args.single_active_consumer {
-            // Only the first consumer receives; the others wait their turn.
-            while let Some(c) = st.consumers.first().cloned() {
-                if !self.offer_to(&c, st) {
-                    break;
-                }
-                delivered += 1;
-            }
-        } else {
-            // Consumers are ordered by priority, and a consumer that takes a message moves behind
-            // the others of its priority: the first one able to take a message is the right one.
-            while !st.consumers.is_empty() {
-                let mut taken = None;
-                for i in 0..st.consumers.len() {
-                    let c = st.consumers[i].clone();
-                    if self.offer_to(&c, st) {
-                        taken = Some(i);
-                        break;
-                    }
-                }
-                let Some(i) = taken else {
-                    break;
-                };
-                delivered += 1;
-                let priority = st.consumers[i].priority;
-                let end = i + st.consumers[i..].partition_point(|c| c.priority == priority);
-                st.consumers[i..end].rotate_left(1);
-            }
-        }
-        if self.flow.active() {
-            self.flow.delivered(delivered);
-            self.flow_check(st);
-        }
-        self.read_ahead(st, false);
-    }
-
-    /// Ends a flow-control episode once the ready backlog is down to the low-water mark
-    /// (called locked, only during an episode).
-    fn flow_check(&self, st: &QueueState) {
-        let budget = &self.store.budget;
-        let below = st.consumers.is_empty()
-            || (st.ready_len() <= flow::marks(budget.messages).1 as u64
-                && st.ready_bytes() <= flow::marks(budget.bytes).1 as u64);
-        if below {
-            self.flow.clear();
-        }
-    }
-
-    /// Keeps some messages in memory while more are stored, in priority order, until enough are
-    /// in memory: ahead of consumers or basic.gets (`for_get`), and, in a queue where messages
-    /// expire, so that stored ones reach the expiry timers even with no consumer (a retry queue
-    /// with a long backlog).
-    fn read_ahead(self: &Arc<Self>, st: &mut QueueState, for_get: bool) {
-        if st.consumers.is_empty() && !st.may_expire && !for_get {
-            return;
-        }
-        let mut in_memory = 0;
-        for lane in (0..st.lanes.len()).rev() {
-            if in_memory >= backlog::LOAD_LOW_WATER {
-                break;
-            }
-            if st.lanes[lane].wants_load() {
-                self.start_load(st, lane);
-            }
-            in_memory += st.lanes[lane].in_memory();
-        }
     }
 }
 

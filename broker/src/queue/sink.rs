@@ -40,7 +40,7 @@ pub struct Taken {
     pub outgoing: Arc<Message>,
     /// Delivered before.
     pub redelivered: bool,
-    /// Ready messages left in the queue (basic.get-ok's message count).
+    /// Ready messages left in the queue (for a basic.get; 0 for a consumer's delivery).
     pub remaining: u32,
 }
 

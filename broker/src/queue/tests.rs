@@ -467,9 +467,23 @@ mod model {
         fn restart(&mut self) {
             let q = self.q.take().unwrap();
             drop(q);
-            let store = self.store.take().unwrap();
-            store.close();
-            drop(store);
+            // A read-ahead may still hold the queue (and so the store) on a blocking thread:
+            // wait until it let go, as a process exit would.
+            let mut store = self.store.take().unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match Arc::try_unwrap(store) {
+                    Ok(s) => {
+                        s.close();
+                        break;
+                    }
+                    Err(s) if std::time::Instant::now() < deadline => {
+                        store = s;
+                        std::thread::yield_now();
+                    }
+                    Err(_) => panic!("the store is still in use 10 s after the queue was dropped"),
+                }
+            }
             let store = Arc::new(
                 Store::open(
                     self.dir.path(),

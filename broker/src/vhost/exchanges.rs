@@ -189,7 +189,7 @@ impl VHost {
                 &format!("exchange '{name}' in vhost '{}'", self.name),
                 &x.arguments,
                 arguments,
-                &["alternate-exchange"],
+                ["alternate-exchange"],
             )?;
             return Ok(x.clone());
         }

@@ -71,7 +71,9 @@ impl VHost {
             }
             dead.extend(letters);
         });
-        self.publish_dead_letters(dead);
+        if !dead.is_empty() {
+            self.publish_dead_letters(dead);
+        }
         Published::Routed
     }
 
@@ -189,6 +191,9 @@ impl VHost {
     /// (a work list, not recursion). A letter is not delivered to a queue it would cycle through
     /// (RabbitMQ's rule, see `queue::is_cycle`), and one whose exchange does not exist is dropped.
     pub fn publish_dead_letters(&self, letters: Vec<DeadLetter>) {
+        if letters.is_empty() {
+            return;
+        }
         let mut work: VecDeque<DeadLetter> = letters.into();
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         while let Some(letter) = work.pop_front() {

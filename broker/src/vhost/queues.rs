@@ -13,22 +13,6 @@ use amqp_codec::types::FieldTable;
 use rand::Rng;
 use std::sync::Arc;
 
-/// Queue arguments whose values must match on redeclaration (as RabbitMQ checks them).
-const EQUIVALENCE_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-delivery-limit",
-];
-
 /// What a declare did.
 #[derive(Debug)]
 pub struct Declared {
@@ -210,7 +194,7 @@ impl VHost {
             &format!("queue '{}' in vhost '{}'", existing.name, existing.vhost),
             &current,
             &new,
-            EQUIVALENCE_ARGS,
+            crate::queue::equivalence_args(),
         )
     }
 

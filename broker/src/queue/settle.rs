@@ -1,0 +1,94 @@
+//! Settling deliveries: acks, rejects (dead-lettered), and requeues (back at their places,
+//! redelivered; past `x-delivery-limit` dead-lettered instead).
+
+use super::*;
+
+impl Queue {
+    /// Puts returned messages back at their original places, marked redelivered, and delivers.
+    /// A message returned more often than `x-delivery-limit` allows is dead-lettered instead.
+    pub fn requeue<D: AsRef<Delivery>>(self: &Arc<Self>, returned: &[D]) {
+        if self.is_deleted() {
+            return;
+        }
+        let dead = {
+            let mut st = self.lock();
+            let counts = self.args.counts_deliveries();
+            for u in returned {
+                let u = u.as_ref();
+                st.unacked = st.unacked.saturating_sub(1);
+                let count = if counts {
+                    u.delivery_count.saturating_add(1)
+                } else {
+                    u.delivery_count
+                };
+                let r = Ready {
+                    seq: u.seq,
+                    message: u.message.clone(),
+                    redelivered: true,
+                    stored: u.stored,
+                    expires_at: u.expires_at,
+                    delivery_count: count,
+                };
+                if self
+                    .args
+                    .delivery_limit
+                    .is_some_and(|limit| count as u64 > limit)
+                {
+                    self.dead_letter(&mut st, &r.message, Reason::DeliveryLimit);
+                    self.unstore_one(&r);
+                    continue;
+                }
+                let lane = self.lane_of(&r.message);
+                if counts && r.stored {
+                    let lasting = self.lasting(&r.message);
+                    self.store
+                        .update_count(lane, r.seq, &r.message, count, lasting);
+                }
+                if r.expires_at != NEVER {
+                    st.expiry_heap
+                        .push(Reverse((r.expires_at, r.seq, lane as u8)));
+                }
+                st.lanes[lane].requeue(r);
+            }
+            self.after_arrival(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.route_dead(dead);
+    }
+
+    /// Forgets acknowledged deliveries, deleting stored ones.
+    pub fn acked<D: AsRef<Delivery>>(&self, settled: &[D]) {
+        {
+            let mut st = self.lock();
+            st.unacked = st.unacked.saturating_sub(settled.len());
+        }
+        self.unstore(
+            settled
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|u| u.stored)
+                .map(|u| (u.seq, &u.message)),
+        );
+    }
+
+    /// basic.reject or basic.nack without requeue: the deliveries are dead-lettered (reason
+    /// `rejected`) if the queue has a dead-letter exchange, and forgotten.
+    pub fn discarded<D: AsRef<Delivery>>(&self, settled: &[D]) {
+        let dead = {
+            let mut st = self.lock();
+            st.unacked = st.unacked.saturating_sub(settled.len());
+            for u in settled {
+                self.dead_letter(&mut st, &u.as_ref().message, Reason::Rejected);
+            }
+            std::mem::take(&mut st.dead)
+        };
+        self.unstore(
+            settled
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|u| u.stored)
+                .map(|u| (u.seq, &u.message)),
+        );
+        self.route_dead(dead);
+    }
+}
