@@ -381,7 +381,7 @@ impl Channel {
         default: u64,
         vhost: &crate::vhost::VHost,
     ) -> Option<AmqpError> {
-        let timeout_of = |q: &Queue| q.args.consumer_timeout.unwrap_or(default);
+        let timeout_of = |q: &Queue| q.consumer_timeout().unwrap_or(default);
         let mut cancel: Vec<Arc<Consumer>> = Vec::new();
         {
             let d = self.shared.deliveries();

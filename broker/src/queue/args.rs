@@ -100,8 +100,8 @@ pub struct QueueArgs {
     pub max_length: Option<u64>,
     /// `x-max-length-bytes`: ready message body bytes.
     pub max_length_bytes: Option<u64>,
-    /// `x-overflow`.
-    pub overflow: Overflow,
+    /// `x-overflow` (`None`: not given; drop-head unless a policy says otherwise).
+    pub overflow: Option<Overflow>,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
     /// `x-delivery-limit`: returns allowed before a message is dead-lettered.
@@ -226,12 +226,12 @@ impl QueueArgs {
         }
         if let Some(v) = get("x-overflow") {
             let s = string_arg("x-overflow", what, v)?;
-            a.overflow = match s.as_str() {
+            a.overflow = Some(match s.as_str() {
                 "drop-head" => Overflow::DropHead,
                 "reject-publish" => Overflow::RejectPublish,
                 "reject-publish-dlx" => Overflow::RejectPublishDlx,
                 _ => return Err(invalid("x-overflow", what, "invalid_overflow".into())),
-            };
+            });
         }
         if let Some(v) = get("x-queue-mode") {
             let s = string_arg("x-queue-mode", what, v)?;
@@ -314,11 +314,6 @@ impl QueueArgs {
     pub fn counts_deliveries(&self) -> bool {
         self.queue_type == QueueType::Quorum
     }
-
-    /// True if the queue bounds its length.
-    pub fn is_bounded(&self) -> bool {
-        self.max_length.is_some() || self.max_length_bytes.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -374,6 +369,6 @@ mod tests {
             Q,
         )
         .unwrap();
-        assert_eq!(a.overflow, Overflow::RejectPublish);
+        assert_eq!(a.overflow, Some(Overflow::RejectPublish));
     }
 }

@@ -86,10 +86,10 @@ impl Queue {
     /// Notes a use of the queue (declare, consume, get) for `x-expires`, and makes sure its timer
     /// runs.
     pub fn touch(self: &Arc<Self>) {
-        let Some(expires) = self.args.expires else {
+        let mut st = self.lock();
+        let Some(expires) = st.settings.expires else {
             return;
         };
-        let mut st = self.lock();
         st.last_used = now_ms();
         if !st.expires_timer {
             st.expires_timer = true;
@@ -110,14 +110,15 @@ impl Queue {
     }
 
     pub(super) fn on_expires_timer(self: &Arc<Self>) {
-        let Some(expires) = self.args.expires else {
-            return;
-        };
         if self.is_deleted() {
             return;
         }
         let mut st = self.lock();
         st.expires_timer = false;
+        // A policy may have lifted `expires` since the timer was set.
+        let Some(expires) = st.settings.expires else {
+            return;
+        };
         if !st.consumers.is_empty() {
             // The last consumer to leave touches the queue again.
             return;

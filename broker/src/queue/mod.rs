@@ -15,6 +15,7 @@ mod dispatch;
 mod expiry;
 pub mod flow;
 mod paging;
+mod settings;
 mod settle;
 pub mod sink;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub use args::{equivalence_args, Overflow, QueueArgs, QueueType};
 pub use backlog::Paged;
 pub use consumer::Consumer;
 pub use deadletter::{is_cycle, DeadLetter, Reason};
+pub use settings::{PolicySettings, Settings};
 pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
 use crate::message::{now_ms, Message};
@@ -120,6 +122,8 @@ pub struct QueueState {
     /// basic.gets waiting for the head of the queue to be read from the store, in arrival
     /// order: (who asked, no-ack).
     pending_gets: VecDeque<(Arc<dyn DeliverySink>, bool)>,
+    /// The settings in force (arguments and policies: `settings.rs`).
+    settings: Settings,
 }
 
 impl QueueState {
@@ -141,6 +145,7 @@ impl QueueState {
             dead: Vec::new(),
             arriving: None,
             pending_gets: VecDeque::new(),
+            settings: Settings::default(),
         }
     }
 
@@ -250,7 +255,8 @@ impl Queue {
     ) -> Self {
         let lanes = args.lanes();
         let mut state = QueueState::new(lanes);
-        state.may_expire = args.message_ttl.is_some();
+        state.settings = Settings::from_args(&args);
+        state.may_expire = state.settings.message_ttl.is_some();
         Queue {
             name: spec.name,
             vhost,
@@ -292,8 +298,8 @@ impl Queue {
     /// from the store to be dropped counts as already down to its length limit.
     pub(super) fn reported_len(&self, st: &QueueState) -> u64 {
         let n = st.ready_len();
-        match self.args.max_length {
-            Some(max) if self.args.overflow == Overflow::DropHead => n.min(max),
+        match st.settings.max_length {
+            Some(max) if st.settings.overflow == Overflow::DropHead => n.min(max),
             _ => n,
         }
     }
@@ -318,14 +324,14 @@ impl Queue {
     }
 
     /// When a message entering this queue now expires: the smaller of the queue's TTL and the
-    /// message's own, counted from its publication.
-    pub(super) fn expiry_for(&self, m: &Message) -> u64 {
+    /// message's own, counted from its publication (called locked).
+    pub(super) fn expiry_for(&self, st: &QueueState, m: &Message) -> u64 {
         let own = if m.properties.expiration().is_some() {
             m.expiration_ms()
         } else {
             None
         };
-        match (self.args.message_ttl, own) {
+        match (st.settings.message_ttl, own) {
             (None, None) => NEVER,
             (a, b) => {
                 let ttl = a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX));
@@ -356,13 +362,13 @@ impl Queue {
         wait: Option<&Arc<ConfirmWait>>,
     ) -> (Enqueued, Vec<DeadLetter>) {
         let lane = self.lane_of(&message);
-        let expires_at = self.expiry_for(&message);
         let mut st = self.lock();
-        if self.args.is_bounded()
-            && self.args.overflow != Overflow::DropHead
+        let expires_at = self.expiry_for(&st, &message);
+        if st.settings.is_bounded()
+            && st.settings.overflow != Overflow::DropHead
             && self.would_overflow(&st, &message)
         {
-            if self.args.overflow == Overflow::RejectPublishDlx {
+            if st.settings.overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(&mut st, &message, Reason::Maxlen);
             }
             return (Enqueued::Rejected, std::mem::take(&mut st.dead));
@@ -419,18 +425,18 @@ impl Queue {
             self.expire_locked(st);
             self.schedule_expiry(st);
         }
-        if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
+        if st.settings.is_bounded() && st.settings.overflow == Overflow::DropHead {
             self.drop_head_locked(st);
         }
     }
 
     /// True if one more message would break the length limit (as RabbitMQ's `would_overflow`).
     pub(super) fn would_overflow(&self, st: &QueueState, m: &Message) -> bool {
-        self.args
+        st.settings
             .max_length
             .is_some_and(|max| st.ready_len() + 1 > max)
-            || self
-                .args
+            || st
+                .settings
                 .max_length_bytes
                 .is_some_and(|max| st.ready_bytes() + m.size() as u64 > max)
     }
@@ -439,9 +445,9 @@ impl Queue {
     /// with reason `maxlen`).
     pub(super) fn drop_head_locked(self: &Arc<Self>, st: &mut QueueState) {
         let over = |st: &QueueState| {
-            self.args.max_length.is_some_and(|m| st.ready_len() > m)
-                || self
-                    .args
+            st.settings.max_length.is_some_and(|m| st.ready_len() > m)
+                || st
+                    .settings
                     .max_length_bytes
                     .is_some_and(|m| st.ready_bytes() > m)
         };
@@ -478,15 +484,16 @@ impl Queue {
     /// Makes the dead letter of a message that leaves this queue for `reason`, if the queue has a
     /// dead-letter exchange (called locked; routed once the lock is released).
     pub(super) fn dead_letter(&self, st: &mut QueueState, m: &Message, reason: Reason) {
-        if let Some(dlx) = &self.args.dlx {
-            st.dead.push(deadletter::dead_letter(
+        if let Some(dlx) = &st.settings.dlx {
+            let letter = deadletter::dead_letter(
                 m,
                 &self.name,
                 reason,
                 dlx,
-                self.args.dlrk.as_deref(),
+                st.settings.dlrk.as_deref(),
                 now_ms() / 1000,
-            ));
+            );
+            st.dead.push(letter);
         }
     }
 

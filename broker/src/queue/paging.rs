@@ -110,7 +110,7 @@ impl Queue {
                 }
                 Some(records) => {
                     self.take_in(&mut st, lane, generation, records);
-                    if self.args.is_bounded() && self.args.overflow == Overflow::DropHead {
+                    if st.settings.is_bounded() && st.settings.overflow == Overflow::DropHead {
                         self.drop_head_locked(&mut st);
                     }
                     // Gets asked first: they are answered before consumers take more.
@@ -146,7 +146,7 @@ impl Queue {
             let drop = if record.transient && seq < st.first_seq_of_run {
                 true
             } else if let Some(message) = Message::from_record(record) {
-                let expires_at = self.expiry_for(&message);
+                let expires_at = self.expiry_for(st, &message);
                 if expires_at != NEVER && expires_at <= now {
                     self.dead_letter(st, &message, Reason::Expired);
                     true

@@ -29,8 +29,8 @@ impl Queue {
                     expires_at: u.expires_at,
                     delivery_count: count,
                 };
-                if self
-                    .args
+                if st
+                    .settings
                     .delivery_limit
                     .is_some_and(|limit| count as u64 > limit)
                 {

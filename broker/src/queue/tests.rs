@@ -618,3 +618,74 @@ mod model {
         }
     }
 }
+
+#[test]
+fn policy_and_arguments_resolve_as_rabbitmq_does() {
+    use super::settings::{PolicySettings, Settings};
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-max-length".into(),
+        amqp_codec::types::AMQPValue::LongInt(10),
+    );
+    t.insert(
+        "x-message-ttl".into(),
+        amqp_codec::types::AMQPValue::LongInt(60_000),
+    );
+    t.insert(
+        "x-dead-letter-exchange".into(),
+        amqp_codec::types::AMQPValue::LongString("from-args".into()),
+    );
+    let args = QueueArgs::parse(&t, "queue 'q' in vhost '/'").unwrap();
+    let policy = PolicySettings {
+        max_length: Some(20),
+        message_ttl: Some(1_000),
+        dlx: Some("from-policy".into()),
+        dlrk: Some("rk".into()),
+        overflow: Some(Overflow::RejectPublish),
+        expires: Some(5_000),
+        ..Default::default()
+    };
+    let s = Settings::resolve(&args, &policy);
+    // Limits: the lower wins, whichever side sets it.
+    assert_eq!(s.max_length, Some(10));
+    assert_eq!(s.message_ttl, Some(1_000));
+    assert_eq!(s.expires, Some(5_000));
+    // Dead-lettering and overflow: the argument wins; the policy fills in what it leaves unset.
+    assert_eq!(s.dlx.as_deref(), Some("from-args"));
+    assert_eq!(s.dlrk.as_deref(), Some("rk"));
+    assert_eq!(s.overflow, Overflow::RejectPublish);
+    // An operator policy lowers limits further, never raises them.
+    let operator = PolicySettings {
+        max_length: Some(5),
+        message_ttl: Some(9_000),
+        ..Default::default()
+    };
+    let merged = policy.with_operator(&operator);
+    assert_eq!(merged.max_length, Some(5));
+    assert_eq!(merged.message_ttl, Some(1_000));
+}
+
+#[test]
+fn a_length_limit_policy_trims_an_existing_queue_at_once() {
+    let f = Fixture::new();
+    let q = f.queue(1000, FieldTable::default());
+    for i in 0..10 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    assert_eq!(q.counts().0, 10);
+    q.apply_policies(Some(&PolicySettings {
+        max_length: Some(3),
+        ..Default::default()
+    }));
+    assert_eq!(q.counts().0, 3);
+    let (sink, rx) = TestSink::new(None);
+    let sink_dyn: Arc<dyn DeliverySink> = sink.clone();
+    q.get(&sink_dyn, true);
+    assert!(matches!(next(&rx), Got::GetOk { body, .. } if body_text(&body) == "7"));
+    // Without the policy, the limit is gone again.
+    q.apply_policies(None);
+    for i in 10..20 {
+        q.enqueue(message(&i.to_string()), None);
+    }
+    assert_eq!(q.counts().0, 12);
+}
