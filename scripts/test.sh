@@ -43,6 +43,10 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
+step "cargo deny (licenses, bans, sources; advisories need a database these machines cannot fetch)"
+command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+cargo deny check licenses bans sources
+
 step "cargo test (unit, property, and lapin interop against in-process Warren)"
 cargo test --release --workspace
 

@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p amqp-codec` (well under a minute in all).
 
+// A benchmark, like a test, fails by panicking; criterion's macros generate undocumented items.
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use amqp_codec::frame::{decode_frame, encode_content, encode_deliver, encode_method, Frame};
 use amqp_codec::protocol::basic::{self, AMQPProperties};
 use amqp_codec::types::{AMQPValue, FieldTable, ShortString};

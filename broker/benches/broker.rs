@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p warren --bench broker` (about a minute).
 
+// A benchmark, like a test, fails by panicking; criterion's macros generate undocumented items.
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use amqp_codec::types::FieldTable;
 use amqp_codec::Properties;
 use bytes::Bytes;

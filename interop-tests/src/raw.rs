@@ -11,24 +11,34 @@ use tokio::net::TcpStream;
 
 /// The AMQP 0-9-1 protocol header.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+/// Frame type of a method frame.
 pub const FRAME_METHOD: u8 = 1;
+/// Frame type of a content header frame.
 pub const FRAME_HEADER: u8 = 2;
+/// Frame type of a content body frame.
 pub const FRAME_BODY: u8 = 3;
+/// Frame type of a heartbeat frame.
 pub const FRAME_HEARTBEAT: u8 = 8;
+/// The octet that ends every frame.
 pub const FRAME_END: u8 = 0xCE;
 
 /// One frame as read from the socket.
 #[derive(Debug)]
 pub struct Frame {
+    /// Frame type (`FRAME_METHOD`, ...).
     pub kind: u8,
+    /// Channel number.
     pub channel: u16,
+    /// The payload, without the frame-end octet.
     pub payload: Vec<u8>,
 }
 
 /// What the server sent during the handshake.
 #[derive(Debug)]
 pub struct Handshake {
+    /// connection.start.
     pub start: connection::Start,
+    /// connection.tune.
     pub tune: connection::Tune,
 }
 

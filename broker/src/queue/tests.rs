@@ -169,6 +169,10 @@ fn message(body: &str) -> Arc<Message> {
     ))
 }
 
+fn consumer_of(q: &Arc<Queue>, sink: &Arc<TestSink>, prefetch: u32) -> Arc<Consumer> {
+    consumer(q, "model", sink, prefetch)
+}
+
 fn consumer(q: &Arc<Queue>, tag: &str, sink: &Arc<TestSink>, prefetch: u32) -> Arc<Consumer> {
     Arc::new(Consumer {
         tag: tag.into(),
@@ -371,6 +375,8 @@ mod model {
     enum Op {
         Publish { persistent: bool },
         Get { no_ack: bool },
+        Consume { prefetch: u32 },
+        Cancel,
         Ack(usize),
         Requeue(usize),
         Reject(usize),
@@ -382,12 +388,24 @@ mod model {
         prop_oneof![
             6 => any::<bool>().prop_map(|persistent| Op::Publish { persistent }),
             5 => any::<bool>().prop_map(|no_ack| Op::Get { no_ack }),
+            1 => (1u32..4).prop_map(|prefetch| Op::Consume { prefetch }),
+            1 => Just(Op::Cancel),
             2 => any::<usize>().prop_map(Op::Ack),
             2 => any::<usize>().prop_map(Op::Requeue),
             1 => any::<usize>().prop_map(Op::Reject),
             1 => Just(Op::Purge),
             1 => Just(Op::Restart),
         ]
+    }
+
+    /// The model's consumer: the queue's, its prefetch, and how many of its deliveries are
+    /// unacked.
+    struct ModelConsumer {
+        c: Arc<Consumer>,
+        /// Which consumer of the run it is (a delivery is settled against the one that took it).
+        number: usize,
+        prefetch: usize,
+        held: usize,
     }
 
     /// A message as the model knows it.
@@ -503,14 +521,21 @@ mod model {
         }
     }
 
+    /// How long a delivery or an answer may take (from a blocking thread when it was paged).
+    const WAIT: Duration = Duration::from_secs(5);
+
     fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut w = World::new();
         let (sink, rx) = TestSink::new(None);
         let sink: Arc<dyn DeliverySink> = sink;
         let mut next_id = 0u64;
         let mut ready: Vec<M> = Vec::new();
-        // Unacked deliveries: the model's message and the queue's record of it.
-        let mut unacked: Vec<(M, Delivery)> = Vec::new();
+        // Unacked deliveries: the model's message, the queue's record of it, and whether the
+        // consumer (rather than a get) took it.
+        let mut unacked: Vec<(M, Delivery, Option<usize>)> = Vec::new();
+        let mut consumers_made = 0;
+        let (csink, crx) = TestSink::new(None);
+        let mut consumer: Option<ModelConsumer> = None;
         for op in ops {
             match op {
                 Op::Publish { persistent } => {
@@ -550,7 +575,7 @@ mod model {
                             prop_assert_eq!(remaining as usize, ready.len());
                             m.delivered = true;
                             if !no_ack {
-                                unacked.push((m, delivery));
+                                unacked.push((m, delivery, None));
                             }
                         }
                         (other, _) => {
@@ -558,8 +583,36 @@ mod model {
                         }
                     }
                 }
+                Op::Consume { prefetch } => {
+                    if consumer.is_none() {
+                        let c = consumer_of(w.q(), &csink, prefetch);
+                        w.q().consume(c.clone(), true);
+                        consumers_made += 1;
+                        consumer = Some(ModelConsumer {
+                            c,
+                            number: consumers_made,
+                            prefetch: prefetch as usize,
+                            held: 0,
+                        });
+                    }
+                }
+                Op::Cancel => {
+                    // Its unacked deliveries stay unacked, as in RabbitMQ.
+                    if let Some(mc) = consumer.take() {
+                        w.q().cancel(&mc.c);
+                    }
+                }
                 Op::Ack(i) | Op::Requeue(i) | Op::Reject(i) if !unacked.is_empty() => {
-                    let (m, d) = unacked.remove(i % unacked.len());
+                    let (m, d, by_consumer) = unacked.remove(i % unacked.len());
+                    // Settled as a channel does: the consumer's count first, then the queue,
+                    // then the queue may deliver again.
+                    if let Some(mc) = consumer
+                        .as_mut()
+                        .filter(|mc| by_consumer == Some(mc.number))
+                    {
+                        mc.c.unacked.fetch_sub(1, Ordering::Relaxed);
+                        mc.held -= 1;
+                    }
                     match op {
                         Op::Ack(_) => w.q().acked(&[d]),
                         Op::Reject(_) => w.q().discarded(&[d]),
@@ -569,6 +622,7 @@ mod model {
                             ready.insert(at, m);
                         }
                     }
+                    w.q().dispatch();
                 }
                 Op::Ack(_) | Op::Requeue(_) | Op::Reject(_) => {}
                 Op::Purge => {
@@ -576,8 +630,12 @@ mod model {
                     ready.clear();
                 }
                 Op::Restart => {
-                    // Unacked messages come back; only persistent ones survive.
-                    for (m, _) in unacked.drain(..) {
+                    // Unacked messages come back; only persistent ones survive; consumers are
+                    // gone with their connections (which cancel them).
+                    if let Some(mc) = consumer.take() {
+                        w.q().cancel(&mc.c);
+                    }
+                    for (m, _, _) in unacked.drain(..) {
                         let at = ready.partition_point(|r| r.id < m.id);
                         ready.insert(at, m);
                     }
@@ -585,7 +643,42 @@ mod model {
                     w.restart();
                 }
             }
+            // A consumer with room takes the head of the queue, in order, as far as its
+            // prefetch allows (from a blocking thread when the head was paged).
+            if let Some(mc) = consumer.as_mut() {
+                let expected = (mc.prefetch - mc.held).min(ready.len());
+                for _ in 0..expected {
+                    match crx.recv_timeout(WAIT) {
+                        Ok(Got::Deliver {
+                            body,
+                            redelivered,
+                            delivery,
+                            ..
+                        }) => {
+                            let mut m = ready.remove(0);
+                            prop_assert_eq!(body_text(&body), m.id.to_string());
+                            prop_assert_eq!(
+                                redelivered,
+                                m.delivered,
+                                "redelivered flag of {}",
+                                m.id
+                            );
+                            m.delivered = true;
+                            unacked.push((m, delivery, Some(mc.number)));
+                            mc.held += 1;
+                        }
+                        other => prop_assert!(false, "expected a delivery, got {:?}", other),
+                    }
+                }
+            }
+            prop_assert!(
+                crx.try_recv().is_err(),
+                "a delivery past the prefetch or the model"
+            );
             prop_assert_eq!(w.q().counts().0 as usize, ready.len());
+        }
+        if let Some(mc) = consumer.take() {
+            w.q().cancel(&mc.c);
         }
         // Whatever is left comes out in order, flagged redelivered if it was delivered before.
         for m in ready {

@@ -3,6 +3,9 @@
 //! Every test here passes against RabbitMQ 3.10.8 (`AMQP_URL=amqp://guest:guest@localhost:5672/%2F`);
 //! that is the specification Warren follows.
 
+// Test code: helpers fail the test by panicking, as the tests themselves do.
+#![allow(clippy::unwrap_used)]
+
 mod acks;
 mod bad_input;
 mod basic;
