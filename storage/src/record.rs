@@ -167,4 +167,58 @@ mod tests {
         assert!(MessageRecord::decode(Bytes::from_static(&[9])).is_err());
         assert!(MessageRecord::decode(Bytes::from_static(&[1, 0, 0])).is_err());
     }
+
+    /// Pins the on-disk format (`warren-store-v3`): a change here breaks every stored message,
+    /// so it must come with a new format version and an upgrade. The expected bytes are written
+    /// out from the format's description, field by field.
+    #[test]
+    fn golden_bytes() {
+        let r = MessageRecord {
+            exchange: "ex".into(),
+            routing_key: "rk".into(),
+            properties: Bytes::from_static(&[0x10, 0x00, 0x02]),
+            body: Bytes::from_static(b"hi"),
+            delivery_count: 0x0102_0304,
+            transient: true,
+            published_at: 0x0000_018C_0000_0001,
+            shared: None,
+            in_transient_area: false,
+        };
+        let mut own: Vec<u8> = vec![
+            2, // version: properties and body inline
+            1, // transient
+            0x01, 0x02, 0x03, 0x04, // delivery count, u32 big-endian
+            0x00, 0x00, 0x01, 0x8C, 0x00, 0x00, 0x00, 0x01, // published at (ms), u64 BE
+            2, b'e', b'x', // exchange, short string
+            2, b'r', b'k', // routing key, short string
+            0, 0, 0, 3, 0x10, 0x00, 0x02, // raw properties, u32 BE length + bytes
+        ];
+        own.extend_from_slice(b"hi"); // body: the rest of the value
+        assert_eq!(r.encode(), own);
+        let shared = MessageRecord {
+            shared: Some(0x0A0B),
+            transient: false,
+            ..r
+        };
+        let pointer: Vec<u8> = vec![
+            3, // version: properties and body in the shared body area
+            0, // not transient
+            0x01, 0x02, 0x03, 0x04, // delivery count
+            0x00, 0x00, 0x01, 0x8C, 0x00, 0x00, 0x00, 0x01, // published at
+            2, b'e', b'x', 2, b'r', b'k', // exchange, routing key
+            0, 0, 0, 0, 0, 0, 0x0A, 0x0B, // body id, u64 BE
+        ];
+        assert_eq!(shared.encode(), pointer);
+        // A shared body: u32 BE properties length, properties, body.
+        assert_eq!(
+            MessageRecord::encode_body(&[0x10, 0x00, 0x02], b"hi"),
+            [0, 0, 0, 3, 0x10, 0x00, 0x02, b'h', b'i']
+        );
+        // Message keys: queue id then sequence, both u64 big-endian, so that byte order is queue
+        // order.
+        assert_eq!(
+            crate::keys::message(0x0102, 0x0A0B),
+            [0, 0, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0x0A, 0x0B]
+        );
+    }
 }

@@ -105,7 +105,11 @@ impl Queue {
                             blocking(move || q.load_chunk(lane, generation, from))
                         });
                     } else {
+                        // A stale read (the range was purged meanwhile) that found nothing: the
+                        // lane may have a new paged range that a consumer waits for, and no load
+                        // under way for it, since this one held the lane's `loading`.
                         self.serve_gets(&mut st, false);
+                        self.dispatch_locked(&mut st);
                     }
                 }
                 Some(records) => {
