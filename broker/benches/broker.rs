@@ -101,14 +101,16 @@ fn queue_cycle(c: &mut Criterion) {
     ));
     let (outbox, mut rx) = Outbox::new();
     let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let channel = Arc::new(ChannelShared::new(ChannelLink {
-        id: 1,
-        instance: 1,
-        connection_id: 1,
-        outbox,
-        events,
-        cancel_notify: true,
-    }));
+    let channel = Arc::new(ChannelShared::new(
+        ChannelLink {
+            id: 1,
+            connection_id: 1,
+            outbox,
+            events,
+            cancel_notify: true,
+        },
+        1,
+    ));
     let sink: Arc<dyn DeliverySink> = channel.clone();
     let props = Properties::new(Bytes::from_static(&[0, 0])).unwrap();
     let mut g = c.benchmark_group("queue");

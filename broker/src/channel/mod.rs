@@ -110,12 +110,11 @@ fn content_error(e: ContentError) -> AmqpError {
 }
 
 impl Channel {
-    /// A newly opened channel (`link.instance` is ignored: each channel gets a fresh one).
-    pub fn new(mut link: ChannelLink, max_message_size: u64) -> Self {
+    /// A newly opened channel.
+    pub fn new(link: ChannelLink, max_message_size: u64) -> Self {
         let instance = confirm::next_instance();
-        link.instance = instance;
         Channel {
-            shared: Arc::new(ChannelShared::new(link)),
+            shared: Arc::new(ChannelShared::new(link, instance)),
             closing: false,
             assembler: ContentAssembler::default(),
             max_message_size,

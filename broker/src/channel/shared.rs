@@ -90,8 +90,6 @@ pub struct ChannelShared {
 pub struct ChannelLink {
     /// Channel number.
     pub id: u16,
-    /// Channel instance.
-    pub instance: u64,
     /// Id of the owning connection.
     pub connection_id: u64,
     /// The connection's outbox.
@@ -103,11 +101,11 @@ pub struct ChannelLink {
 }
 
 impl ChannelShared {
-    /// A new open channel.
-    pub fn new(link: ChannelLink) -> Self {
+    /// A new open channel; `instance` tells it apart from earlier channels with its number.
+    pub fn new(link: ChannelLink, instance: u64) -> Self {
         ChannelShared {
             id: link.id,
-            instance: link.instance,
+            instance,
             connection_id: link.connection_id,
             outbox: link.outbox,
             events: link.events,

@@ -637,7 +637,6 @@ impl Connection {
                 }
                 let link = crate::channel::shared::ChannelLink {
                     id: channel,
-                    instance: 0,
                     connection_id: self.id,
                     outbox: self.outbox.clone(),
                     events: self.events_tx.clone(),

@@ -62,13 +62,7 @@ impl Queue {
             let mut st = self.lock();
             st.unacked = st.unacked.saturating_sub(settled.len());
         }
-        self.unstore(
-            settled
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|u| u.stored)
-                .map(|u| (u.seq, &u.message)),
-        );
+        self.unstore_settled(settled);
     }
 
     /// basic.reject or basic.nack without requeue: the deliveries are dead-lettered (reason
@@ -82,6 +76,12 @@ impl Queue {
             }
             std::mem::take(&mut st.dead)
         };
+        self.unstore_settled(settled);
+        self.route_dead(dead);
+    }
+
+    /// Deletes the stored copies of settled deliveries that leave the queue for good.
+    fn unstore_settled<D: AsRef<Delivery>>(&self, settled: &[D]) {
         self.unstore(
             settled
                 .iter()
@@ -89,6 +89,5 @@ impl Queue {
                 .filter(|u| u.stored)
                 .map(|u| (u.seq, &u.message)),
         );
-        self.route_dead(dead);
     }
 }
