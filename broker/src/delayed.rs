@@ -11,17 +11,16 @@
 //! the delayed message is durable.
 
 use crate::message::{now_ms, Message};
-use crate::persist::ConfirmWait;
+use crate::persist::{ConfirmWait, DelayedArea};
 use amqp_codec::rawtable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use storage::{Op, Store};
+use storage::Store;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-/// Store id of the delayed messages of the default vhost.
-pub const DELAYED_AREA: u64 = u64::MAX - 1;
+pub use crate::persist::DELAYED_AREA;
 /// Bits of the sequence used for the counter that tells messages due in the same ms apart.
 const COUNTER_BITS: u32 = 20;
 /// Messages routed per read of the store.
@@ -32,7 +31,7 @@ pub const MAX_DELAY: i64 = u32::MAX as i64;
 /// A vhost's delayed messages.
 #[derive(Debug)]
 pub struct Delayed {
-    store: Arc<Store>,
+    area: DelayedArea,
     counter: AtomicU64,
     /// Due time the task sleeps until (u64::MAX: nothing scheduled).
     next_due: AtomicU64,
@@ -57,7 +56,7 @@ impl Delayed {
     /// The delayed messages kept in `store`.
     pub fn new(store: Arc<Store>) -> Self {
         Delayed {
-            store,
+            area: DelayedArea::new(store),
             counter: AtomicU64::new(0),
             next_due: AtomicU64::new(u64::MAX),
             wake: Notify::new(),
@@ -85,19 +84,12 @@ impl Delayed {
             message.body.clone(),
             message.published_at,
         );
-        let op = Op::PutMessage {
-            queue: DELAYED_AREA,
-            seq,
-            record: negated.record(),
-            size: negated.size() as u64,
-            shared: None,
-            transient: false,
-        };
         let confirm = wait.map(|w| w.completion());
         let me = self.clone();
-        self.store.submit(
-            vec![op],
-            Some(Box::new(move |r| {
+        self.area.put(
+            seq,
+            &negated,
+            Box::new(move |r| {
                 if let Some(c) = confirm {
                     c(r);
                 }
@@ -105,7 +97,7 @@ impl Delayed {
                 if me.next_due.fetch_min(due, Ordering::AcqRel) > due {
                     me.wake.notify_one();
                 }
-            })),
+            }),
         );
     }
 
@@ -154,32 +146,22 @@ impl Delayed {
     #[allow(clippy::type_complexity)]
     fn take_due(&self) -> Result<(Vec<(String, Message)>, Option<u64>), storage::StoreError> {
         let now = now_ms();
-        let records = self.store.read_messages(DELAYED_AREA, 0, BATCH, 16 << 20)?;
-        let mut due = Vec::new();
-        let mut deletes = Vec::new();
-        let mut next = None;
-        for (seq, record) in records {
-            let at = seq >> COUNTER_BITS;
-            if at > now {
-                next = Some(at);
-                break;
-            }
-            deletes.push(Op::DeleteMessage {
-                queue: DELAYED_AREA,
-                seq,
-                size: record.body.len() as u64,
-                shared: record.shared,
-                transient: record.in_transient_area,
-            });
+        let mut records = self.area.read_front(BATCH)?;
+        let taken = records
+            .iter()
+            .position(|(seq, _)| seq >> COUNTER_BITS > now)
+            .unwrap_or(records.len());
+        let next = records.get(taken).map(|(seq, _)| seq >> COUNTER_BITS);
+        records.truncate(taken);
+        // Deleted before the next read, so nothing is routed twice.
+        self.area.delete_blocking(records.iter())?;
+        let mut due = Vec::with_capacity(records.len());
+        for (_, record) in records {
             let exchange = record.exchange.clone();
             match Message::from_record(record) {
                 Some(m) => due.push((exchange, m)),
                 None => debug!("dropping a delayed message whose properties do not decode"),
             }
-        }
-        if !deletes.is_empty() {
-            // Deleted before the next read, so nothing is routed twice.
-            self.store.commit_blocking(deletes)?;
         }
         Ok((due, next))
     }

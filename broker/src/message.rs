@@ -4,7 +4,7 @@ use amqp_codec::Properties;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-use storage::{Op, Store};
+use storage::Store;
 
 /// Largest TTL or expiry RabbitMQ accepts (ms): ten years.
 pub const MAX_EXPIRY: i128 = 315_360_000_000;
@@ -81,7 +81,7 @@ impl Message {
     pub fn end_sharing(&self, store: &Store) {
         if self.share.swap(false, Ordering::Relaxed) {
             if let Some(&id) = self.shared_body.get() {
-                store.submit(vec![Op::ReleaseBody { id }], None);
+                store.release_body(id);
             }
         }
     }
@@ -100,18 +100,8 @@ impl Message {
             return (self.record(), None);
         }
         if self.share.load(Ordering::Relaxed) {
-            self.shared_body.get_or_init(|| {
-                let id = store.allocate_body_id();
-                let value = storage::MessageRecord::encode_body(self.properties.raw(), &self.body);
-                store.submit(
-                    vec![Op::PutBody {
-                        id,
-                        value: Bytes::from(value),
-                    }],
-                    None,
-                );
-                id
-            });
+            self.shared_body
+                .get_or_init(|| store.put_shared_body(self.properties.raw(), &self.body));
         }
         match self.shared_id() {
             Some(id) => (

@@ -120,18 +120,17 @@ pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
     // Pages of queues that did not survive (non-durable or exclusive, or deleted while their drop
     // was not yet written): dropped now, in the store's order, before anything new is written.
     kept_ids.sort_unstable();
-    let orphans: Vec<storage::Op> = store
+    let orphans: Vec<u64> = store
         .stored_queue_ids()?
         .into_iter()
         .filter(|id| kept_ids.binary_search(id).is_err())
-        .map(|id| storage::Op::DropQueueMessages { queue: id })
         .collect();
     if !orphans.is_empty() {
         info!(
             "dropping the paged messages of {} queue(s) that did not survive",
             orphans.len()
         );
-        store.commit_blocking(orphans)?;
+        crate::persist::drop_unkept_queues(&store, &orphans)?;
     }
     for b in r.bindings {
         let Some(vhost) = broker.vhost(&b.vhost) else {

@@ -285,6 +285,21 @@ impl Store {
         self.next_body_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Stores a body that several queues' records will point at, under a fresh id, holding one
+    /// reference of its own until [`Store::release_body`]; returns the id. Submitted before any
+    /// record that points at it, the writer sees them in order.
+    pub fn put_shared_body(&self, properties: &[u8], body: &[u8]) -> u64 {
+        let id = self.allocate_body_id();
+        let value = Bytes::from(MessageRecord::encode_body(properties, body));
+        self.submit(vec![Op::PutBody { id, value }], None);
+        id
+    }
+
+    /// Drops the reference that [`Store::put_shared_body`] held.
+    pub fn release_body(&self, id: u64) {
+        self.submit(vec![Op::ReleaseBody { id }], None);
+    }
+
     /// Shared bodies stored now (a scan: for tests and diagnostics).
     pub fn stored_bodies(&self) -> Result<u64, StoreError> {
         let db = self.slot.get()?;

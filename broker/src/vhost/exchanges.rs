@@ -7,10 +7,8 @@
 use super::{yes_no, VHost};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
-use crate::persist;
 use amqp_codec::types::FieldTable;
 use std::sync::Arc;
-use storage::{ExchangeDef, Op};
 
 /// An exchange as it is declared.
 #[derive(Debug, Clone, Default)]
@@ -207,7 +205,9 @@ impl VHost {
         let x = Arc::new(x);
         xs.insert(name.to_string(), x.clone());
         if durable {
-            self.persist(vec![persist::exchange_def(&self.name, &x)]);
+            let mut writes = self.definitions();
+            writes.put_exchange(&x);
+            self.persist(writes);
         }
         Ok(x)
     }
@@ -229,14 +229,12 @@ impl VHost {
             xs.remove(name).expect("present")
         };
         if x.durable {
-            let mut ops = vec![Op::DeleteDef {
-                key: ExchangeDef::key(&self.name, &x.name),
-            }];
+            let mut writes = self.definitions();
+            writes.delete_exchange(&x.name);
             for (dest, key, args) in x.bindings() {
-                let def = persist::binding_def(&self.name, &x.name, &dest, &key, &args);
-                ops.push(Op::DeleteDef { key: def.key() });
+                writes.delete_binding(&x.name, &dest, &key, &args);
             }
-            self.persist(ops);
+            self.persist(writes);
         }
         self.unbind_everywhere(&Destination::Exchange(x.name.clone()));
         Ok(())
@@ -261,11 +259,9 @@ impl VHost {
         let durable = source.durable && self.is_durable(&dest);
         source.bind(dest.clone(), key, args)?;
         if durable {
-            let def = persist::binding_def(&self.name, &source.name, &dest, key, args);
-            self.persist(vec![Op::PutDef {
-                key: def.key(),
-                value: def.encode(),
-            }]);
+            let mut writes = self.definitions();
+            writes.put_binding(&source.name, &dest, key, args);
+            self.persist(writes);
         }
         Ok(())
     }
@@ -274,8 +270,9 @@ impl VHost {
     fn remove_binding(&self, source: &Exchange, dest: &Destination, key: &str, args: &FieldTable) {
         if source.unbind(dest, key, args) {
             if source.durable {
-                let def = persist::binding_def(&self.name, &source.name, dest, key, args);
-                self.persist(vec![Op::DeleteDef { key: def.key() }]);
+                let mut writes = self.definitions();
+                writes.delete_binding(&source.name, dest, key, args);
+                self.persist(writes);
             }
             self.auto_delete_exchange_if_unused(source);
         }

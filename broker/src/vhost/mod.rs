@@ -9,12 +9,12 @@ use crate::direct_reply::ReplyTargets;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::Message;
-use crate::persist;
+use crate::persist::DefinitionWrites;
 use crate::queue::{Budget, DeadLetter, Queue, QueueOwner};
 use amqp_codec::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use storage::{Op, QueueDef, Store};
+use storage::Store;
 
 mod exchanges;
 mod publish;
@@ -94,10 +94,13 @@ impl VHost {
         &self.store
     }
 
-    fn persist(&self, ops: Vec<Op>) {
-        if !ops.is_empty() {
-            self.store.submit(ops, None);
-        }
+    /// Definition changes of this vhost, to fill and then [`VHost::persist`].
+    fn definitions(&self) -> DefinitionWrites<'_> {
+        DefinitionWrites::new(&self.name)
+    }
+
+    fn persist(&self, writes: DefinitionWrites<'_>) {
+        writes.submit(&self.store);
     }
 
     fn xs(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<Exchange>>> {
@@ -154,7 +157,7 @@ impl VHost {
     /// auto-delete exchanges that this left without bindings, for the caller to delete.
     fn unbind_all(&self, dest: &Destination) -> Vec<String> {
         let mut emptied = Vec::new();
-        let mut ops = Vec::new();
+        let mut writes = self.definitions();
         for x in self.xs().values() {
             let removed = x.unbind_destination(dest);
             if removed.is_empty() {
@@ -162,15 +165,14 @@ impl VHost {
             }
             if x.durable {
                 for (key, args) in &removed {
-                    let def = persist::binding_def(&self.name, &x.name, dest, key, args);
-                    ops.push(Op::DeleteDef { key: def.key() });
+                    writes.delete_binding(&x.name, dest, key, args);
                 }
             }
             if x.auto_delete && x.binding_count() == 0 {
                 emptied.push(x.name.clone());
             }
         }
-        self.persist(ops);
+        self.persist(writes);
         emptied
     }
 
@@ -207,14 +209,12 @@ impl VHost {
                 _ => return 0,
             }
             let n = q.delete();
-            let mut ops = Vec::new();
+            let mut writes = self.definitions();
             if q.keeps_definition() {
-                ops.push(Op::DeleteDef {
-                    key: QueueDef::key(&self.name, &q.name),
-                });
+                writes.delete_queue(&q.name);
             }
-            ops.extend(q.store.drop_all(q.args.lanes()));
-            self.persist(ops);
+            writes.drop_messages(&q.store, q.args.lanes());
+            self.persist(writes);
             (n, self.unbind_all(&Destination::Queue(q.name.clone())))
         };
         for name in emptied {

@@ -149,13 +149,9 @@ impl VHost {
         qs.insert(q.name.clone(), q.clone());
         if q.keeps_definition() {
             // Submitted under the lock: a delete that follows writes its removal after this.
-            self.persist(vec![crate::persist::queue_def(
-                &self.name,
-                &q.name,
-                q.store.id,
-                q.auto_delete,
-                &q.arguments,
-            )]);
+            let mut writes = self.definitions();
+            writes.put_queue(&q.name, q.store.id, q.auto_delete, &q.arguments);
+            self.persist(writes);
         }
         drop(qs);
         Ok(Declared {
