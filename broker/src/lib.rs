@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod persist;
 pub mod queue;
 pub mod recovery;
+pub mod reply_text;
 pub mod server;
 pub mod vhost;
 

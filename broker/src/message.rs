@@ -1,5 +1,6 @@
 //! A published message, shared (`Arc`) by every queue it was routed to.
 
+use crate::reply_text::expiration;
 use amqp_codec::Properties;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,9 +132,9 @@ impl Message {
         for (k, v) in &entries {
             if *k == "CC" || *k == "BCC" {
                 if v.first() != Some(&b'A') {
-                    return Err(format!(
-                        "{{unacceptable_type_in_header,\"{k}\",{}}}",
-                        amqp_codec::rawtable::type_name(v)
+                    return Err(crate::reply_text::unacceptable_type_in_header(
+                        k,
+                        amqp_codec::rawtable::type_name(v),
                     ));
                 }
                 bcc |= *k == "BCC";
@@ -257,18 +258,18 @@ pub fn parse_expiration(e: &str) -> Result<u64, String> {
     let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
     let digits = b[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 {
-        return Err("no_integer".into());
+        return Err(expiration::NO_INTEGER.into());
     }
     let (number, rest) = e.split_at(sign + digits);
     if !rest.is_empty() {
-        return Err(format!("{{leftover_string,\"{rest}\"}}"));
+        return Err(expiration::leftover_string(rest));
     }
     let n: i128 = number.parse().unwrap_or(i128::MAX);
     if n < 0 {
-        return Err(format!("{{value_negative,{n}}}"));
+        return Err(expiration::value_negative(n));
     }
     if n > MAX_EXPIRY {
-        return Err(format!("{{value_too_large,{n}}}"));
+        return Err(expiration::value_too_large(n));
     }
     Ok(n as u64)
 }

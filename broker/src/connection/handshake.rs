@@ -127,7 +127,7 @@ impl Handshake<'_> {
                 }
                 Ok(None) => self.fill().await?,
                 Err(e) => {
-                    let err = super::frame_error_text(&e);
+                    let err = crate::reply_text::frame_error(&e);
                     return Err(Failed::Close(
                         err,
                         format!("frame error during the handshake: {e}"),

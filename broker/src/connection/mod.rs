@@ -15,7 +15,6 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::outbox::{Out, Outbox};
 use crate::queue::Queue;
 use crate::vhost::VHost;
-use amqp_codec::frame::FrameError;
 use amqp_codec::protocol::{channel as chan, connection as conn};
 use amqp_codec::{decode_frame, AMQPClass, Frame};
 use bytes::BytesMut;
@@ -186,76 +185,6 @@ async fn linger(mut reader: OwnedReadHalf, limit: Duration) {
     .await;
 }
 
-/// Formats bytes as Erlang prints a binary, as RabbitMQ's reply texts show them: `<<"text">>` when
-/// printable, else `<<1,2,3>>`.
-fn erlang_binary(b: &[u8]) -> String {
-    if !b.is_empty()
-        && b.iter()
-            .all(|c| (0x20..0x7f).contains(c) && *c != b'"' && *c != b'\\')
-    {
-        format!("<<\"{}\">>", String::from_utf8_lossy(b))
-    } else {
-        let parts: Vec<String> = b.iter().map(|c| c.to_string()).collect();
-        format!("<<{}>>", parts.join(","))
-    }
-}
-
-/// RabbitMQ's description of a frame's payload: all of it up to 16 octets, else the first 16.
-fn octets(payload: &[u8]) -> String {
-    if payload.len() <= 16 {
-        format!("all octets = {}", erlang_binary(payload))
-    } else {
-        format!("first 16 octets = {}", erlang_binary(&payload[..16]))
-    }
-}
-
-fn frame_error_text(e: &FrameError) -> AmqpError {
-    match e {
-        FrameError::TooLarge {
-            frame_type,
-            size,
-            max,
-            ..
-        } => AmqpError::frame_error(format!(
-            "type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{max}}}"
-        )),
-        FrameError::BadFrameEnd {
-            frame_type,
-            found,
-            payload,
-            ..
-        } => AmqpError::frame_error(format!(
-            "type {frame_type}, {}: {{invalid_frame_end_marker,{found}}}",
-            octets(payload)
-        )),
-        FrameError::Unknown {
-            frame_type,
-            payload,
-            ..
-        } => AmqpError::frame_error(format!(
-            "type {frame_type}, {}: unknown_frame",
-            octets(payload)
-        )),
-        FrameError::UnknownMethod {
-            class_id,
-            method_id,
-            ..
-        } => AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}"))
-            .on_method(*class_id, *method_id),
-        FrameError::BadMethod {
-            class_id,
-            method_id,
-            arguments,
-            ..
-        } => AmqpError::frame_error(format!("cannot decode {}", erlang_binary(arguments)))
-            .on_method(*class_id, *method_id),
-        FrameError::BadHeader(_) => AmqpError::frame_error("cannot decode content header"),
-        FrameError::PrefetchSize { size, .. } => {
-            AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10)
-        }
-    }
-}
-
 impl Connection {
     /// Runs the connection until it ends; hands back the socket's read half if the client may
     /// still be sending (see [`linger`]), with how long to wait for it.
@@ -317,7 +246,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         self.buf.clear();
-                        return Stop::Error(frame_error_text(&e));
+                        return Stop::Error(crate::reply_text::frame_error(&e));
                     }
                 }
             }

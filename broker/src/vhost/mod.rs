@@ -11,6 +11,7 @@ use crate::exchange::{Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::persist::DefinitionWrites;
 use crate::queue::{Budget, DeadLetter, Queue, QueueOwner};
+use crate::reply_text;
 use amqp_codec::types::FieldTable;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -118,12 +119,12 @@ impl VHost {
 
     /// `NOT_FOUND - no exchange 'x' in vhost '/'`
     pub fn no_exchange(&self, name: &str) -> AmqpError {
-        AmqpError::not_found(format!("no exchange '{}' in vhost '{}'", name, self.name))
+        reply_text::no_exchange(&self.name, name)
     }
 
     /// `NOT_FOUND - no queue 'q' in vhost '/'`
     pub fn no_queue(&self, name: &str) -> AmqpError {
-        AmqpError::not_found(format!("no queue '{}' in vhost '{}'", name, self.name))
+        reply_text::no_queue(&self.name, name)
     }
 
     /// Looks an exchange up.

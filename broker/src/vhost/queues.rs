@@ -66,10 +66,7 @@ pub fn generated_name(prefix: &str) -> String {
 
 /// `RESOURCE_LOCKED` for a queue that is another connection's exclusive queue.
 fn locked(q: &Queue) -> AmqpError {
-    AmqpError::resource_locked(format!(
-        "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-        q.name, q.vhost
-    ))
+    crate::reply_text::queue_locked(&q.vhost, &q.name)
 }
 
 /// 405 unless the queue is not exclusive or is owned by `caller` (a connection id; `None` for
