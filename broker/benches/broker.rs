@@ -11,12 +11,12 @@ use amqp_codec::Properties;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::{Arc, Weak};
-use warren::channel::shared::{ChannelLink, ChannelShared};
-use warren::exchange::{Destination, Exchange, ExchangeKind};
-use warren::message::Message;
-use warren::outbox::Outbox;
-use warren::persist::{Budget, QueueStore};
-use warren::queue::{DeadLetter, DeliverySink, Queue, QueueArgs, QueueOwner, QueueSpec};
+use warren::engine::Message;
+use warren::engine::Outbox;
+use warren::engine::{Budget, QueueStore};
+use warren::engine::{ChannelLink, ChannelShared};
+use warren::engine::{DeadLetter, DeliverySink, Queue, QueueArgs, QueueOwner, QueueSpec};
+use warren::engine::{Destination, Exchange, ExchangeKind};
 
 /// A topic exchange with 100,000 bindings: 99,000 exact three-word patterns spread over 1,000
 /// "regions", 900 with `*`, 100 with `#`.

@@ -56,13 +56,13 @@ impl Alarms {
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `path`.
-pub fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     fs4::available_space(path).ok()
 }
 
 /// What the alarm monitor watches.
 #[derive(Debug)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// The alarms it raises and clears (it stops once they are gone with the broker).
     pub alarms: Weak<Alarms>,
     /// The store whose failures it watches.
@@ -74,7 +74,7 @@ pub struct Watched {
 }
 
 /// Watches free disk space and store failures until the broker goes away.
-pub async fn monitor(w: Watched) {
+pub(crate) async fn monitor(w: Watched) {
     let mut seen_failures = 0;
     loop {
         let Some(alarms) = w.alarms.upgrade() else {

@@ -4,7 +4,7 @@ use crate::error::{AmqpError, AmqpResult};
 use amqp_codec::types::{AMQPValue, FieldTable};
 
 /// RabbitMQ's name for a field type, as it appears in reply texts.
-pub fn type_name(v: &AMQPValue) -> &'static str {
+pub(crate) fn type_name(v: &AMQPValue) -> &'static str {
     match v {
         AMQPValue::Boolean(_) => "bool",
         AMQPValue::ShortShortInt(_) => "byte",
@@ -27,7 +27,7 @@ pub fn type_name(v: &AMQPValue) -> &'static str {
 }
 
 /// An integer value of any integer type.
-pub fn as_int(v: &AMQPValue) -> Option<i128> {
+pub(crate) fn as_int(v: &AMQPValue) -> Option<i128> {
     Some(match v {
         AMQPValue::ShortShortInt(n) => *n as i128,
         AMQPValue::ShortShortUInt(n) => *n as i128,
@@ -42,7 +42,7 @@ pub fn as_int(v: &AMQPValue) -> Option<i128> {
 }
 
 /// A string value (short or long string).
-pub fn as_str(v: &AMQPValue) -> Option<String> {
+pub(crate) fn as_str(v: &AMQPValue) -> Option<String> {
     match v {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
@@ -73,7 +73,7 @@ fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
 /// `inequivalent arg 'K' for queue 'q' in vhost '/': received '11' but current is '10'` when both
 /// are present, `... received none but current is the value '10' of type 'signedint'` when one is not.
 /// `what` names the entity: `queue 'q' in vhost '/'`.
-pub fn check_equivalence<'a>(
+pub(crate) fn check_equivalence<'a>(
     what: &str,
     current: &FieldTable,
     new: &FieldTable,

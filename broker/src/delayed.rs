@@ -20,13 +20,13 @@ use storage::Store;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-pub use crate::persist::DELAYED_AREA;
+pub(crate) use crate::persist::DELAYED_AREA;
 /// Bits of the sequence used for the counter that tells messages due in the same ms apart.
 const COUNTER_BITS: u32 = 20;
 /// Messages routed per read of the store.
 const BATCH: usize = 512;
 /// Longest delay accepted (the plugin's limit: 2^32-1 ms).
-pub const MAX_DELAY: i64 = u32::MAX as i64;
+pub(crate) const MAX_DELAY: i64 = u32::MAX as i64;
 
 /// A vhost's delayed messages.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ pub struct Delayed {
 
 /// The delay a message asks for: its `x-delay` header (an integer, or a string or float that
 /// converts to one, as the plugin takes it). `None`: route at once.
-pub fn delay_of(message: &Message) -> Option<i64> {
+pub(crate) fn delay_of(message: &Message) -> Option<i64> {
     let table = message.properties.headers_raw()?;
     let (_, v) = rawtable::iter(table).find(|(k, _)| *k == "x-delay")?;
     let d = rawtable::int_of(v).or_else(|| match v.first() {

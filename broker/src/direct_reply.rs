@@ -13,9 +13,9 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, Weak};
 
 /// The pseudo-queue a reply consumer consumes from, and the reply_to value that asks for it.
-pub const REPLY_QUEUE: &str = "amq.rabbitmq.reply-to";
+pub(crate) const REPLY_QUEUE: &str = "amq.rabbitmq.reply-to";
 /// Prefix of reply addresses.
-pub const REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
+pub(crate) const REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
 /// Where replies to an address go: the requesting channel.
 pub trait ReplySink: Send + Sync + Debug {

@@ -1,28 +1,51 @@
 //! Warren, an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.
 //!
-//! Layout (see ARCHITECTURE.md): [`server`] accepts, [`connection`] runs one task per client
-//! connection, [`channel`] handles methods by class, [`exchange`] routes, [`queue`] holds messages and
-//! dispatches to consumers, [`vhost`] owns exchanges and queues, [`auth`] checks logins.
+//! The library's public face is small: [`Server`] (bind, then serve) with its [`Config`], which
+//! the `warren` binary and the interop tests use, and [`engine`], the broker's building blocks
+//! for benchmarks. Everything else is private to the crate.
+//!
+//! Layout (see ARCHITECTURE.md): `server` accepts, `connection` runs one task per client
+//! connection, `channel` handles methods by class, `vhost` owns exchanges and queues and holds
+//! the operations every entry point shares, `exchange` routes, `queue` holds messages and
+//! dispatches to consumers through a delivery sink, `persist` builds every store operation,
+//! `reply_text` words RabbitMQ's errors, `auth` checks logins.
 
-pub mod alarm;
-pub mod args;
-pub mod auth;
-pub mod broker;
-pub mod channel;
-pub mod config;
-pub mod connection;
-pub mod delayed;
-pub mod direct_reply;
-pub mod error;
-pub mod exchange;
-pub mod message;
-pub mod outbox;
-pub mod persist;
-pub mod queue;
-pub mod recovery;
-pub mod reply_text;
-pub mod server;
-pub mod vhost;
+mod alarm;
+mod args;
+mod auth;
+mod broker;
+mod channel;
+mod config;
+mod connection;
+mod delayed;
+mod direct_reply;
+mod error;
+mod exchange;
+mod message;
+mod outbox;
+mod persist;
+mod queue;
+mod recovery;
+mod reply_text;
+mod server;
+mod vhost;
 
 pub use config::Config;
 pub use server::Server;
+
+/// The broker's building blocks without sockets: exchanges, queues with their delivery sink and
+/// store, messages and a channel's delivery side. For benchmarks (`benches/broker.rs`) and
+/// embedding experiments; not a stable interface.
+pub mod engine {
+    pub use crate::channel::shared::{ChannelLink, ChannelShared};
+    pub use crate::channel::{ConnEvent, EventSender};
+    pub use crate::error::{AmqpError, AmqpResult};
+    pub use crate::exchange::{Destination, Exchange, ExchangeKind};
+    pub use crate::message::Message;
+    pub use crate::outbox::Outbox;
+    pub use crate::persist::{Budget, QueueStore};
+    pub use crate::queue::{
+        DeadLetter, Delivery, DeliverySink, Overflow, Queue, QueueArgs, QueueOwner, QueueSpec,
+        QueueType, Reason, Taken,
+    };
+}

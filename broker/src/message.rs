@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use storage::Store;
 
 /// Largest TTL or expiry RabbitMQ accepts (ms): ten years.
-pub const MAX_EXPIRY: i128 = 315_360_000_000;
+pub(crate) const MAX_EXPIRY: i128 = 315_360_000_000;
 /// Bodies at least this big are stored once when a message goes to several queues: below it, a
 /// shared body's bookkeeping (its reference count and one index entry per queue) costs about as
 /// much as the copies it saves.
-pub const SHARE_MIN_BODY: usize = 128;
+pub(crate) const SHARE_MIN_BODY: usize = 128;
 
 /// An immutable message: what the publisher sent, plus where it was published.
 #[derive(Debug)]
@@ -244,7 +244,7 @@ impl Message {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -253,7 +253,7 @@ pub fn now_ms() -> u64 {
 /// Parses an `expiration` property as RabbitMQ does (Erlang's `string:to_integer`, then the
 /// expiry range check). The error is RabbitMQ's reason term: `no_integer`,
 /// `{leftover_string,".5"}`, `{value_negative,-1}`, `{value_too_large,N}`.
-pub fn parse_expiration(e: &str) -> Result<u64, String> {
+pub(crate) fn parse_expiration(e: &str) -> Result<u64, String> {
     let b = e.as_bytes();
     let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
     let digits = b[sign..].iter().take_while(|c| c.is_ascii_digit()).count();

@@ -25,7 +25,7 @@ fn table(bytes: &[u8]) -> FieldTable {
 
 /// What was recovered.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RecoveryStats {
+pub(crate) struct RecoveryStats {
     /// Durable exchanges.
     pub exchanges: usize,
     /// Durable queues.
@@ -37,7 +37,7 @@ pub struct RecoveryStats {
 }
 
 /// Rebuilds the broker's durable state from its store. Blocking: call before serving.
-pub fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
+pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
     let started = Instant::now();
     let store = broker.store.clone();
     let r = store.recover()?;

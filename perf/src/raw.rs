@@ -111,7 +111,7 @@ async fn read_confirms(mut rd: OwnedReadHalf, mut buf: BytesMut, state: Arc<Conf
 }
 
 /// Publishes `quota` messages; answers (sent, nacked).
-pub async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
+pub(crate) async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
     let mut c = ClientConn::open(&args.uri).await;
     if args.confirm > 0 {
         c.send(
@@ -218,7 +218,7 @@ struct Incoming {
 }
 
 /// Consumes until `expected` messages were received by all consumers together.
-pub async fn consume(
+pub(crate) async fn consume(
     args: Arc<Args>,
     index: usize,
     received_total: Arc<AtomicU64>,

@@ -119,7 +119,7 @@ impl Hub {
 }
 
 /// Serves forever on 127.0.0.1:`port`.
-pub async fn serve(port: u16) {
+pub(crate) async fn serve(port: u16) {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {port}: {e}"));

@@ -14,14 +14,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One frame as it came off the wire: type, channel, payload (no copy of the payload).
-pub struct RawFrame {
+pub(crate) struct RawFrame {
     pub kind: u8,
     pub channel: u16,
     pub payload: Bytes,
 }
 
 /// Splits one frame off the front of `buf`; `None` until a whole frame is there.
-pub fn split_frame(buf: &mut BytesMut) -> Option<RawFrame> {
+pub(crate) fn split_frame(buf: &mut BytesMut) -> Option<RawFrame> {
     if buf.len() < 7 {
         return None;
     }
@@ -44,7 +44,7 @@ pub fn split_frame(buf: &mut BytesMut) -> Option<RawFrame> {
 }
 
 /// Class and method ids of a method frame's payload.
-pub fn method_ids(payload: &[u8]) -> (u16, u16) {
+pub(crate) fn method_ids(payload: &[u8]) -> (u16, u16) {
     if payload.len() < 4 {
         return (0, 0);
     }
@@ -55,7 +55,7 @@ pub fn method_ids(payload: &[u8]) -> (u16, u16) {
 }
 
 /// Parses a whole method frame's payload with the generic parser (control path only).
-pub fn parse_method(frame: &RawFrame) -> AMQPClass {
+pub(crate) fn parse_method(frame: &RawFrame) -> AMQPClass {
     let mut buf = BytesMut::with_capacity(frame.payload.len() + 8);
     buf.put_u8(FRAME_METHOD);
     buf.put_u16(frame.channel);
@@ -88,7 +88,7 @@ fn frame_end(buf: &mut BytesMut, start: usize) {
 
 /// Appends basic.publish, its content header (delivery-mode 2 when `persistent`, no other
 /// property) and the body in frames of at most `frame_max`.
-pub fn put_publish(
+pub(crate) fn put_publish(
     buf: &mut BytesMut,
     channel: u16,
     exchange: &str,
@@ -124,7 +124,7 @@ pub fn put_publish(
 }
 
 /// Appends basic.ack.
-pub fn put_ack(buf: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool) {
+pub(crate) fn put_ack(buf: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool) {
     let start = frame_start(buf, FRAME_METHOD, channel);
     buf.put_u16(CLASS_BASIC);
     buf.put_u16(80);
@@ -134,13 +134,13 @@ pub fn put_ack(buf: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bo
 }
 
 /// (delivery tag, multiple) of a basic.ack or basic.nack payload.
-pub fn parse_ack(payload: &[u8]) -> (u64, bool) {
+pub(crate) fn parse_ack(payload: &[u8]) -> (u64, bool) {
     let tag = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
     (tag, payload[12] & 1 != 0)
 }
 
 /// (delivery tag, redelivered) of a basic.deliver payload.
-pub fn parse_deliver(payload: &[u8]) -> (u64, bool) {
+pub(crate) fn parse_deliver(payload: &[u8]) -> (u64, bool) {
     let tag_len = payload[4] as usize;
     let at = 5 + tag_len;
     let tag = u64::from_be_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
@@ -148,12 +148,12 @@ pub fn parse_deliver(payload: &[u8]) -> (u64, bool) {
 }
 
 /// Body size announced by a content header payload.
-pub fn header_body_size(payload: &[u8]) -> u64 {
+pub(crate) fn header_body_size(payload: &[u8]) -> u64 {
     u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"))
 }
 
 /// A client connection with channel 1 open, before the hot path takes the socket over.
-pub struct ClientConn {
+pub(crate) struct ClientConn {
     pub stream: TcpStream,
     /// Bytes read past the last method handled.
     pub buf: BytesMut,
@@ -162,7 +162,7 @@ pub struct ClientConn {
 
 impl ClientConn {
     /// Connects, authenticates (PLAIN), tunes (no heartbeats) and opens channel 1.
-    pub async fn open(uri: &str) -> ClientConn {
+    pub(crate) async fn open(uri: &str) -> ClientConn {
         // amq-protocol's parser (through lapin): percent-decoding, default port and vhost.
         let ep: lapin::uri::AMQPUri = uri.parse().unwrap_or_else(|e| panic!("bad URL {uri}: {e}"));
         let addr = format!("{}:{}", ep.authority.host, ep.authority.port);
@@ -247,14 +247,14 @@ impl ClientConn {
     }
 
     /// Sends one method frame.
-    pub async fn send(&mut self, channel: u16, method: AMQPClass) {
+    pub(crate) async fn send(&mut self, channel: u16, method: AMQPClass) {
         let mut out = BytesMut::new();
         amqp_codec::frame::encode_method(&mut out, channel, &method);
         self.stream.write_all(&out).await.expect("write");
     }
 
     /// The next method frame (heartbeats skipped); panics on a close from the broker.
-    pub async fn next_method(&mut self) -> AMQPClass {
+    pub(crate) async fn next_method(&mut self) -> AMQPClass {
         loop {
             while let Some(f) = split_frame(&mut self.buf) {
                 if f.kind == FRAME_METHOD {

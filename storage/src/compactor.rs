@@ -31,7 +31,7 @@ pub(crate) struct Compactor {
 
 impl Compactor {
     /// Starts the compactor thread (without one, nothing is compacted but by RocksDB itself).
-    pub fn start(slot: Arc<DbSlot>) -> Self {
+    pub(crate) fn start(slot: Arc<DbSlot>) -> Self {
         let (tx, crx) = std::sync::mpsc::channel();
         let (tx, thread) = match std::thread::Builder::new()
             .name("warren-store-compactor".into())
@@ -48,14 +48,14 @@ impl Compactor {
     }
 
     /// After `ops` were written: notes their deletes, and compacts the ranges that have many.
-    pub fn written(&mut self, ops: &[Op]) {
+    pub(crate) fn written(&mut self, ops: &[Op]) {
         self.deleted.note(ops);
         self.deleted.send(self.tx.as_ref(), COMPACT_AFTER_DELETES);
     }
 
     /// The writer has been idle for [`COMPACT_WHEN_IDLE`]: compacts the ranges with enough deletes
     /// and, if anything was deleted since the last time, flushes the memtables.
-    pub fn idle(&mut self) {
+    pub(crate) fn idle(&mut self) {
         self.deleted.send(self.tx.as_ref(), COMPACT_WHEN_IDLE_MIN);
         if std::mem::take(&mut self.deleted.since_flush) {
             if let Some(tx) = &self.tx {
@@ -65,7 +65,7 @@ impl Compactor {
     }
 
     /// Stops the thread after the work handed over so far (it holds the database too).
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         drop(self.tx);
         if let Some(t) = self.thread {
             let _ = t.join();

@@ -11,7 +11,7 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    pub fn encode(self) -> [u8; 24] {
+    pub(crate) fn encode(self) -> [u8; 24] {
         let mut v = [0u8; 24];
         v[..8].copy_from_slice(&self.count.to_be_bytes());
         v[8..16].copy_from_slice(&self.bytes.to_be_bytes());
@@ -19,7 +19,7 @@ impl Counts {
         v
     }
 
-    pub fn decode(v: &[u8]) -> Counts {
+    pub(crate) fn decode(v: &[u8]) -> Counts {
         if v.len() != 24 {
             return Counts::default();
         }

@@ -57,7 +57,7 @@ pub(crate) enum Taken {
 }
 
 impl Inbox {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Inbox {
             state: Mutex::new(InboxState::default()),
             cv: Condvar::new(),
@@ -69,7 +69,7 @@ impl Inbox {
     }
 
     /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
-    pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
+    pub(crate) fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
         let mut st = self.lock();
         if st.closed {
             drop(st);
@@ -101,14 +101,19 @@ impl Inbox {
     }
 
     /// No more submissions: the writer writes what is left and stops.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.cv.notify_one();
     }
 
     /// Waits for work and swaps it into `ops` and `dones` (which must be empty); [`Taken::Idle`]
     /// once nothing has come for `idle`.
-    pub fn take(&self, ops: &mut Vec<Op>, dones: &mut Vec<Completion>, idle: Duration) -> Taken {
+    pub(crate) fn take(
+        &self,
+        ops: &mut Vec<Op>,
+        dones: &mut Vec<Completion>,
+        idle: Duration,
+    ) -> Taken {
         let mut st = self.lock();
         loop {
             if !st.dones.is_empty()

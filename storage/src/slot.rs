@@ -32,7 +32,7 @@ pub(crate) struct Opener {
 
 impl Opener {
     /// Opens the database with every column family (`create`: a new store).
-    pub fn open(&self, create: bool) -> Result<DB, StoreError> {
+    pub(crate) fn open(&self, create: bool) -> Result<DB, StoreError> {
         let (config, cache) = (&self.config, &self.cache);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(create);
@@ -112,7 +112,7 @@ pub(crate) struct DbSlot {
 }
 
 impl DbSlot {
-    pub fn new(db: DB, opener: Opener) -> Self {
+    pub(crate) fn new(db: DB, opener: Opener) -> Self {
         DbSlot {
             db: RwLock::new(Some(Arc::new(db))),
             opener,
@@ -121,7 +121,7 @@ impl DbSlot {
     }
 
     /// The handle, for one read or write.
-    pub fn get(&self) -> Result<Arc<DB>, StoreError> {
+    pub(crate) fn get(&self) -> Result<Arc<DB>, StoreError> {
         self.db
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -131,7 +131,7 @@ impl DbSlot {
 
     /// Closes the database and opens it again (writer thread only). Does nothing if the last
     /// attempt was less than a second ago.
-    pub fn reopen(&self) -> Result<(), StoreError> {
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
         {
             let mut last = self.last_reopen.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {

@@ -97,7 +97,7 @@ impl Channel {
     }
 
     /// The store finished a publish's writes.
-    pub fn confirmed(&mut self, instance: u64, seq: u64, ok: bool) {
+    pub(crate) fn confirmed(&mut self, instance: u64, seq: u64, ok: bool) {
         if instance != self.instance {
             return;
         }
@@ -111,7 +111,7 @@ impl Channel {
 
     /// Announces every publish settled so far: one basic.ack(multiple) for a run, individual acks and
     /// nacks when a write failed in it.
-    pub fn flush_confirms(&mut self) {
+    pub(crate) fn flush_confirms(&mut self) {
         let Some(c) = self.confirm.as_mut() else {
             return;
         };

@@ -2,15 +2,13 @@
 //! what comes back to that connection from elsewhere ([`ConnEvent`]: the store's writer thread
 //! finishing a confirm's or a commit's writes, a queue answering a basic.get from the store).
 
-use crate::broker::Broker;
-use crate::outbox::Outbox;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use std::sync::Arc;
 
 /// Client capabilities from connection.start-ok that change what the server sends.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ClientCapabilities {
+pub(crate) struct ClientCapabilities {
     /// basic.cancel may be sent to the client.
     pub consumer_cancel_notify: bool,
     /// Failed logins get connection.close rather than a dropped socket.
@@ -20,19 +18,13 @@ pub struct ClientCapabilities {
 }
 
 /// Connection-wide facts the channel handlers need.
-pub struct ConnectionContext<'a> {
-    /// The broker.
-    pub broker: &'a Broker,
+pub(crate) struct ConnectionContext<'a> {
     /// The vhost this connection opened.
     pub vhost: &'a Arc<VHost>,
     /// This connection's id (owner of exclusive queues).
     pub id: u64,
     /// The authenticated user.
     pub user: &'a str,
-    /// The outbox.
-    pub outbox: &'a Arc<Outbox>,
-    /// Client capabilities.
-    pub caps: ClientCapabilities,
     /// Exclusive queues declared on this connection (deleted when it closes).
     pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
     /// The connection's event mailbox (store completions come back through it).

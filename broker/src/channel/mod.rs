@@ -14,7 +14,7 @@ mod confirm;
 mod context;
 mod exchange;
 mod queue;
-pub mod shared;
+pub(crate) mod shared;
 mod tx;
 
 use crate::error::{AmqpError, AmqpResult};
@@ -23,14 +23,15 @@ use crate::message::Message;
 use crate::queue::{Consumer, Queue};
 use amqp_codec::protocol::{basic as b, channel as chan};
 use amqp_codec::{AMQPClass, ContentAssembler, ContentError, Frame};
-pub use context::{ClientCapabilities, ConnEvent, ConnectionContext, EventSender};
+pub(crate) use context::{ClientCapabilities, ConnectionContext};
+pub use context::{ConnEvent, EventSender};
 use shared::{ChannelLink, ChannelShared, Unacked};
 use std::sync::Arc;
 use tracing::debug;
 
 /// What the connection does with the channel after a frame.
 #[derive(Debug, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     /// Keep it open.
     Keep,
     /// It is closed: forget it.
@@ -54,7 +55,7 @@ struct HeldSettle {
 
 /// What happens to settled deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Acked: gone.
     Ack,
     /// Back to the queue, at its original place.
@@ -72,7 +73,7 @@ struct Tx {
 
 /// A channel's private state.
 #[derive(Debug)]
-pub struct Channel {
+pub(crate) struct Channel {
     shared: Arc<ChannelShared>,
     closing: bool,
     assembler: ContentAssembler<b::Publish>,
@@ -111,7 +112,7 @@ fn content_error(e: ContentError) -> AmqpError {
 
 impl Channel {
     /// A newly opened channel.
-    pub fn new(link: ChannelLink, max_message_size: u64) -> Self {
+    pub(crate) fn new(link: ChannelLink, max_message_size: u64) -> Self {
         let instance = confirm::next_instance();
         Channel {
             shared: Arc::new(ChannelShared::new(link, instance)),
@@ -141,18 +142,18 @@ impl Channel {
 
     /// True while the channel waits for a tx.commit's store writes or for a basic.get's read
     /// from the store: its later frames must be held, so that replies keep their order.
-    pub fn is_waiting(&self) -> bool {
+    pub(crate) fn is_waiting(&self) -> bool {
         self.commit_pending || self.get_pending
     }
 
     /// Keeps a frame that arrived while the channel waits.
-    pub fn hold(&mut self, frame: Frame) {
+    pub(crate) fn hold(&mut self, frame: Frame) {
         self.held_frames.push(frame);
     }
 
     /// A basic.get that waited for the store was answered: returns the frames held meanwhile, to
     /// be handled now in order.
-    pub fn get_answered(&mut self, instance: u64) -> Vec<Frame> {
+    pub(crate) fn get_answered(&mut self, instance: u64) -> Vec<Frame> {
         if instance != self.instance || !self.get_pending {
             return Vec::new();
         }
@@ -161,7 +162,7 @@ impl Channel {
     }
 
     /// Handles one frame for this channel.
-    pub fn handle_frame(
+    pub(crate) fn handle_frame(
         &mut self,
         ctx: &mut ConnectionContext<'_>,
         frame: Frame,
@@ -288,7 +289,7 @@ impl Channel {
 
     /// Closes the channel because of `e`: releases its resources and sends channel.close; frames are
     /// ignored until the client's close-ok.
-    pub fn close_with_error(&mut self, ctx: &mut ConnectionContext<'_>, e: AmqpError) {
+    pub(crate) fn close_with_error(&mut self, ctx: &mut ConnectionContext<'_>, e: AmqpError) {
         self.release(ctx);
         self.closing = true;
         self.send(AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
@@ -300,12 +301,12 @@ impl Channel {
     }
 
     /// True if a consumer is active on this channel.
-    pub fn has_consumers(&self) -> bool {
+    pub(crate) fn has_consumers(&self) -> bool {
         !self.shared.deliveries().consumers.is_empty()
     }
 
     /// Cancels this channel's consumers and requeues its unacked deliveries (on close).
-    pub fn release(&mut self, ctx: &mut ConnectionContext<'_>) {
+    pub(crate) fn release(&mut self, ctx: &mut ConnectionContext<'_>) {
         self.assembler.reset();
         if let Some((_, address)) = self.reply.take() {
             ctx.vhost.replies.unregister(&address);
@@ -374,7 +375,7 @@ impl Channel {
     /// queue, else `default`). A consumer on a channel whose client takes cancel notifications is
     /// cancelled (basic.cancel) and its deliveries requeued, so only that consumer stops; otherwise,
     /// as RabbitMQ does, the channel is closed with 406 (the error is returned).
-    pub fn check_consumer_timeouts(
+    pub(crate) fn check_consumer_timeouts(
         &mut self,
         now: u64,
         default: u64,

@@ -52,8 +52,7 @@ impl Channel {
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
-                let queue = self.usable_queue(ctx, &name)?;
-                let message_count = queue.purge();
+                let message_count = ctx.vhost.purge_queue(&name, Some(ctx.id))?;
                 if !p.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk {
                         message_count,

@@ -98,7 +98,7 @@ impl Channel {
 
     /// The store finished a commit's writes: answers it and returns the frames held meanwhile, to be
     /// handled now in order.
-    pub fn committed(&mut self, instance: u64, ok: bool) -> (AmqpResult<()>, Vec<Frame>) {
+    pub(crate) fn committed(&mut self, instance: u64, ok: bool) -> (AmqpResult<()>, Vec<Frame>) {
         if instance != self.instance || !self.commit_pending {
             return (Ok(()), Vec::new());
         }

@@ -6,12 +6,12 @@
 //! [`Outbox`], so replies and deliveries keep their order.
 
 mod handshake;
-pub mod writer;
+pub(crate) mod writer;
 
 use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::channel::{ClientCapabilities, ConnEvent, ConnectionContext, EventSender};
-use crate::error::{AmqpError, AmqpResult};
+use crate::error::AmqpError;
 use crate::outbox::{Out, Outbox};
 use crate::queue::Queue;
 use crate::vhost::VHost;
@@ -52,7 +52,7 @@ enum Stop {
 }
 
 /// A connection after the handshake.
-pub struct Connection {
+pub(crate) struct Connection {
     id: u64,
     name: String,
     broker: Arc<Broker>,
@@ -76,7 +76,7 @@ pub struct Connection {
 }
 
 /// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
@@ -626,12 +626,9 @@ impl Connection {
     /// What channel handlers need from the connection.
     fn context(&mut self) -> ConnectionContext<'_> {
         ConnectionContext {
-            broker: &self.broker,
             vhost: &self.vhost,
             id: self.id,
             user: &self.user,
-            outbox: &self.outbox,
-            caps: self.caps,
             exclusive_queues: &mut self.exclusive_queues,
             events: &self.events_tx,
             congested: &mut self.congested,
@@ -652,6 +649,3 @@ impl Connection {
         debug!(name = %self.name, "connection state released");
     }
 }
-
-/// Result type of code that may end a connection.
-pub type ConnResult<T> = AmqpResult<T>;

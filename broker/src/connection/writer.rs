@@ -98,7 +98,7 @@ fn encode(buf: &mut BytesMut, out: &Out, frame_max: u32) -> usize {
 
 /// Drains `rx` into `socket` until the outbox is closed or an `Out::Close` is written.
 /// Sends a heartbeat when nothing else was written for `heartbeat / 2`.
-pub async fn run_writer<W: AsyncWrite + Unpin>(
+pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     mut socket: W,
     outbox: Arc<Outbox>,
     mut rx: mpsc::UnboundedReceiver<Out>,

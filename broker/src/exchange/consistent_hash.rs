@@ -35,7 +35,7 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 }
 
 /// Parses a binding key as a weight, with RabbitMQ's reply texts.
-pub fn weight(key: &str) -> Result<u32, String> {
+pub(crate) fn weight(key: &str) -> Result<u32, String> {
     let digits = key.strip_prefix(['+', '-']).unwrap_or(key);
     let n: Option<i64> = (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()))
         .then(|| key.parse().ok())
@@ -51,7 +51,7 @@ pub fn weight(key: &str) -> Result<u32, String> {
 
 /// The buckets of one exchange.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     /// Bucket i belongs to `buckets[i]`.
     buckets: Vec<Destination>,
 }
@@ -59,7 +59,7 @@ pub struct Ring {
 impl Ring {
     /// Rebuilds the buckets from the bindings, in binding order: (destination, weight). A
     /// destination bound more than once keeps the weight of its first binding, as the plugin does.
-    pub fn rebuild<'a>(&mut self, bindings: impl Iterator<Item = (&'a Destination, u32)>) {
+    pub(crate) fn rebuild<'a>(&mut self, bindings: impl Iterator<Item = (&'a Destination, u32)>) {
         self.buckets.clear();
         let mut seen: Vec<&Destination> = Vec::new();
         for (dest, w) in bindings {
@@ -74,7 +74,7 @@ impl Ring {
     }
 
     /// The destination for a value (routing key or header).
-    pub fn route(&self, value: &[u8]) -> Option<&Destination> {
+    pub(crate) fn route(&self, value: &[u8]) -> Option<&Destination> {
         if self.buckets.is_empty() {
             return None;
         }

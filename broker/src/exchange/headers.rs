@@ -83,7 +83,7 @@ const X_MATCH: &str = "x-match";
 ///
 /// `headers: None` (no `headers` property) behaves like an empty table.
 /// See the [module documentation](self) for the rules.
-pub fn headers_match(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
+pub(crate) fn headers_match(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
     let mode = args.inner().get(X_MATCH).and_then(string_bytes);
     let (all, with_x) = match mode {
         Some(b"any") => (false, false),
@@ -125,7 +125,7 @@ pub fn headers_match(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
 /// Latin-1 bytes; 3.13 formats with `~tp`, which differs only for non-ASCII
 /// values. Where RabbitMQ's bytes would not be valid UTF-8 (Latin-1
 /// printable bytes that are not UTF-8) they become U+FFFD here.
-pub fn validate_binding_args(args: &FieldTable) -> Result<(), String> {
+pub(crate) fn validate_binding_args(args: &FieldTable) -> Result<(), String> {
     match args.inner().get(X_MATCH).and_then(x_match_error) {
         None => Ok(()),
         Some(text) => Err(match String::from_utf8(text) {

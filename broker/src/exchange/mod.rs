@@ -4,9 +4,9 @@
 //! Bindings are held by their source exchange behind a `std::sync::RwLock`: routing (every publish) takes
 //! read locks only, and no lock is ever held across an await.
 
-pub mod consistent_hash;
-pub mod headers;
-pub mod topic;
+pub(crate) mod consistent_hash;
+pub(crate) mod headers;
+pub(crate) mod topic;
 
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::frame::WriteContext;
@@ -57,12 +57,15 @@ impl ExchangeKind {
 }
 
 /// The delayed-message exchange's type name.
-pub const DELAYED_TYPE: &str = "x-delayed-message";
+pub(crate) const DELAYED_TYPE: &str = "x-delayed-message";
 
 /// Parses a declared exchange type with its arguments: (routing kind, delayed). An
 /// `x-delayed-message` exchange routes as its `x-delayed-type` argument says (the plugin's texts on
 /// errors); an unknown type is a 503, as in RabbitMQ.
-pub fn parse_declared_type(name: &str, args: &FieldTable) -> AmqpResult<(ExchangeKind, bool)> {
+pub(crate) fn parse_declared_type(
+    name: &str,
+    args: &FieldTable,
+) -> AmqpResult<(ExchangeKind, bool)> {
     if name != DELAYED_TYPE {
         return ExchangeKind::parse(name)
             .map(|k| (k, false))
@@ -141,7 +144,7 @@ struct Bindings {
 }
 
 /// A field table in AMQP encoding (also what the store keeps).
-pub fn encode_table(t: &FieldTable) -> Vec<u8> {
+pub(crate) fn encode_table(t: &FieldTable) -> Vec<u8> {
     let ctx = WriteContext::from(Vec::new());
     gen_field_table(t)(ctx)
         .map(|c| c.into_inner().0)

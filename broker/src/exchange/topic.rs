@@ -134,7 +134,7 @@ struct DestEntry<T> {
 ///
 /// See the [module documentation](self) for the matching rules and the
 /// design.
-pub struct TopicTrie<T> {
+pub(crate) struct TopicTrie<T> {
     /// Node arena; `nodes[0]` is the root. Freed nodes are reset and listed
     /// in `free_nodes`.
     nodes: Vec<Node>,
@@ -188,7 +188,7 @@ fn to_u32(n: usize, what: &str) -> u32 {
 
 impl<T: Clone + Eq + Hash> TopicTrie<T> {
     /// An empty trie.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TopicTrie {
             nodes: vec![Node::new(ROOT, Edge::Root)],
             free_nodes: Vec::new(),
@@ -202,7 +202,7 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
     }
 
     /// Adds a binding; false if that (key, dest) pair was already bound.
-    pub fn insert(&mut self, binding_key: &str, dest: T) -> bool {
+    pub(crate) fn insert(&mut self, binding_key: &str, dest: T) -> bool {
         let mut node = ROOT;
         for word in words(binding_key) {
             node = self.child_or_insert(node, word);
@@ -219,7 +219,7 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
     }
 
     /// Removes a binding; false if it was not bound. Prunes empty nodes.
-    pub fn remove(&mut self, binding_key: &str, dest: &T) -> bool {
+    pub(crate) fn remove(&mut self, binding_key: &str, dest: &T) -> bool {
         let Some(node) = self.find(binding_key) else {
             return false;
         };
@@ -252,7 +252,7 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
     /// not allocate. `f` may itself route (through this or another trie, e.g.
     /// for exchange-to-exchange bindings): a nested call finding the
     /// per-thread scratch busy uses a temporary one.
-    pub fn route(&self, routing_key: &str, f: impl FnMut(&T)) {
+    pub(crate) fn route(&self, routing_key: &str, f: impl FnMut(&T)) {
         thread_local! {
             static SCRATCH: RefCell<RouteScratch> = const { RefCell::new(RouteScratch::new()) };
         }
@@ -278,7 +278,12 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
     ///
     /// A scratch may be reused across publishes and across tries; it grows
     /// to fit the largest trie it has been used with.
-    pub fn route_with(&self, routing_key: &str, scratch: &mut RouteScratch, mut f: impl FnMut(&T)) {
+    pub(crate) fn route_with(
+        &self,
+        routing_key: &str,
+        scratch: &mut RouteScratch,
+        mut f: impl FnMut(&T),
+    ) {
         if self.bindings == 0 {
             return;
         }
@@ -376,8 +381,10 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
         spans.clear();
     }
 
-    /// Removes every binding to `dest` (used when a queue is deleted); returns how many.
-    pub fn remove_dest(&mut self, dest: &T) -> usize {
+    /// Removes every binding to `dest` at once; returns how many. The exchange removes a
+    /// deleted destination's bindings one by one (it reports each); the model test keeps this.
+    #[cfg(test)]
+    pub(crate) fn remove_dest(&mut self, dest: &T) -> usize {
         let Some(dest_id) = self.dest_ids.get(dest).copied() else {
             return 0;
         };
@@ -398,12 +405,14 @@ impl<T: Clone + Eq + Hash> TopicTrie<T> {
     }
 
     /// True if there are no bindings.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.bindings == 0
     }
 
     /// The number of bindings.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.bindings
     }
 
@@ -552,7 +561,7 @@ struct Step {
 /// that a warmed-up scratch makes routing allocation-free. It holds no
 /// borrowed data and can serve any number of tries (one publish at a time).
 #[derive(Debug, Default)]
-pub struct RouteScratch {
+pub(crate) struct RouteScratch {
     generation: u32,
     /// Byte ranges of the routing key's words.
     words: Vec<(usize, usize)>,
@@ -565,7 +574,7 @@ pub struct RouteScratch {
 
 impl RouteScratch {
     /// An empty scratch; it grows on first use.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RouteScratch {
             generation: 0,
             words: Vec::new(),

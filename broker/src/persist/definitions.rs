@@ -8,14 +8,14 @@ use storage::{BindingDef, ExchangeDef, Op, QueueDef, Store, StoreError};
 /// Definition changes of one vhost, submitted to the store together (in order, without waiting).
 #[must_use = "nothing is written until `submit`"]
 #[derive(Debug)]
-pub struct DefinitionWrites<'a> {
+pub(crate) struct DefinitionWrites<'a> {
     vhost: &'a str,
     ops: Vec<Op>,
 }
 
 impl<'a> DefinitionWrites<'a> {
     /// No changes yet, for `vhost`.
-    pub fn new(vhost: &'a str) -> Self {
+    pub(crate) fn new(vhost: &'a str) -> Self {
         DefinitionWrites {
             vhost,
             ops: Vec::new(),
@@ -23,7 +23,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Stores a durable exchange.
-    pub fn put_exchange(&mut self, x: &Exchange) -> &mut Self {
+    pub(crate) fn put_exchange(&mut self, x: &Exchange) -> &mut Self {
         let def = ExchangeDef {
             vhost: self.vhost.to_string(),
             name: x.name.clone(),
@@ -40,7 +40,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Forgets a stored exchange.
-    pub fn delete_exchange(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn delete_exchange(&mut self, name: &str) -> &mut Self {
         self.ops.push(Op::DeleteDef {
             key: ExchangeDef::key(self.vhost, name),
         });
@@ -48,7 +48,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Stores a durable queue whose messages are kept under store id `id`.
-    pub fn put_queue(
+    pub(crate) fn put_queue(
         &mut self,
         name: &str,
         id: u64,
@@ -70,7 +70,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Forgets a stored queue's definition (its messages: [`DefinitionWrites::drop_messages`]).
-    pub fn delete_queue(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn delete_queue(&mut self, name: &str) -> &mut Self {
         self.ops.push(Op::DeleteDef {
             key: QueueDef::key(self.vhost, name),
         });
@@ -78,7 +78,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Drops every message of a queue's `lanes` lanes (the queue is gone).
-    pub fn drop_messages(&mut self, store: &QueueStore, lanes: usize) -> &mut Self {
+    pub(crate) fn drop_messages(&mut self, store: &QueueStore, lanes: usize) -> &mut Self {
         self.ops
             .extend((0..lanes).map(|lane| Op::DropQueueMessages {
                 queue: store.lane_id(lane),
@@ -87,7 +87,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Stores a binding between durable ends.
-    pub fn put_binding(
+    pub(crate) fn put_binding(
         &mut self,
         source: &str,
         dest: &Destination,
@@ -103,7 +103,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Forgets a stored binding.
-    pub fn delete_binding(
+    pub(crate) fn delete_binding(
         &mut self,
         source: &str,
         dest: &Destination,
@@ -137,7 +137,7 @@ impl<'a> DefinitionWrites<'a> {
     }
 
     /// Hands the changes to the store's writer (nothing happens if there are none).
-    pub fn submit(self, store: &Store) {
+    pub(crate) fn submit(self, store: &Store) {
         if !self.ops.is_empty() {
             store.submit(self.ops, None);
         }
@@ -146,7 +146,7 @@ impl<'a> DefinitionWrites<'a> {
 
 /// Drops, and waits for it, the messages kept under the store ids in `ids` (start-up: pages of
 /// queues that did not survive). Blocking.
-pub fn drop_unkept_queues(store: &Store, ids: &[u64]) -> Result<(), StoreError> {
+pub(crate) fn drop_unkept_queues(store: &Store, ids: &[u64]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }

@@ -5,25 +5,25 @@ use std::sync::Arc;
 use storage::{Completion, MessageRecord, Op, Store, StoreError};
 
 /// Store id of the delayed messages (one area for the broker; see `crate::delayed`).
-pub const DELAYED_AREA: u64 = u64::MAX - 1;
+pub(crate) const DELAYED_AREA: u64 = u64::MAX - 1;
 
 /// A delayed message read back: its key in the area and its record.
-pub type DelayedRecord = (u64, MessageRecord);
+pub(crate) type DelayedRecord = (u64, MessageRecord);
 
 /// The store area that keeps delayed messages in due order.
 #[derive(Debug, Clone)]
-pub struct DelayedArea {
+pub(crate) struct DelayedArea {
     store: Arc<Store>,
 }
 
 impl DelayedArea {
     /// The delayed area of `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
         DelayedArea { store }
     }
 
     /// Keeps `message` (durably) at `seq`; `done` runs once it is written.
-    pub fn put(&self, seq: u64, message: &Message, done: Completion) {
+    pub(crate) fn put(&self, seq: u64, message: &Message, done: Completion) {
         let op = Op::PutMessage {
             queue: DELAYED_AREA,
             seq,
@@ -36,12 +36,12 @@ impl DelayedArea {
     }
 
     /// The first `max` messages, in due order (blocking).
-    pub fn read_front(&self, max: usize) -> Result<Vec<DelayedRecord>, StoreError> {
+    pub(crate) fn read_front(&self, max: usize) -> Result<Vec<DelayedRecord>, StoreError> {
         self.store.read_messages(DELAYED_AREA, 0, max, 16 << 20)
     }
 
     /// Deletes records read back, and waits for it (blocking), so a next read finds none of them.
-    pub fn delete_blocking<'a>(
+    pub(crate) fn delete_blocking<'a>(
         &self,
         records: impl Iterator<Item = &'a DelayedRecord>,
     ) -> Result<(), StoreError> {

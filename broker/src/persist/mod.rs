@@ -18,7 +18,8 @@ mod definitions;
 mod delayed;
 mod queue_store;
 
-pub use confirm::ConfirmWait;
-pub use definitions::{drop_unkept_queues, DefinitionWrites};
-pub use delayed::{DelayedArea, DelayedRecord, DELAYED_AREA};
-pub use queue_store::{Budget, QueueStore, StaleRecord};
+pub(crate) use confirm::ConfirmWait;
+pub(crate) use definitions::{drop_unkept_queues, DefinitionWrites};
+pub(crate) use delayed::{DelayedArea, DELAYED_AREA};
+pub(crate) use queue_store::StaleRecord;
+pub use queue_store::{Budget, QueueStore};

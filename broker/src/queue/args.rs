@@ -7,7 +7,7 @@ use crate::message::MAX_EXPIRY;
 use amqp_codec::types::{AMQPValue, FieldTable};
 
 /// Highest `x-max-priority`.
-pub const MAX_PRIORITY: i128 = 255;
+pub(super) const MAX_PRIORITY: i128 = 255;
 
 /// One queue argument that RabbitMQ gives a meaning: which queue types take it (the others refuse
 /// it at declare), and whether a redeclaration must repeat its value.
@@ -57,7 +57,7 @@ const KNOWN_ARGS: &[KnownArg] = &[
 
 /// The queue arguments whose values must match on redeclaration, in the order RabbitMQ checks
 /// them.
-pub fn equivalence_args() -> impl Iterator<Item = &'static str> {
+pub(crate) fn equivalence_args() -> impl Iterator<Item = &'static str> {
     KNOWN_ARGS.iter().filter(|a| a.equivalence).map(|a| a.name)
 }
 

@@ -12,15 +12,15 @@ use crate::persist::Budget;
 use std::collections::VecDeque;
 
 /// Messages read back from the store per chunk.
-pub const LOAD_CHUNK: usize = 2048;
+pub(super) const LOAD_CHUNK: usize = 2048;
 /// Bytes read back per chunk (at least one message).
-pub const LOAD_CHUNK_BYTES: usize = 4 << 20;
+pub(super) const LOAD_CHUNK_BYTES: usize = 4 << 20;
 /// Below this many in-memory ready messages, the next chunk is loaded.
-pub const LOAD_LOW_WATER: usize = 512;
+pub(super) const LOAD_LOW_WATER: usize = 512;
 
 /// The stored, not loaded part of the ready messages: sequences `next..=end` (with holes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Paged {
+pub(crate) struct Paged {
     /// First sequence not loaded yet.
     pub next: u64,
     /// Last sequence in the range.
@@ -49,7 +49,7 @@ impl Paged {
 
 /// Ready messages of a queue.
 #[derive(Debug, Default)]
-pub struct Backlog {
+pub(super) struct Backlog {
     memory: VecDeque<Ready>,
     memory_bytes: usize,
     paged: Option<Paged>,
@@ -61,32 +61,32 @@ pub struct Backlog {
 
 impl Backlog {
     /// All ready messages, in memory or not.
-    pub fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         self.memory.len() as u64 + self.paged.map_or(0, |p| p.count)
     }
 
     /// Ready messages in memory.
-    pub fn in_memory(&self) -> usize {
+    pub(super) fn in_memory(&self) -> usize {
         self.memory.len()
     }
 
     /// Body bytes of the in-memory ready messages.
-    pub fn memory_bytes(&self) -> usize {
+    pub(super) fn memory_bytes(&self) -> usize {
         self.memory_bytes
     }
 
     /// Body bytes of all ready messages, in memory or not.
-    pub fn bytes(&self) -> u64 {
+    pub(super) fn bytes(&self) -> u64 {
         self.memory_bytes as u64 + self.paged.map_or(0, |p| p.bytes)
     }
 
     /// The first in-memory message.
-    pub fn front(&self) -> Option<&Ready> {
+    pub(super) fn front(&self) -> Option<&Ready> {
         self.memory.front()
     }
 
     /// Removes the in-memory message with sequence `seq`, if present.
-    pub fn remove_seq(&mut self, seq: u64) -> Option<Ready> {
+    pub(super) fn remove_seq(&mut self, seq: u64) -> Option<Ready> {
         let i = self.memory.binary_search_by_key(&seq, |r| r.seq).ok()?;
         let r = self.memory.remove(i)?;
         self.memory_bytes -= r.message.size();
@@ -94,19 +94,19 @@ impl Backlog {
     }
 
     /// The paged range, if any.
-    pub fn paged(&self) -> Option<Paged> {
+    pub(super) fn paged(&self) -> Option<Paged> {
         self.paged
     }
 
     /// True if a new message must go to the store rather than memory (keeps order: once paging
     /// started, everything after it is paged until the range is loaded). `messages` and `bytes` are
     /// what the whole queue (all priority lanes) holds in memory.
-    pub fn must_page(&self, budget: &Budget, messages: usize, bytes: usize) -> bool {
+    pub(super) fn must_page(&self, budget: &Budget, messages: usize, bytes: usize) -> bool {
         self.paged.is_some() || messages >= budget.messages || bytes >= budget.bytes
     }
 
     /// Appends a message kept in memory.
-    pub fn push(&mut self, r: Ready) {
+    pub(super) fn push(&mut self, r: Ready) {
         debug_assert!(
             self.paged.is_none(),
             "a message after the paged range must be paged too"
@@ -117,7 +117,7 @@ impl Backlog {
 
     /// Appends a stored message to the paged range (not kept in memory); `lasting` if its record
     /// survives a restart.
-    pub fn page(&mut self, seq: u64, size: u64, lasting: bool) {
+    pub(super) fn page(&mut self, seq: u64, size: u64, lasting: bool) {
         let p = self.paged.get_or_insert(Paged {
             next: seq,
             end: seq,
@@ -136,34 +136,39 @@ impl Backlog {
     }
 
     /// Sets the paged range wholesale (start-up).
-    pub fn set_paged(&mut self, paged: Option<Paged>) {
+    pub(super) fn set_paged(&mut self, paged: Option<Paged>) {
         self.paged = paged.filter(|p| p.count > 0);
     }
 
     /// Puts a returned message back at its place (always in memory: it was delivered, so it had
     /// been loaded).
-    pub fn requeue(&mut self, r: Ready) {
+    pub(super) fn requeue(&mut self, r: Ready) {
         let at = self.memory.partition_point(|m| m.seq < r.seq);
         self.memory_bytes += r.message.size();
         self.memory.insert(at, r);
     }
 
     /// Takes the first in-memory message.
-    pub fn pop(&mut self) -> Option<Ready> {
+    pub(super) fn pop(&mut self) -> Option<Ready> {
         let r = self.memory.pop_front()?;
         self.memory_bytes -= r.message.size();
         Some(r)
     }
 
     /// True if the in-memory part ran low and more is stored: time to load the next chunk.
-    pub fn wants_load(&self) -> bool {
+    pub(super) fn wants_load(&self) -> bool {
         self.paged.is_some() && !self.loading && self.memory.len() < LOAD_LOW_WATER
     }
 
     /// Takes in a chunk read from the store: messages from `from` on, in order, each with its
     /// stored size and whether its record is lasting. Returns false if the chunk is stale (the
     /// range was purged meanwhile). Messages past the range's end are ignored.
-    pub fn absorb(&mut self, generation: u64, loaded: Vec<Ready>, sizes: &[(u64, bool)]) -> bool {
+    pub(super) fn absorb(
+        &mut self,
+        generation: u64,
+        loaded: Vec<Ready>,
+        sizes: &[(u64, bool)],
+    ) -> bool {
         if generation != self.generation {
             return false;
         }
@@ -187,7 +192,7 @@ impl Backlog {
 
     /// Skips stored records that are not messages of this run (stale transient ones) without
     /// loading them.
-    pub fn skip(&mut self, seq: u64, size: u64, lasting: bool) {
+    pub(super) fn skip(&mut self, seq: u64, size: u64, lasting: bool) {
         if let Some(p) = self.paged.as_mut() {
             if seq >= p.next && seq <= p.end {
                 p.next = seq + 1;
@@ -200,7 +205,7 @@ impl Backlog {
     }
 
     /// Removes every ready message: the in-memory ones are returned, the paged range too.
-    pub fn clear(&mut self) -> (VecDeque<Ready>, Option<Paged>) {
+    pub(super) fn clear(&mut self) -> (VecDeque<Ready>, Option<Paged>) {
         self.memory_bytes = 0;
         self.generation += 1;
         (std::mem::take(&mut self.memory), self.paged.take())

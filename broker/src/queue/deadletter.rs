@@ -51,7 +51,7 @@ pub struct DeadLetter {
 /// RabbitMQ's fixed order) or counted up and moved to the front (keys then sorted, other fields as
 /// first written); `x-first-death-*` are set at the first death; the whole table is sorted by key;
 /// `expiration` is removed (kept in `x-death` as `original-expiration`).
-pub fn dead_letter(
+pub(super) fn dead_letter(
     message: &Message,
     queue: &str,
     reason: Reason,
@@ -189,7 +189,7 @@ pub fn dead_letter(
 /// RabbitMQ's cycle rule: a dead letter is not delivered to `queue` if that queue already appears in
 /// its `x-death` and no death since then (including that one) was a rejection. Rejections never
 /// count as cycles.
-pub fn is_cycle(letter: &DeadLetter, queue: &str) -> bool {
+pub(crate) fn is_cycle(letter: &DeadLetter, queue: &str) -> bool {
     if letter.reason == Reason::Rejected {
         return false;
     }

@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// A pause ends (given up) when the queue delivered nothing for this long.
-pub const STALL: Duration = Duration::from_millis(100);
+pub(crate) const STALL: Duration = Duration::from_millis(100);
 
 /// The longest a publishing connection waits for congested queues before giving up on them.
-pub const MAX_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 const FREE: u8 = 0;
 const CONGESTED: u8 = 1;

@@ -13,20 +13,22 @@ mod consumer;
 mod deadletter;
 mod dispatch;
 mod expiry;
-pub mod flow;
+pub(crate) mod flow;
 mod paging;
 mod settings;
 mod settle;
-pub mod sink;
+pub(crate) mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use crate::persist::Budget;
-pub use args::{equivalence_args, Overflow, QueueArgs, QueueType};
-pub use backlog::Paged;
-pub use consumer::Consumer;
-pub use deadletter::{is_cycle, DeadLetter, Reason};
-pub use settings::{PolicySettings, Settings};
+pub(crate) use crate::persist::Budget;
+pub(crate) use args::equivalence_args;
+pub use args::{Overflow, QueueArgs, QueueType};
+pub(crate) use backlog::Paged;
+pub(crate) use consumer::Consumer;
+pub(crate) use deadletter::is_cycle;
+pub use deadletter::{DeadLetter, Reason};
+pub(crate) use settings::Settings;
 pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
 use crate::message::{now_ms, Message};
@@ -41,11 +43,11 @@ use storage::MessageRecord;
 use tracing::{debug, error, info, warn};
 
 /// `expires_at` of a message that never expires.
-pub const NEVER: u64 = u64::MAX;
+pub(crate) const NEVER: u64 = u64::MAX;
 
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// Position in the queue.
     pub seq: u64,
     /// The message.
@@ -86,7 +88,7 @@ pub enum Enqueued {
 
 /// Mutable state of a queue.
 #[derive(Debug)]
-pub struct QueueState {
+pub(crate) struct QueueState {
     /// Ready messages by priority level (one lane without priorities).
     lanes: Vec<Backlog>,
     /// Per lane: the latest expiry among the in-memory messages (NEVER once one does not expire).

@@ -45,7 +45,7 @@ pub struct Taken {
 }
 
 /// Takes the next message for a sink that has room: `None` if there is none after all.
-pub type Take<'a> = dyn FnMut() -> Option<Taken> + 'a;
+pub(crate) type Take<'a> = dyn FnMut() -> Option<Taken> + 'a;
 
 /// Where a queue's deliveries go (see the module's doc).
 pub trait DeliverySink: Send + Sync + Debug {

@@ -1,6 +1,7 @@
 //! Queue unit tests: a queue driven through the [`DeliverySink`] seam, with no channel and no
 //! socket, on a real store in a temporary directory.
 
+use super::settings::PolicySettings;
 use super::*;
 use crate::persist::{Budget, QueueStore};
 use amqp_codec::Properties;

@@ -5,23 +5,23 @@
 //! The reply-code prefix (`NOT_FOUND - `) is added by [`crate::error::AmqpError`]; these functions
 //! return the error with its explanation.
 
-pub mod erlang;
+pub(crate) mod erlang;
 
 use crate::error::AmqpError;
 use amqp_codec::frame::FrameError;
 
 /// `NOT_FOUND - no queue 'q' in vhost '/'`
-pub fn no_queue(vhost: &str, name: &str) -> AmqpError {
+pub(crate) fn no_queue(vhost: &str, name: &str) -> AmqpError {
     AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
 }
 
 /// `NOT_FOUND - no exchange 'x' in vhost '/'`
-pub fn no_exchange(vhost: &str, name: &str) -> AmqpError {
+pub(crate) fn no_exchange(vhost: &str, name: &str) -> AmqpError {
     AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
 }
 
 /// `RESOURCE_LOCKED` for a queue that is another connection's exclusive queue.
-pub fn queue_locked(vhost: &str, name: &str) -> AmqpError {
+pub(crate) fn queue_locked(vhost: &str, name: &str) -> AmqpError {
     AmqpError::resource_locked(format!(
         "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
     ))
@@ -29,29 +29,29 @@ pub fn queue_locked(vhost: &str, name: &str) -> AmqpError {
 
 /// RabbitMQ's reason for a `CC` or `BCC` header that is not an array:
 /// `{unacceptable_type_in_header,"CC",longstr}`.
-pub fn unacceptable_type_in_header(header: &str, type_name: &str) -> String {
+pub(crate) fn unacceptable_type_in_header(header: &str, type_name: &str) -> String {
     format!("{{unacceptable_type_in_header,\"{header}\",{type_name}}}")
 }
 
 /// RabbitMQ's reasons for an `expiration` that is no integer in range (`string:to_integer`'s
 /// and the range check's terms): `{leftover_string,".5"}`, `{value_negative,-1}`,
 /// `{value_too_large,N}`.
-pub mod expiration {
+pub(crate) mod expiration {
     /// No digits at all.
-    pub const NO_INTEGER: &str = "no_integer";
+    pub(crate) const NO_INTEGER: &str = "no_integer";
 
     /// Digits followed by something else.
-    pub fn leftover_string(rest: &str) -> String {
+    pub(crate) fn leftover_string(rest: &str) -> String {
         format!("{{leftover_string,\"{rest}\"}}")
     }
 
     /// Below zero.
-    pub fn value_negative(n: i128) -> String {
+    pub(crate) fn value_negative(n: i128) -> String {
         format!("{{value_negative,{n}}}")
     }
 
     /// Beyond the longest expiry.
-    pub fn value_too_large(n: i128) -> String {
+    pub(crate) fn value_too_large(n: i128) -> String {
         format!("{{value_too_large,{n}}}")
     }
 }
@@ -81,7 +81,7 @@ fn octets(payload: &[u8]) -> String {
 
 /// The error for a frame that cannot be taken, worded as RabbitMQ's reader words it:
 /// `FRAME_ERROR - type 206, all octets = <<>>: {frame_too_large,140000,131072}`.
-pub fn frame_error(e: &FrameError) -> AmqpError {
+pub(crate) fn frame_error(e: &FrameError) -> AmqpError {
     match e {
         FrameError::TooLarge {
             frame_type,

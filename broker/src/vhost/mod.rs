@@ -20,9 +20,9 @@ use storage::Store;
 mod exchanges;
 mod publish;
 mod queues;
-pub use exchanges::{BindingSpec, ExchangeSpec};
-pub use publish::Published;
-pub use queues::{check_exclusive, generated_name, Declared, DeleteIf};
+pub(crate) use exchanges::{BindingSpec, ExchangeSpec};
+pub(crate) use publish::Published;
+pub(crate) use queues::{generated_name, DeleteIf};
 
 /// A virtual host.
 ///

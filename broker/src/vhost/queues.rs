@@ -55,7 +55,7 @@ fn classic_by_default(current: &FieldTable, new: &FieldTable) -> (FieldTable, Fi
 
 /// A server-generated name: `prefix-` and 22 URL-safe base64 characters, like RabbitMQ's
 /// (`amq.gen` for queues, `amq.ctag` for consumer tags).
-pub fn generated_name(prefix: &str) -> String {
+pub(crate) fn generated_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
     let suffix: String = (0..22)
@@ -71,7 +71,7 @@ fn locked(q: &Queue) -> AmqpError {
 
 /// 405 unless the queue is not exclusive or is owned by `caller` (a connection id; `None` for
 /// callers that are no connection, which may use any queue).
-pub fn check_exclusive(q: &Queue, caller: Option<u64>) -> AmqpResult<()> {
+pub(crate) fn check_exclusive(q: &Queue, caller: Option<u64>) -> AmqpResult<()> {
     match (q.exclusive_owner, caller) {
         (Some(owner), Some(me)) if owner != me => Err(locked(q)),
         _ => Ok(()),
@@ -218,6 +218,12 @@ impl VHost {
         }
         let n = self.delete_queue(&queue);
         Ok((Some(queue), n))
+    }
+
+    /// queue.purge: drops the queue's ready messages (not those delivered and unacked); returns
+    /// how many. 404 if missing, 405 if another connection's exclusive queue.
+    pub fn purge_queue(&self, name: &str, caller: Option<u64>) -> AmqpResult<u32> {
+        Ok(self.usable_queue(name, caller)?.purge())
     }
 }
 

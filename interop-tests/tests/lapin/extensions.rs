@@ -30,7 +30,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 
 /// How long any single wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// The pause between two polls of a deadline-bounded loop (pacing, not synchronisation).
 async fn pace() {
@@ -38,27 +38,27 @@ async fn pace() {
 }
 
 /// An AMQP `I` (signed 32-bit) field value.
-pub fn int(v: i32) -> AMQPValue {
+pub(crate) fn int(v: i32) -> AMQPValue {
     AMQPValue::LongInt(v)
 }
 
 /// An AMQP `l` (signed 64-bit) field value.
-pub fn long(v: i64) -> AMQPValue {
+pub(crate) fn long(v: i64) -> AMQPValue {
     AMQPValue::LongLongInt(v)
 }
 
 /// The vhost of the broker URL (as it appears in reply texts).
-pub fn vhost() -> String {
+pub(crate) fn vhost() -> String {
     credentials().2
 }
 
 /// `queue '<q>' in vhost '<v>'`, as RabbitMQ names a queue in reply texts.
-pub fn qname(q: &str) -> String {
+pub(crate) fn qname(q: &str) -> String {
     format!("queue '{q}' in vhost '{}'", vhost())
 }
 
 /// Declares queue `q` with `args`.
-pub async fn declare(
+pub(crate) async fn declare(
     ch: &Channel,
     q: &str,
     options: QueueDeclareOptions,
@@ -68,7 +68,7 @@ pub async fn declare(
 }
 
 /// Declares an exclusive queue with a unique name and `args`; returns its name.
-pub async fn xqueue(ch: &Channel, prefix: &str, args: FieldTable) -> String {
+pub(crate) async fn xqueue(ch: &Channel, prefix: &str, args: FieldTable) -> String {
     let q = unique(prefix);
     declare(ch, &q, QueueDeclareOptions::exclusive(), args)
         .await
@@ -77,7 +77,7 @@ pub async fn xqueue(ch: &Channel, prefix: &str, args: FieldTable) -> String {
 }
 
 /// Dead-lettering arguments sending to queue `dead` through the default exchange.
-pub fn dlx_to(dead: &str) -> Vec<(&'static str, AMQPValue)> {
+pub(crate) fn dlx_to(dead: &str) -> Vec<(&'static str, AMQPValue)> {
     vec![
         ("x-dead-letter-exchange", lstr("")),
         ("x-dead-letter-routing-key", lstr(dead)),
@@ -85,14 +85,14 @@ pub fn dlx_to(dead: &str) -> Vec<(&'static str, AMQPValue)> {
 }
 
 /// A confirm-mode channel on `conn`.
-pub async fn confirm_channel(conn: &Connection) -> Channel {
+pub(crate) async fn confirm_channel(conn: &Connection) -> Channel {
     let ch = conn.create_channel().await.expect("channel");
     confirm_mode(&ch).await;
     ch
 }
 
 /// Publishes and waits for the publisher confirm (the channel must be in confirm mode).
-pub async fn publish_confirmed(
+pub(crate) async fn publish_confirmed(
     ch: &Channel,
     x: &str,
     key: &str,
@@ -117,13 +117,13 @@ pub async fn publish_confirmed(
 }
 
 /// Publishes to the default exchange and asserts a plain ack (no return).
-pub async fn send(ch: &Channel, q: &str, body: &str, props: BasicProperties) {
+pub(crate) async fn send(ch: &Channel, q: &str, body: &str, props: BasicProperties) {
     let c = publish_confirmed(ch, "", q, body.as_bytes(), props, false).await;
     assert_eq!(c, Confirmation::Ack(None), "publish of {body:?} to {q}");
 }
 
 /// basic.get until a message arrives (fails after [`WAIT`]).
-pub async fn poll_get(ch: &Channel, q: &str, no_ack: bool) -> BasicGetMessage {
+pub(crate) async fn poll_get(ch: &Channel, q: &str, no_ack: bool) -> BasicGetMessage {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(m) = within(10, ch.basic_get(q.into(), BasicGetOptions { no_ack }))
@@ -138,7 +138,7 @@ pub async fn poll_get(ch: &Channel, q: &str, no_ack: bool) -> BasicGetMessage {
 }
 
 /// Polls the ready-message count (passive declare) until it is `n` (fails after [`WAIT`]).
-pub async fn wait_count(ch: &Channel, q: &str, n: u32) {
+pub(crate) async fn wait_count(ch: &Channel, q: &str, n: u32) {
     let deadline = Instant::now() + WAIT;
     loop {
         let got = message_count(ch, q).await;
@@ -154,19 +154,19 @@ pub async fn wait_count(ch: &Channel, q: &str, n: u32) {
 }
 
 /// Bodies as strings.
-pub fn texts<'a>(ds: impl IntoIterator<Item = &'a Delivery>) -> Vec<String> {
+pub(crate) fn texts<'a>(ds: impl IntoIterator<Item = &'a Delivery>) -> Vec<String> {
     ds.into_iter()
         .map(|d| String::from_utf8(d.data.clone()).expect("utf-8 body"))
         .collect()
 }
 
 /// All bodies left in `q` (basic.get, no-ack), as strings.
-pub async fn drain_texts(ch: &Channel, q: &str) -> Vec<String> {
+pub(crate) async fn drain_texts(ch: &Channel, q: &str) -> Vec<String> {
     texts(&drain_deliveries(ch, q).await)
 }
 
 /// Starts a consumer on `q`.
-pub async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
+pub(crate) async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
     ch.basic_consume(
         q.into(),
         tag.into(),
@@ -181,7 +181,7 @@ pub async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer
 }
 
 /// The next delivery of a consumer (fails after 10 s).
-pub async fn next(c: &mut Consumer) -> Delivery {
+pub(crate) async fn next(c: &mut Consumer) -> Delivery {
     within(10, c.next())
         .await
         .expect("consumer ended")
@@ -189,7 +189,7 @@ pub async fn next(c: &mut Consumer) -> Delivery {
 }
 
 /// Header `key` of a delivery.
-pub fn header<'a>(d: &'a Delivery, key: &str) -> Option<&'a AMQPValue> {
+pub(crate) fn header<'a>(d: &'a Delivery, key: &str) -> Option<&'a AMQPValue> {
     d.properties
         .headers()
         .as_ref()
@@ -197,7 +197,7 @@ pub fn header<'a>(d: &'a Delivery, key: &str) -> Option<&'a AMQPValue> {
 }
 
 /// The header keys, sorted.
-pub fn header_keys(d: &Delivery) -> Vec<String> {
+pub(crate) fn header_keys(d: &Delivery) -> Vec<String> {
     d.properties
         .headers()
         .as_ref()
@@ -207,7 +207,7 @@ pub fn header_keys(d: &Delivery) -> Vec<String> {
 
 /// A long-string value as a `String`; panics on any other type.
 #[track_caller]
-pub fn as_lstr(v: &AMQPValue) -> String {
+pub(crate) fn as_lstr(v: &AMQPValue) -> String {
     match v {
         AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).expect("utf-8"),
         other => panic!("expected a long string, got {other:?}"),
@@ -218,7 +218,7 @@ pub fn as_lstr(v: &AMQPValue) -> String {
 /// `time` a timestamp (`T`), `routing-keys` an array of long strings, the rest long strings,
 /// and no other keys.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Death {
+pub(crate) struct Death {
     pub count: i64,
     pub reason: String,
     pub queue: String,
@@ -273,7 +273,7 @@ fn death_entry(v: &AMQPValue) -> Death {
 
 /// The x-death header of a delivery, most recent death first (types checked, see [`Death`]).
 #[track_caller]
-pub fn deaths(d: &Delivery) -> Vec<Death> {
+pub(crate) fn deaths(d: &Delivery) -> Vec<Death> {
     match header(d, "x-death") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().iter().map(death_entry).collect(),
         other => panic!("x-death must be an array, got {other:?}"),
@@ -282,7 +282,7 @@ pub fn deaths(d: &Delivery) -> Vec<Death> {
 
 /// The x-first-death-{exchange, queue, reason} headers (long strings).
 #[track_caller]
-pub fn first_death(d: &Delivery) -> (String, String, String) {
+pub(crate) fn first_death(d: &Delivery) -> (String, String, String) {
     let get = |k: &str| as_lstr(header(d, k).unwrap_or_else(|| panic!("no {k} header")));
     (
         get("x-first-death-exchange"),
@@ -292,7 +292,7 @@ pub fn first_death(d: &Delivery) -> (String, String, String) {
 }
 
 /// Shorthand for a `Death` expectation without time (compare with [`sans_time`]).
-pub fn death(
+pub(crate) fn death(
     count: i64,
     reason: &str,
     queue: &str,
@@ -312,12 +312,12 @@ pub fn death(
 }
 
 /// The deaths with `time` zeroed, for comparing with [`death`] expectations.
-pub fn sans_time(ds: Vec<Death>) -> Vec<Death> {
+pub(crate) fn sans_time(ds: Vec<Death>) -> Vec<Death> {
     ds.into_iter().map(|d| Death { time: 0, ..d }).collect()
 }
 
 /// Unix time in seconds.
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -326,7 +326,7 @@ pub fn now_secs() -> u64 {
 
 /// Opens a fresh channel on `conn`, declares `q` with `options`/`args` expecting a channel
 /// error, and returns (reply code, reply text).
-pub async fn declare_error(
+pub(crate) async fn declare_error(
     conn: &Connection,
     q: &str,
     options: QueueDeclareOptions,
@@ -342,7 +342,7 @@ pub async fn declare_error(
 /// Waits until queue `q` no longer exists, probing with mandatory publishes in confirm mode
 /// (which, unlike a passive declare or basic.get, do not renew an x-expires lease): the first
 /// one returned with 312 NO_ROUTE shows the queue is gone. Returns the time it took.
-pub async fn wait_gone_by_publish(ch: &Channel, q: &str) -> Duration {
+pub(crate) async fn wait_gone_by_publish(ch: &Channel, q: &str) -> Duration {
     let start = Instant::now();
     loop {
         match publish_confirmed(ch, "", q, b"probe", BasicProperties::default(), true).await {

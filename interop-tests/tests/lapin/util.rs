@@ -7,7 +7,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 /// A connection and one channel on it.
-pub async fn open() -> (Connection, Channel) {
+pub(crate) async fn open() -> (Connection, Channel) {
     let conn = connect().await;
     let ch = conn.create_channel().await.expect("channel");
     (conn, ch)
@@ -18,7 +18,7 @@ pub async fn open() -> (Connection, Channel) {
 /// lapin closes a channel by itself when its last handle is dropped; if that races with this
 /// close, lapin fails the close with `InvalidChannelState` (a client-side race, nothing the
 /// broker did), which is tolerated here.
-pub async fn close(conn: Connection) {
+pub(crate) async fn close(conn: Connection) {
     match conn.close(200, "bye".into()).await {
         Ok(()) => {}
         Err(e) if matches!(e.kind(), lapin::ErrorKind::InvalidChannelState(..)) => {}
@@ -27,7 +27,7 @@ pub async fn close(conn: Connection) {
 }
 
 /// Declares an exclusive server-named queue; returns its name.
-pub async fn temp_queue(ch: &Channel) -> String {
+pub(crate) async fn temp_queue(ch: &Channel) -> String {
     ch.queue_declare(
         "".into(),
         QueueDeclareOptions::exclusive(),
@@ -40,7 +40,7 @@ pub async fn temp_queue(ch: &Channel) -> String {
 }
 
 /// Declares a named, non-exclusive, auto-delete-free queue the test deletes itself.
-pub async fn named_queue(ch: &Channel, prefix: &str) -> String {
+pub(crate) async fn named_queue(ch: &Channel, prefix: &str) -> String {
     let q = unique(prefix);
     ch.queue_declare(
         q.as_str().into(),
@@ -53,7 +53,7 @@ pub async fn named_queue(ch: &Channel, prefix: &str) -> String {
 }
 
 /// Declares a non-durable exchange of `kind` with a unique name.
-pub async fn exchange(ch: &Channel, kind: ExchangeKind) -> String {
+pub(crate) async fn exchange(ch: &Channel, kind: ExchangeKind) -> String {
     let x = unique("x");
     ch.exchange_declare(
         x.as_str().into(),
@@ -66,19 +66,19 @@ pub async fn exchange(ch: &Channel, kind: ExchangeKind) -> String {
     x
 }
 
-pub async fn delete_exchange(ch: &Channel, x: &str) {
+pub(crate) async fn delete_exchange(ch: &Channel, x: &str) {
     ch.exchange_delete(x.into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete exchange");
 }
 
-pub async fn delete_queue(ch: &Channel, q: &str) {
+pub(crate) async fn delete_queue(ch: &Channel, q: &str) {
     ch.queue_delete(q.into(), QueueDeleteOptions::default())
         .await
         .expect("delete queue");
 }
 
-pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
+pub(crate) async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
     ch.queue_bind(
         q.into(),
         x.into(),
@@ -91,11 +91,17 @@ pub async fn bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
 }
 
 /// Publishes (no confirms) with default properties.
-pub async fn publish(ch: &Channel, x: &str, key: &str, body: &[u8]) {
+pub(crate) async fn publish(ch: &Channel, x: &str, key: &str, body: &[u8]) {
     publish_with(ch, x, key, body, BasicProperties::default()).await;
 }
 
-pub async fn publish_with(ch: &Channel, x: &str, key: &str, body: &[u8], props: BasicProperties) {
+pub(crate) async fn publish_with(
+    ch: &Channel,
+    x: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) {
     ch.basic_publish(
         x.into(),
         key.into(),
@@ -109,14 +115,14 @@ pub async fn publish_with(ch: &Channel, x: &str, key: &str, body: &[u8], props: 
 
 /// One basic.get (no_ack). A message published earlier on the same channel is already
 /// enqueued: the broker handles a channel's methods in order.
-pub async fn get(ch: &Channel, q: &str) -> Option<BasicGetMessage> {
+pub(crate) async fn get(ch: &Channel, q: &str) -> Option<BasicGetMessage> {
     within(10, ch.basic_get(q.into(), BasicGetOptions { no_ack: true }))
         .await
         .expect("basic.get")
 }
 
 /// Gets (no_ack) until the queue is empty; returns the bodies in order.
-pub async fn drain(ch: &Channel, q: &str) -> Vec<Vec<u8>> {
+pub(crate) async fn drain(ch: &Channel, q: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(m) = get(ch, q).await {
         out.push(m.delivery.data);
@@ -125,7 +131,7 @@ pub async fn drain(ch: &Channel, q: &str) -> Vec<Vec<u8>> {
 }
 
 /// Gets (no_ack) until the queue is empty; returns the deliveries in order.
-pub async fn drain_deliveries(ch: &Channel, q: &str) -> Vec<Delivery> {
+pub(crate) async fn drain_deliveries(ch: &Channel, q: &str) -> Vec<Delivery> {
     let mut out = Vec::new();
     while let Some(m) = get(ch, q).await {
         out.push(m.delivery);
@@ -134,7 +140,7 @@ pub async fn drain_deliveries(ch: &Channel, q: &str) -> Vec<Delivery> {
 }
 
 /// Message count from a passive declare.
-pub async fn message_count(ch: &Channel, q: &str) -> u32 {
+pub(crate) async fn message_count(ch: &Channel, q: &str) -> u32 {
     ch.queue_declare(
         q.into(),
         QueueDeclareOptions {
@@ -149,7 +155,7 @@ pub async fn message_count(ch: &Channel, q: &str) -> u32 {
 }
 
 /// Passive declare of an exchange.
-pub async fn exchange_exists(ch: &Channel, x: &str) -> lapin::Result<()> {
+pub(crate) async fn exchange_exists(ch: &Channel, x: &str) -> lapin::Result<()> {
     ch.exchange_declare(
         x.into(),
         ExchangeKind::Direct,
@@ -163,7 +169,7 @@ pub async fn exchange_exists(ch: &Channel, x: &str) -> lapin::Result<()> {
 }
 
 /// Passive declare of a queue.
-pub async fn queue_exists(ch: &Channel, q: &str) -> lapin::Result<lapin::Queue> {
+pub(crate) async fn queue_exists(ch: &Channel, q: &str) -> lapin::Result<lapin::Queue> {
     ch.queue_declare(
         q.into(),
         QueueDeclareOptions {
@@ -176,7 +182,7 @@ pub async fn queue_exists(ch: &Channel, q: &str) -> lapin::Result<lapin::Queue> 
 }
 
 /// Builds a field table from (key, value) pairs.
-pub fn table(entries: Vec<(&str, lapin::types::AMQPValue)>) -> FieldTable {
+pub(crate) fn table(entries: Vec<(&str, lapin::types::AMQPValue)>) -> FieldTable {
     let mut t = FieldTable::default();
     for (k, v) in entries {
         t.insert(k.into(), v);
@@ -185,12 +191,12 @@ pub fn table(entries: Vec<(&str, lapin::types::AMQPValue)>) -> FieldTable {
 }
 
 /// A long-string field value.
-pub fn lstr(s: &str) -> lapin::types::AMQPValue {
+pub(crate) fn lstr(s: &str) -> lapin::types::AMQPValue {
     lapin::types::AMQPValue::LongString(s.into())
 }
 
 /// Puts the channel in confirm mode.
-pub async fn confirm_mode(ch: &Channel) {
+pub(crate) async fn confirm_mode(ch: &Channel) {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
@@ -199,7 +205,7 @@ pub async fn confirm_mode(ch: &Channel) {
 /// Waits for all outstanding confirms of a confirm-mode channel (all must be acks without
 /// returns). Once confirmed, a message is in its queues: RabbitMQ answers a queue.declare before
 /// it has handled earlier publishes, so message counts are only checked after this.
-pub async fn settle(ch: &Channel) {
+pub(crate) async fn settle(ch: &Channel) {
     let returned = within(30, ch.wait_for_confirms())
         .await
         .expect("wait for confirms");
