@@ -166,7 +166,9 @@ impl Server {
             warn!("{} connection(s) did not close in time", connections.len());
             connections.abort_all();
         }
-        self.broker.store.close();
+        // Joining the writer thread and flushing RocksDB block: not on a runtime worker.
+        let store = self.broker.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         info!("stopped");
         Ok(())
     }
