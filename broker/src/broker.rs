@@ -1,6 +1,6 @@
-//! State shared by the whole broker: configuration, users, vhosts, connection ids.
+//! State shared by the whole broker: configuration, access control, vhosts, connection ids.
 
-use crate::auth::{User, Users};
+use crate::auth::{AccessControl, PasswordHash, VHostInfo};
 use crate::config::Config;
 use crate::vhost::VHost;
 use std::collections::HashMap;
@@ -13,8 +13,8 @@ use storage::Store;
 pub struct Broker {
     /// Configuration in force.
     pub config: Config,
-    /// Users.
-    pub users: Users,
+    /// Users, vhosts' permissions.
+    pub access: Arc<AccessControl>,
     /// The store.
     pub store: Arc<Store>,
     /// Resource alarms (free disk space, store failures).
@@ -24,32 +24,60 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with the default vhost and user, on `store` (nothing is recovered yet: see
-    /// `recovery::recover`).
+    /// A broker with no vhost yet, on `store` (see `recovery::recover`, which puts back the
+    /// stored ones or, on a first start, makes the defaults).
     pub fn new(config: Config, store: Arc<Store>) -> Self {
-        let mut users = Users::default();
-        users.add(User {
-            name: config.default_user.clone(),
-            password: config.default_pass.clone(),
-            loopback_only: config.default_user_loopback_only,
-        });
-        let mut vhosts = HashMap::new();
-        vhosts.insert(
-            config.default_vhost.clone(),
-            Arc::new(VHost::new(
-                &config.default_vhost,
-                store.clone(),
-                config.queue_budget(),
-            )),
-        );
+        let loopback_users = if config.default_user_loopback_only {
+            vec![config.default_user.clone()]
+        } else {
+            Vec::new()
+        };
         Broker {
+            access: Arc::new(AccessControl::new(store.clone(), loopback_users)),
             config,
-            users,
             store,
             alarms: Arc::default(),
-            vhosts: RwLock::new(vhosts),
+            vhosts: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
         }
+    }
+
+    /// First start: the default user (tagged administrator, all permissions on the default
+    /// vhost) and the default vhost, as RabbitMQ makes them.
+    pub fn make_defaults(&self) {
+        let cfg = &self.config;
+        self.add_vhost(VHostInfo {
+            name: cfg.default_vhost.clone(),
+            description: "Default virtual host".into(),
+            tags: Vec::new(),
+        });
+        let _ = self.access.add_user(
+            &cfg.default_user,
+            PasswordHash::new(&cfg.default_pass),
+            vec!["administrator".into()],
+        );
+        let _ =
+            self.access
+                .set_permissions(&cfg.default_user, &cfg.default_vhost, ".*", ".*", ".*");
+        self.access.mark_initialized();
+    }
+
+    /// Creates a vhost (idempotent) with the pre-declared exchanges. Its delayed-message task is
+    /// the caller's to start (`Server` does, for those that exist when it starts).
+    pub fn add_vhost(&self, info: VHostInfo) -> Arc<VHost> {
+        let name = info.name.clone();
+        self.access.add_vhost(info);
+        let mut vhosts = self.vhosts.write().unwrap_or_else(|e| e.into_inner());
+        vhosts
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    &name,
+                    self.store.clone(),
+                    self.config.queue_budget(),
+                ))
+            })
+            .clone()
     }
 
     /// Looks a vhost up.

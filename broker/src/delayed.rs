@@ -3,7 +3,7 @@
 //! bindings as its `x-delayed-type` would route it, and is delivered with `x-delay` set to -N.
 //!
 //! Delayed messages live in the store only, in an area of their own whose keys are
-//! `(DELAYED_AREA, due time << 20 | counter)`: RocksDB keeps them sorted by due time, so the store
+//! `(the vhost's delayed area, due time << 20 | counter)`: RocksDB keeps them sorted by due time, so the store
 //! itself is the timer queue. Memory does not grow with the number of delayed messages, and a
 //! restart needs no scan: one task per vhost reads whatever is due from the front of the area,
 //! routes it, deletes it (waiting for the delete before reading again), and sleeps until the next
@@ -20,7 +20,6 @@ use storage::Store;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-pub(crate) use crate::persist::DELAYED_AREA;
 /// Bits of the sequence used for the counter that tells messages due in the same ms apart.
 const COUNTER_BITS: u32 = 20;
 /// Messages routed per read of the store.
@@ -54,9 +53,9 @@ pub(crate) fn delay_of(message: &Message) -> Option<i64> {
 
 impl Delayed {
     /// The delayed messages kept in `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, vhost: &str) -> Self {
         Delayed {
-            area: DelayedArea::new(store),
+            area: DelayedArea::new(store, vhost),
             counter: AtomicU64::new(0),
             next_due: AtomicU64::new(u64::MAX),
             wake: Notify::new(),
@@ -99,6 +98,11 @@ impl Delayed {
                 }
             }),
         );
+    }
+
+    /// The store id of the area (kept at start-up; dropped with the vhost).
+    pub fn area_id(&self) -> u64 {
+        self.area.id()
     }
 
     /// Routes delayed messages as they fall due through `vhost`, until it goes away.

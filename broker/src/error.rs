@@ -76,6 +76,10 @@ impl AmqpError {
     pub fn resource_locked(explanation: impl Into<String>) -> Self {
         Self::new(ReplyCode::ResourceLocked, explanation)
     }
+    /// 320 CONNECTION_FORCED.
+    pub fn connection_forced(explanation: impl Into<String>) -> Self {
+        Self::new(ReplyCode::ConnectionForced, explanation)
+    }
     /// 530 NOT_ALLOWED.
     pub fn not_allowed(explanation: impl Into<String>) -> Self {
         Self::new(ReplyCode::NotAllowed, explanation)

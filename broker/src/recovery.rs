@@ -6,7 +6,7 @@
 
 use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange};
-use crate::persist::QueueStore;
+use crate::persist::{AccessRecord, QueueStore};
 use crate::queue::{Queue, QueueArgs, QueueSpec};
 use amqp_codec::types::FieldTable;
 use std::sync::Arc;
@@ -41,6 +41,22 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
     let started = Instant::now();
     let store = broker.store.clone();
     let r = store.recover()?;
+    let access: Vec<AccessRecord> = r
+        .access
+        .iter()
+        .filter_map(|v| AccessRecord::decode(v))
+        .collect();
+    if broker.access.restore(access) {
+        for info in broker.access.vhosts() {
+            broker.add_vhost(info);
+        }
+    } else {
+        info!(
+            "first start: creating user '{}' and vhost '{}'",
+            broker.config.default_user, broker.config.default_vhost
+        );
+        broker.make_defaults();
+    }
     let mut stats = RecoveryStats::default();
     for x in r.exchanges {
         let arguments = table(&x.arguments);
@@ -62,7 +78,11 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         stats.exchanges += 1;
     }
     // Store ids in use: every lane of every durable queue, and the delayed messages.
-    let mut kept_ids: Vec<u64> = vec![crate::delayed::DELAYED_AREA];
+    let mut kept_ids: Vec<u64> = broker
+        .vhosts()
+        .iter()
+        .map(|v| v.delayed.area_id())
+        .collect();
     for rq in r.queues {
         let Some(vhost) = broker.vhost(&rq.def.vhost) else {
             warn!(

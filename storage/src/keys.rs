@@ -42,4 +42,17 @@ pub mod tag {
     pub const QUEUE: u8 = b'q';
     /// A binding.
     pub const BINDING: u8 = b'b';
+    /// An access-control record (users, vhosts, permissions): opaque to the store.
+    pub const ACCESS: u8 = b'a';
+}
+
+/// The key of an access-control record: [`tag::ACCESS`], its kind, then its names, each followed
+/// by a NUL (names cannot contain NUL: they come from AMQP short strings and UTF-8 text).
+pub fn access_key(kind: u8, names: &[&str]) -> Vec<u8> {
+    let mut k = vec![tag::ACCESS, kind];
+    for n in names {
+        k.extend_from_slice(n.as_bytes());
+        k.push(0);
+    }
+    k
 }

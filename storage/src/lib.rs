@@ -32,6 +32,7 @@ mod writer;
 pub use config::StoreConfig;
 pub use defs::{BindingDef, ExchangeDef, QueueDef};
 pub use error::StoreError;
+pub use keys::access_key;
 pub use ops::{Completion, Op};
 pub use record::MessageRecord;
 pub use store::{QueueState, Recovered, RecoveredQueue, Store};

@@ -70,6 +70,8 @@ pub struct Recovered {
     pub queues: Vec<RecoveredQueue>,
     /// Bindings between durable ends.
     pub bindings: Vec<BindingDef>,
+    /// Access-control records (values as stored; their format is the broker's).
+    pub access: Vec<Vec<u8>>,
 }
 
 /// The store. Cheap to share (`Arc` inside); dropping the last handle stops the writer after it
@@ -342,6 +344,7 @@ impl Store {
                 Some(&tag::EXCHANGE) => r.exchanges.push(ExchangeDef::decode(&v)?),
                 Some(&tag::BINDING) => r.bindings.push(BindingDef::decode(&v)?),
                 Some(&tag::VHOST) => r.vhosts.push(String::from_utf8_lossy(&v).into_owned()),
+                Some(&tag::ACCESS) => r.access.push(v.to_vec()),
                 Some(&tag::QUEUE) => {
                     let def = QueueDef::decode(&v)?;
                     max_id = max_id.max(def.id);

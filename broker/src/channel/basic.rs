@@ -59,7 +59,7 @@ impl Channel {
             }
             b::AMQPMethod::Get(g) => {
                 let name = self.queue_name(g.queue.as_str())?;
-                let queue = self.usable_queue(ctx, &name)?;
+                let queue = self.readable_queue(ctx, &name)?;
                 let sink: Arc<dyn DeliverySink> = self.shared.clone();
                 if !queue.get(&sink, g.no_ack) {
                     // Answered once the queue read its head from the store.
@@ -121,7 +121,7 @@ impl Channel {
         if name == REPLY_QUEUE {
             return self.consume_replies(ctx, c);
         }
-        let queue = self.usable_queue(ctx, &name)?;
+        let queue = self.readable_queue(ctx, &name)?;
         let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
             generated_name("amq.ctag").into()
         } else {
@@ -218,7 +218,9 @@ impl Channel {
         a: Assembled<b::Publish>,
     ) -> AmqpResult<()> {
         let p = a.method;
-        let exchange = ctx.vhost.get_exchange(p.exchange.as_str())?;
+        let exchange =
+            ctx.vhost
+                .publish_target(p.exchange.as_str(), p.routing_key.as_str(), ctx.caller)?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",

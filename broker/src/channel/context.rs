@@ -25,6 +25,8 @@ pub(crate) struct ConnectionContext<'a> {
     pub id: u64,
     /// The authenticated user.
     pub user: &'a str,
+    /// This connection as a caller of vhost operations (its id and permissions).
+    pub caller: &'a crate::auth::Caller,
     /// Exclusive queues declared on this connection (deleted when it closes).
     pub exclusive_queues: &'a mut Vec<Arc<Queue>>,
     /// The connection's event mailbox (store completions come back through it).

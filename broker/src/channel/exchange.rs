@@ -20,14 +20,15 @@ impl Channel {
                 if d.passive {
                     ctx.vhost.check_exchange(d.exchange.as_str())?;
                 } else {
-                    ctx.vhost.declare_exchange(&ExchangeSpec {
+                    let spec = ExchangeSpec {
                         name: d.exchange.as_str().to_string(),
                         kind: d.kind.as_str().to_string(),
                         durable: d.durable,
                         auto_delete: d.auto_delete,
                         internal: d.internal,
                         arguments: d.arguments,
-                    })?;
+                    };
+                    ctx.vhost.declare_exchange(&spec, ctx.caller)?;
                 }
                 if !d.nowait {
                     self.send(AMQPClass::Exchange(x::AMQPMethod::DeclareOk(
@@ -37,7 +38,7 @@ impl Channel {
             }
             x::AMQPMethod::Delete(d) => {
                 ctx.vhost
-                    .delete_exchange_named(d.exchange.as_str(), d.if_unused)?;
+                    .delete_exchange_named(d.exchange.as_str(), d.if_unused, ctx.caller)?;
                 if !d.nowait {
                     self.send(AMQPClass::Exchange(x::AMQPMethod::DeleteOk(x::DeleteOk {})));
                 }
@@ -49,7 +50,7 @@ impl Channel {
                     routing_key: bnd.routing_key.as_str().to_string(),
                     arguments: bnd.arguments,
                 };
-                ctx.vhost.bind(&spec, Some(ctx.id))?;
+                ctx.vhost.bind(&spec, ctx.caller)?;
                 if !bnd.nowait {
                     self.send(AMQPClass::Exchange(x::AMQPMethod::BindOk(x::BindOk {})));
                 }
@@ -61,7 +62,7 @@ impl Channel {
                     routing_key: u.routing_key.as_str().to_string(),
                     arguments: u.arguments,
                 };
-                ctx.vhost.unbind(&spec, Some(ctx.id))?;
+                ctx.vhost.unbind(&spec, ctx.caller)?;
                 if !u.nowait {
                     self.send(AMQPClass::Exchange(x::AMQPMethod::UnbindOk(x::UnbindOk {})));
                 }

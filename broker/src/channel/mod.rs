@@ -479,7 +479,7 @@ impl Channel {
     }
 
     /// Finds a queue this connection may use (404 if missing, 405 if another connection's exclusive one).
-    fn usable_queue(&self, ctx: &ConnectionContext<'_>, name: &str) -> AmqpResult<Arc<Queue>> {
-        ctx.vhost.usable_queue(name, Some(ctx.id))
+    fn readable_queue(&self, ctx: &ConnectionContext<'_>, name: &str) -> AmqpResult<Arc<Queue>> {
+        ctx.vhost.readable_queue(name, ctx.caller)
     }
 }

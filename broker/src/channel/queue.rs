@@ -33,7 +33,7 @@ impl Channel {
                     routing_key: key,
                     arguments: bnd.arguments,
                 };
-                ctx.vhost.bind(&spec, Some(ctx.id))?;
+                ctx.vhost.bind(&spec, ctx.caller)?;
                 if !bnd.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
                 }
@@ -46,13 +46,13 @@ impl Channel {
                     routing_key: u.routing_key.as_str().to_string(),
                     arguments: u.arguments,
                 };
-                ctx.vhost.unbind(&spec, Some(ctx.id))?;
+                ctx.vhost.unbind(&spec, ctx.caller)?;
                 self.send(AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
                 Ok(())
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
-                let message_count = ctx.vhost.purge_queue(&name, Some(ctx.id))?;
+                let message_count = ctx.vhost.purge_queue(&name, ctx.caller)?;
                 if !p.nowait {
                     self.send(AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk {
                         message_count,
@@ -67,7 +67,7 @@ impl Channel {
                     empty: d.if_empty,
                 };
                 let (deleted, message_count) =
-                    ctx.vhost.delete_queue_named(&name, Some(ctx.id), only_if)?;
+                    ctx.vhost.delete_queue_named(&name, ctx.caller, only_if)?;
                 if let Some(queue) = deleted {
                     ctx.exclusive_queues
                         .retain(|q| !std::sync::Arc::ptr_eq(q, &queue));
@@ -105,7 +105,7 @@ impl Channel {
         }
         let queue = if d.passive {
             // No empty-name shortcut here: RabbitMQ answers `no queue ''`.
-            self.usable_queue(ctx, requested)?
+            ctx.vhost.usable_queue(requested, ctx.caller)?
         } else {
             let spec = QueueSpec {
                 name: requested.to_string(),
@@ -114,7 +114,7 @@ impl Channel {
                 auto_delete: d.auto_delete,
                 arguments: d.arguments,
             };
-            let declared = ctx.vhost.declare_queue(spec, Some(ctx.id))?;
+            let declared = ctx.vhost.declare_queue(spec, ctx.caller)?;
             if declared.created && d.exclusive {
                 ctx.exclusive_queues.push(declared.queue.clone());
             }

@@ -20,6 +20,7 @@ use tokio::net::tcp::OwnedReadHalf;
 /// A finished handshake.
 pub(super) struct Done {
     pub vhost: Arc<VHost>,
+    pub grant: crate::auth::Grant,
     pub user: String,
     pub caps: ClientCapabilities,
     pub frame_max: u32,
@@ -157,7 +158,7 @@ impl Handshake<'_> {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+                mechanisms: LongString::from(crate::auth::MECHANISMS.as_bytes().to_vec()),
                 locales: LongString::from(b"en_US".to_vec()),
             })),
         );
@@ -167,10 +168,12 @@ impl Handshake<'_> {
         };
         let caps = client_capabilities(&start_ok.client_properties);
         let mechanism = start_ok.mechanism.as_str().to_string();
-        let user = match self.broker.users.authenticate(
-            &mechanism,
-            start_ok.response.as_bytes(),
-            self.peer.ip(),
+        let user = match crate::auth::parse_sasl(&mechanism, start_ok.response.as_bytes()).and_then(
+            |creds| {
+                self.broker
+                    .access
+                    .authenticate(&creds, Some(self.peer.ip()))
+            },
         ) {
             Ok(u) => u,
             Err(AuthError::UnsupportedMechanism(m)) => {
@@ -180,20 +183,13 @@ impl Handshake<'_> {
                 )));
             }
             Err(why) => {
-                let detail = match &why {
-                    AuthError::InvalidCredentials(u) => format!("user '{u}' - invalid credentials"),
-                    AuthError::LoopbackOnly(u) => {
-                        format!("user '{u}' can only connect via localhost")
-                    }
-                    AuthError::Malformed => "malformed SASL response".to_string(),
-                    AuthError::UnsupportedMechanism(_) => unreachable!(),
-                };
-                let text = format!(
-                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-                );
-                let reason = format!("authentication failed: {detail}");
+                // The log says why, as RabbitMQ's does; the client learns only "refused".
+                let reason = format!("{mechanism} login refused: {why}");
+                if why == AuthError::Malformed {
+                    return Err(Failed::Silent(reason));
+                }
                 return Err(if caps.authentication_failure_close {
-                    Failed::Close(AmqpError::access_refused(text), reason)
+                    Failed::Close(crate::reply_text::login_refused(&mechanism), reason)
                 } else {
                     Failed::Silent(reason)
                 });
@@ -239,11 +235,20 @@ impl Handshake<'_> {
             other => return Err(unexpected(other, "connection.open")),
         };
         let vhost_name = open.virtual_host.as_str();
-        let Some(vhost) = self.broker.vhost(vhost_name) else {
-            return Err(Failed::Close(
-                AmqpError::not_allowed(format!("vhost {vhost_name} not found")).on_method(10, 40),
-                format!("vhost '{vhost_name}' not found"),
-            ));
+        let found = self
+            .broker
+            .access
+            .grant(&user, vhost_name)
+            .and_then(|grant| match self.broker.vhost(vhost_name) {
+                Some(vhost) => Ok((grant, vhost)),
+                None => Err(crate::reply_text::vhost_not_found(vhost_name)),
+            });
+        let (grant, vhost) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let reason = e.explanation.clone();
+                return Err(Failed::Close(e, reason));
+            }
         };
         self.outbox.method(
             0,
@@ -251,6 +256,7 @@ impl Handshake<'_> {
         );
         Ok(Done {
             vhost,
+            grant,
             user,
             caps,
             frame_max,

@@ -8,6 +8,7 @@
 mod handshake;
 pub(crate) mod writer;
 
+use crate::auth::Caller;
 use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::channel::{ClientCapabilities, ConnEvent, ConnectionContext, EventSender};
@@ -61,6 +62,8 @@ pub(crate) struct Connection {
     outbox: Arc<Outbox>,
     vhost: Arc<VHost>,
     user: String,
+    /// Who this connection is to the vhost operations (its id and permissions).
+    caller: Caller,
     caps: ClientCapabilities,
     frame_max: u32,
     channel_max: u16,
@@ -126,6 +129,10 @@ pub(crate) async fn serve(
                     outbox: outbox.clone(),
                     vhost: done.vhost,
                     user: done.user,
+                    caller: Caller {
+                        connection: Some(id),
+                        grant: Some(done.grant),
+                    },
                     caps: done.caps,
                     frame_max: done.frame_max,
                     channel_max: done.channel_max,
@@ -629,6 +636,7 @@ impl Connection {
             vhost: &self.vhost,
             id: self.id,
             user: &self.user,
+            caller: &self.caller,
             exclusive_queues: &mut self.exclusive_queues,
             events: &self.events_tx,
             congested: &mut self.congested,

@@ -4,6 +4,7 @@
 //! - [`QueueStore`]: a queue's messages (put, delete, mark delivered, read a range).
 //! - [`DefinitionWrites`]: durable exchanges, queues and bindings of a vhost, written together.
 //! - [`DelayedArea`]: the delayed-message exchange's messages, kept by due time.
+//! - [`AccessWrites`]: users, vhosts and permissions (`auth`).
 //! - [`ConfirmWait`]: how a publisher confirm waits for the store.
 //!
 //! Messages are written by the store's writer thread (group commit). A persistent message routed to
@@ -13,13 +14,15 @@
 //!
 //! Reads block: they are made only from blocking threads (`spawn_blocking`, start-up).
 
+mod access;
 mod confirm;
 mod definitions;
 mod delayed;
 mod queue_store;
 
+pub(crate) use access::{AccessRecord, AccessWrites};
 pub(crate) use confirm::ConfirmWait;
 pub(crate) use definitions::{drop_unkept_queues, DefinitionWrites};
-pub(crate) use delayed::{DelayedArea, DELAYED_AREA};
+pub(crate) use delayed::DelayedArea;
 pub(crate) use queue_store::StaleRecord;
 pub use queue_store::{Budget, QueueStore};

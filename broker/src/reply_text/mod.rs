@@ -7,6 +7,7 @@
 
 pub(crate) mod erlang;
 
+use crate::auth::Resource;
 use crate::error::AmqpError;
 use amqp_codec::frame::FrameError;
 
@@ -18,6 +19,52 @@ pub(crate) fn no_queue(vhost: &str, name: &str) -> AmqpError {
 /// `NOT_FOUND - no exchange 'x' in vhost '/'`
 pub(crate) fn no_exchange(vhost: &str, name: &str) -> AmqpError {
     AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+
+/// `ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the
+/// broker logfile.` (connection.close, sent only to clients with `authentication_failure_close`).
+pub(crate) fn login_refused(mechanism: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+    ))
+}
+
+/// `NOT_ALLOWED - vhost v not found` (connection.open; RabbitMQ does not quote the name).
+pub(crate) fn vhost_not_found(vhost: &str) -> AmqpError {
+    AmqpError::not_allowed(format!("vhost {vhost} not found")).on_method(10, 40)
+}
+
+/// `NOT_ALLOWED - access to vhost 'v' refused for user 'u'` (connection.open).
+pub(crate) fn vhost_access_refused(vhost: &str, user: &str) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}'"
+    ))
+    .on_method(10, 40)
+}
+
+/// `ACCESS_REFUSED - access to queue 'q' in vhost 'v' refused for user 'u'` (RabbitMQ 3.10's
+/// words; the default exchange is `amq.default`).
+pub(crate) fn access_refused(resource: Resource, name: &str, vhost: &str, user: &str) -> AmqpError {
+    let (kind, name) = match resource {
+        Resource::Exchange if name.is_empty() => ("exchange", "amq.default"),
+        Resource::Exchange => ("exchange", name),
+        Resource::Queue => ("queue", name),
+    };
+    AmqpError::access_refused(format!(
+        "access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
+    ))
+}
+
+/// `ACCESS_REFUSED - access to topic 'k' in exchange 'x' in vhost 'v' refused for user 'u'`.
+pub(crate) fn topic_access_refused(
+    key: &str,
+    exchange: &str,
+    vhost: &str,
+    user: &str,
+) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "access to topic '{key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'"
+    ))
 }
 
 /// `RESOURCE_LOCKED` for a queue that is another connection's exclusive queue.

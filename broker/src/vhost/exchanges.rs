@@ -5,6 +5,7 @@
 //! As for queues (`queues.rs`), these are the calls every entry point makes.
 
 use super::{yes_no, VHost};
+use crate::auth::{Access, Caller, Resource};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use amqp_codec::types::FieldTable;
@@ -47,16 +48,35 @@ fn default_exchange_refused() -> AmqpError {
 impl VHost {
     /// exchange.declare (not passive): creates the exchange, or checks that the existing one is
     /// equivalent.
-    pub fn declare_exchange(&self, spec: &ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+    /// Checks in RabbitMQ 3.10's order: the type, the default exchange, configure on the
+    /// exchange; for a new one the reserved `amq.` prefix and, with an `alternate-exchange`, read
+    /// on the new exchange and write on the alternate.
+    pub fn declare_exchange(
+        &self,
+        spec: &ExchangeSpec,
+        caller: &Caller,
+    ) -> AmqpResult<Arc<Exchange>> {
         let kind = crate::exchange::parse_declared_type(&spec.kind, &spec.arguments)?;
         let name = spec.name.as_str();
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
-        if self.exchange(name).is_none() && name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
-            )));
+        caller.check(Access::Configure, Resource::Exchange, name)?;
+        if self.exchange(name).is_none() {
+            if name.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "exchange name '{name}' contains reserved prefix 'amq.*'"
+                )));
+            }
+            if let Some(ae) = spec
+                .arguments
+                .inner()
+                .get("alternate-exchange")
+                .and_then(crate::args::as_str)
+            {
+                caller.check(Access::Read, Resource::Exchange, name)?;
+                caller.check(Access::Write, Resource::Exchange, &ae)?;
+            }
         }
         self.create_or_match_exchange(
             name,
@@ -66,6 +86,23 @@ impl VHost {
             spec.internal,
             &spec.arguments,
         )
+    }
+
+    /// basic.publish: the exchange to route through, checked in RabbitMQ's order: write on it
+    /// (403; the default exchange is `amq.default`), then existence (404), then for a topic
+    /// exchange the caller's topic permission on the routing key.
+    pub fn publish_target(
+        &self,
+        name: &str,
+        routing_key: &str,
+        caller: &Caller,
+    ) -> AmqpResult<Arc<Exchange>> {
+        caller.check(Access::Write, Resource::Exchange, name)?;
+        let x = self.get_exchange(name)?;
+        if x.kind == ExchangeKind::Topic {
+            caller.check_topic(Access::Write, &x.name, routing_key)?;
+        }
+        Ok(x)
     }
 
     /// exchange.declare passive: 404 unless it exists (the default exchange always does).
@@ -78,7 +115,12 @@ impl VHost {
 
     /// exchange.delete: the default exchange and `amq.` ones cannot be deleted; deleting one that
     /// does not exist succeeds.
-    pub fn delete_exchange_named(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+    pub fn delete_exchange_named(
+        &self,
+        name: &str,
+        if_unused: bool,
+        caller: &Caller,
+    ) -> AmqpResult<()> {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -88,12 +130,13 @@ impl VHost {
                 self.name
             )));
         }
+        caller.check(Access::Configure, Resource::Exchange, name)?;
         self.delete_exchange(name, if_unused)
     }
 
     /// queue.bind and exchange.bind: both ends must exist (a queue end usable by `caller`), and
     /// the default exchange takes no bindings.
-    pub fn bind(&self, spec: &BindingSpec, caller: Option<u64>) -> AmqpResult<()> {
+    pub fn bind(&self, spec: &BindingSpec, caller: &Caller) -> AmqpResult<()> {
         let (source, dest) = self.binding_ends(spec, caller)?;
         let Some(source) = source else {
             return Err(self.no_exchange(&spec.source));
@@ -103,7 +146,7 @@ impl VHost {
 
     /// queue.unbind and exchange.unbind: as [`VHost::bind`], except that unbinding a queue from
     /// an exchange that does not exist succeeds (RabbitMQ 3.10).
-    pub fn unbind(&self, spec: &BindingSpec, caller: Option<u64>) -> AmqpResult<()> {
+    pub fn unbind(&self, spec: &BindingSpec, caller: &Caller) -> AmqpResult<()> {
         let (source, dest) = self.binding_ends(spec, caller)?;
         match source {
             Some(source) => self.remove_binding(&source, &dest, &spec.routing_key, &spec.arguments),
@@ -119,8 +162,24 @@ impl VHost {
     fn binding_ends(
         &self,
         spec: &BindingSpec,
-        caller: Option<u64>,
+        caller: &Caller,
     ) -> AmqpResult<(Option<Arc<Exchange>>, Destination)> {
+        // RabbitMQ's order: write on the destination, the default exchange, read on the source,
+        // then existence, then the topic permission on the binding key.
+        let (kind, dest_name) = match &spec.destination {
+            Destination::Queue(q) => (Resource::Queue, q),
+            Destination::Exchange(x) => (Resource::Exchange, x),
+        };
+        caller.check(Access::Write, kind, dest_name)?;
+        if spec.source.is_empty() || (kind == Resource::Exchange && dest_name.is_empty()) {
+            return Err(default_exchange_refused());
+        }
+        caller.check(Access::Read, Resource::Exchange, &spec.source)?;
+        if let Some(x) = self.exchange(&spec.source) {
+            if x.kind == ExchangeKind::Topic {
+                caller.check_topic(Access::Read, &x.name, &spec.routing_key)?;
+            }
+        }
         match &spec.destination {
             Destination::Queue(q) => {
                 if spec.source.is_empty() {

@@ -83,7 +83,7 @@ impl VHost {
             name: name.to_string(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(HashMap::new()),
-            delayed: Arc::new(Delayed::new(store.clone())),
+            delayed: Arc::new(Delayed::new(store.clone(), name)),
             store,
             budget,
             replies: ReplyTargets::default(),

@@ -6,6 +6,7 @@
 //! them, and definitions import, the HTTP API and permission checks are to use the same ones.
 
 use super::{yes_no, VHost};
+use crate::auth::{Access, Caller, Resource};
 use crate::error::{AmqpError, AmqpResult};
 use crate::persist::QueueStore;
 use crate::queue::{Queue, QueueArgs, QueueOwner, QueueSpec, QueueType};
@@ -69,19 +70,26 @@ fn locked(q: &Queue) -> AmqpError {
     crate::reply_text::queue_locked(&q.vhost, &q.name)
 }
 
-/// 405 unless the queue is not exclusive or is owned by `caller` (a connection id; `None` for
+/// 405 unless the queue is not exclusive or is owned by `caller`'s connection (`None` for
 /// callers that are no connection, which may use any queue).
-pub(crate) fn check_exclusive(q: &Queue, caller: Option<u64>) -> AmqpResult<()> {
-    match (q.exclusive_owner, caller) {
+pub(crate) fn check_exclusive(q: &Queue, caller: &Caller) -> AmqpResult<()> {
+    match (q.exclusive_owner, caller.connection) {
         (Some(owner), Some(me)) if owner != me => Err(locked(q)),
         _ => Ok(()),
     }
 }
 
 impl VHost {
+    /// basic.consume, basic.get: a queue `caller` may read: 403 without read permission, then
+    /// as [`VHost::usable_queue`].
+    pub fn readable_queue(&self, name: &str, caller: &Caller) -> AmqpResult<Arc<Queue>> {
+        caller.check(Access::Read, Resource::Queue, name)?;
+        self.usable_queue(name, caller)
+    }
+
     /// Looks up a queue that `caller` may use: 404 if missing, 405 if another connection's
-    /// exclusive queue.
-    pub fn usable_queue(&self, name: &str, caller: Option<u64>) -> AmqpResult<Arc<Queue>> {
+    /// exclusive queue. (No permission check: passive declares need none.)
+    pub fn usable_queue(&self, name: &str, caller: &Caller) -> AmqpResult<Arc<Queue>> {
         let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
         check_exclusive(&q, caller)?;
         Ok(q)
@@ -97,7 +105,7 @@ impl VHost {
     pub fn declare_queue(
         self: &Arc<Self>,
         mut spec: QueueSpec,
-        caller: Option<u64>,
+        caller: &Caller,
     ) -> AmqpResult<Declared> {
         if spec.name.is_empty() {
             spec.name = generated_name("amq.gen");
@@ -107,6 +115,8 @@ impl VHost {
                 spec.name
             )));
         }
+        // RabbitMQ checks a server-named queue's generated name.
+        caller.check(Access::Configure, Resource::Queue, &spec.name)?;
         let what = format!("queue '{}' in vhost '{}'", spec.name, self.name);
         let args = QueueArgs::parse(&spec.arguments, &what)?;
         if args.queue_type == QueueType::Quorum {
@@ -121,6 +131,13 @@ impl VHost {
                         "invalid property '{property}' for {what}"
                     )));
                 }
+            }
+        }
+        if self.queue(&spec.name).is_none() {
+            // Dead-lettering from a new queue: read on it, write on the target (RabbitMQ 3.10).
+            if let Some(dlx) = &args.dlx {
+                caller.check(Access::Read, Resource::Queue, &spec.name)?;
+                caller.check(Access::Write, Resource::Exchange, dlx)?;
             }
         }
         let mut qs = self.qs_mut();
@@ -158,7 +175,7 @@ impl VHost {
     }
 
     /// The equivalence rules of a redeclaration, in RabbitMQ's order.
-    fn check_equivalent(existing: &Queue, spec: &QueueSpec, caller: Option<u64>) -> AmqpResult<()> {
+    fn check_equivalent(existing: &Queue, spec: &QueueSpec, caller: &Caller) -> AmqpResult<()> {
         check_exclusive(existing, caller)?;
         if existing.exclusive_owner.is_some() != spec.exclusive_owner.is_some() {
             return Err(locked(existing));
@@ -196,9 +213,10 @@ impl VHost {
     pub fn delete_queue_named(
         &self,
         name: &str,
-        caller: Option<u64>,
+        caller: &Caller,
         only_if: DeleteIf,
     ) -> AmqpResult<(Option<Arc<Queue>>, u32)> {
+        caller.check(Access::Configure, Resource::Queue, name)?;
         let Some(queue) = self.queue(name) else {
             return Ok((None, 0));
         };
@@ -222,8 +240,8 @@ impl VHost {
 
     /// queue.purge: drops the queue's ready messages (not those delivered and unacked); returns
     /// how many. 404 if missing, 405 if another connection's exclusive queue.
-    pub fn purge_queue(&self, name: &str, caller: Option<u64>) -> AmqpResult<u32> {
-        Ok(self.usable_queue(name, caller)?.purge())
+    pub fn purge_queue(&self, name: &str, caller: &Caller) -> AmqpResult<u32> {
+        Ok(self.readable_queue(name, caller)?.purge())
     }
 }
 
@@ -275,11 +293,11 @@ mod tests {
         };
         let v1 = v.clone();
         let declarer = spawn(Box::new(move || {
-            v1.declare_queue(durable("q"), None).unwrap();
+            v1.declare_queue(durable("q"), &Caller::internal()).unwrap();
         }));
         let v2 = v.clone();
         let deleter = spawn(Box::new(move || {
-            v2.delete_queue_named("q", None, DeleteIf::default())
+            v2.delete_queue_named("q", &Caller::internal(), DeleteIf::default())
                 .unwrap();
         }));
         for round in 0..rounds {
@@ -309,12 +327,14 @@ mod tests {
     #[test]
     fn reserved_and_generated_names() {
         let (_dir, v) = vhost();
-        let e = v.declare_queue(durable("amq.mine"), None).unwrap_err();
+        let e = v
+            .declare_queue(durable("amq.mine"), &Caller::internal())
+            .unwrap_err();
         assert_eq!(
             e.reply_text(),
             "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'"
         );
-        let d = v.declare_queue(durable(""), None).unwrap();
+        let d = v.declare_queue(durable(""), &Caller::internal()).unwrap();
         assert!(d.created);
         assert!(d.queue.name.starts_with("amq.gen-") && d.queue.name.len() == 30);
     }
@@ -327,11 +347,12 @@ mod tests {
             exclusive_owner: Some(1),
             ..Default::default()
         };
-        v.declare_queue(spec.clone(), Some(1)).unwrap();
-        let e = v.usable_queue("x", Some(2)).unwrap_err();
+        v.declare_queue(spec.clone(), &Caller::connection(1))
+            .unwrap();
+        let e = v.usable_queue("x", &Caller::connection(2)).unwrap_err();
         assert_eq!(e.code.code(), 405);
-        assert!(v.usable_queue("x", Some(1)).is_ok());
+        assert!(v.usable_queue("x", &Caller::connection(1)).is_ok());
         // Callers that are no connection (definitions, the HTTP API) may use it.
-        assert!(v.usable_queue("x", None).is_ok());
+        assert!(v.usable_queue("x", &Caller::internal()).is_ok());
     }
 }
