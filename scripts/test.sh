@@ -62,8 +62,10 @@ export WARREN_CONFIG="$data/warren.toml"
 ctl="$root/interop-tests/warren-ctl.sh"
 trap '"$ctl" stop || true; rm -rf "$data"' EXIT
 "$ctl" start
+# CTL: the rabbitmqctl-compatible admin command the access-control tests set users up with.
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
+  CTL="$WARREN_BIN ctl --data-dir $WARREN_DATA" \
   "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
 # The amqplib (Node) tests: closing with frames in flight (npm ci on first use).
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \

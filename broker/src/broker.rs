@@ -1,11 +1,14 @@
 //! State shared by the whole broker: configuration, access control, vhosts, connection ids.
 
-use crate::auth::{AccessControl, PasswordHash, VHostInfo};
+use crate::auth::{AccessControl, AdminError, PasswordHash, VHostInfo};
+use crate::channel::{ConnEvent, EventSender};
 use crate::config::Config;
+use crate::error::AmqpError;
+use crate::reply_text;
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use storage::Store;
 
 /// The broker.
@@ -21,6 +24,16 @@ pub struct Broker {
     pub alarms: Arc<crate::alarm::Alarms>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     next_connection_id: AtomicU64,
+    /// Open connections (after the handshake), to close those of a deleted user or vhost.
+    connections: Mutex<HashMap<u64, Registered>>,
+}
+
+/// An open connection as the broker knows it.
+#[derive(Debug)]
+struct Registered {
+    user: String,
+    vhost: String,
+    events: EventSender,
 }
 
 impl Broker {
@@ -39,6 +52,7 @@ impl Broker {
             alarms: Arc::default(),
             vhosts: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,22 +76,23 @@ impl Broker {
         self.access.mark_initialized();
     }
 
-    /// Creates a vhost (idempotent) with the pre-declared exchanges. Its delayed-message task is
-    /// the caller's to start (`Server` does, for those that exist when it starts).
-    pub fn add_vhost(&self, info: VHostInfo) -> Arc<VHost> {
+    /// Creates a vhost (idempotent) with the pre-declared exchanges; true if it is new. Its
+    /// delayed-message task is the caller's to start (`VHost::start_delayed`): `Server` starts
+    /// those recovered once their exchanges are back, `ctl` those it adds.
+    pub fn add_vhost(&self, info: VHostInfo) -> (Arc<VHost>, bool) {
         let name = info.name.clone();
         self.access.add_vhost(info);
         let mut vhosts = self.vhosts.write().unwrap_or_else(|e| e.into_inner());
-        vhosts
-            .entry(name.clone())
-            .or_insert_with(|| {
-                Arc::new(VHost::new(
-                    &name,
-                    self.store.clone(),
-                    self.config.queue_budget(),
-                ))
-            })
-            .clone()
+        if let Some(v) = vhosts.get(&name) {
+            return (v.clone(), false);
+        }
+        let v = Arc::new(VHost::new(
+            &name,
+            self.store.clone(),
+            self.config.queue_budget(),
+        ));
+        vhosts.insert(name, v.clone());
+        (v, true)
     }
 
     /// Looks a vhost up.
@@ -97,6 +112,70 @@ impl Broker {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Notes an open connection of `user` to `vhost`, closed through `events` if either goes.
+    pub fn register_connection(&self, id: u64, user: &str, vhost: &str, events: EventSender) {
+        self.conns().insert(
+            id,
+            Registered {
+                user: user.into(),
+                vhost: vhost.into(),
+                events,
+            },
+        );
+    }
+
+    /// Forgets a connection that ended.
+    pub fn unregister_connection(&self, id: u64) {
+        self.conns().remove(&id);
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes every connection of `user` (or to `vhost`) with `error`; returns how many.
+    fn close_connections(
+        &self,
+        user: Option<&str>,
+        vhost: Option<&str>,
+        error: &AmqpError,
+    ) -> usize {
+        let conns = self.conns();
+        let mut n = 0;
+        for c in conns.values() {
+            if user.is_some_and(|u| u == c.user) || vhost.is_some_and(|v| v == c.vhost) {
+                let _ = c.events.send(ConnEvent::Close(error.clone()));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `delete_user`: forgets the user and their permissions and closes their connections
+    /// (320 `user 'u' is deleted`, as RabbitMQ).
+    pub fn delete_user(&self, name: &str) -> Result<(), AdminError> {
+        self.access.delete_user(name)?;
+        self.close_connections(Some(name), None, &reply_text::user_deleted(name));
+        Ok(())
+    }
+
+    /// `delete_vhost`: closes its connections (320 `vhost 'v' is deleted`), then deletes its
+    /// queues with their messages, its exchanges and bindings, its delayed messages and its
+    /// permissions.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), AdminError> {
+        self.access.delete_vhost(name)?;
+        let vhost = self
+            .vhosts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.close_connections(None, Some(name), &reply_text::vhost_deleted(name));
+        if let Some(vhost) = vhost {
+            vhost.delete_everything();
+        }
+        Ok(())
     }
 
     /// A fresh connection id.

@@ -10,6 +10,7 @@
 //! dispatches to consumers through a delivery sink, `persist` builds every store operation,
 //! `reply_text` words RabbitMQ's errors, `auth` checks logins.
 
+mod admin;
 mod alarm;
 mod args;
 mod auth;
@@ -32,6 +33,12 @@ mod vhost;
 
 pub use config::Config;
 pub use server::Server;
+
+/// `warren ctl ARGS`: runs a `rabbitmqctl`-style admin command against the broker running on
+/// `data_dir` (through its admin socket) and prints the answer; returns the exit code.
+pub fn ctl(data_dir: &std::path::Path, args: Vec<String>) -> i32 {
+    admin::client::run(data_dir, args)
+}
 
 /// The broker's building blocks without sockets: exchanges, queues with their delivery sink and
 /// store, messages and a channel's delivery side. For benchmarks (`benches/broker.rs`) and

@@ -17,14 +17,30 @@ struct Args {
     #[arg(long, env = "WARREN_PORT")]
     port: Option<u16>,
     /// Data directory. Default ./warren-data.
-    #[arg(long, env = "WARREN_DATA_DIR")]
+    #[arg(long, env = "WARREN_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter. Default info.
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
     /// TOML configuration file (flags and environment override it).
-    #[arg(long, env = "WARREN_CONFIG")]
+    #[arg(long, env = "WARREN_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Administer the running broker with rabbitmqctl's subcommands: add_user, delete_user,
+    /// change_password, clear_password, set_user_tags, list_users, authenticate_user, add_vhost,
+    /// delete_vhost, list_vhosts, set_permissions, clear_permissions, list_permissions,
+    /// list_user_permissions, set_topic_permissions, clear_topic_permissions,
+    /// list_topic_permissions (`-p VHOST`, `--formatter json`, `-q`, `-s`).
+    Ctl {
+        /// The subcommand and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +63,10 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(Command::Ctl { args }) = args.command {
+        let code = warren::ctl(&config.data_dir, args);
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
     }
     if let Some(l) = &args.log_level {
         config.log_level = l.clone();

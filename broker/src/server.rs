@@ -68,11 +68,13 @@ impl Server {
             data_dir: broker.config.data_dir.clone(),
             disk_free_limit: broker.config.disk_free_limit,
         }));
+        let admin = crate::admin::socket::bind(&broker.config.data_dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create the admin socket: {e}"))
+        })?;
+        tokio::spawn(crate::admin::socket::serve(admin, broker.clone()));
         // Delayed-message exchanges: one task per vhost routes messages as they fall due.
         for vhost in broker.vhosts() {
-            let router = Arc::downgrade(&vhost);
-            let router: std::sync::Weak<dyn crate::delayed::RouteDue> = router;
-            tokio::spawn(vhost.delayed.clone().run(router));
+            vhost.start_delayed();
         }
         let config = &broker.config;
         let mut listeners = Vec::new();

@@ -56,6 +56,8 @@ pub enum ConnEvent {
         /// Channel instance.
         instance: u64,
     },
+    /// Close the connection with this error (its user or vhost was deleted).
+    Close(crate::error::AmqpError),
     /// A tx.commit's store writes finished.
     Committed {
         /// Channel number.

@@ -144,7 +144,10 @@ pub(crate) async fn serve(
                     events_rx,
                     published: false,
                 };
-                if let Some(limit) = c.run(shutdown).await {
+                broker.register_connection(id, &c.user, &c.vhost.name, c.events_tx.clone());
+                let limit = c.run(shutdown).await;
+                broker.unregister_connection(id);
+                if let Some(limit) = limit {
                     linger(c.reader, limit).await;
                 }
             }
@@ -462,6 +465,7 @@ impl Connection {
                 }
                 Ok(())
             }
+            ConnEvent::Close(e) => Err(Stop::Error(e)),
             ConnEvent::GetAnswered { channel, instance } => {
                 let held = match self.channels.get_mut(&channel) {
                     Some(ch) => ch.get_answered(instance),

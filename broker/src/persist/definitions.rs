@@ -86,6 +86,12 @@ impl<'a> DefinitionWrites<'a> {
         self
     }
 
+    /// Drops every message kept under store id `id` (a vhost's delayed messages, with the vhost).
+    pub(crate) fn drop_store_area(&mut self, id: u64) -> &mut Self {
+        self.ops.push(Op::DropQueueMessages { queue: id });
+        self
+    }
+
     /// Stores a binding between durable ends.
     pub(crate) fn put_binding(
         &mut self,

@@ -67,6 +67,17 @@ pub(crate) fn topic_access_refused(
     ))
 }
 
+/// `CONNECTION_FORCED - user 'u' is deleted`.
+pub(crate) fn user_deleted(user: &str) -> AmqpError {
+    AmqpError::connection_forced(format!("user '{user}' is deleted"))
+}
+
+/// `CONNECTION_FORCED - vhost 'v' is deleted` (RabbitMQ 3.10 says "is deleted" or, in a race
+/// with the vhost's supervisor, "is down").
+pub(crate) fn vhost_deleted(vhost: &str) -> AmqpError {
+    AmqpError::connection_forced(format!("vhost '{vhost}' is deleted"))
+}
+
 /// `RESOURCE_LOCKED` for a queue that is another connection's exclusive queue.
 pub(crate) fn queue_locked(vhost: &str, name: &str) -> AmqpError {
     AmqpError::resource_locked(format!(

@@ -196,6 +196,29 @@ impl VHost {
         q
     }
 
+    /// Starts the task that routes this vhost's delayed messages as they fall due (on the
+    /// current runtime; it ends with the vhost).
+    pub fn start_delayed(self: &Arc<Self>) {
+        let router = Arc::downgrade(self);
+        let router: std::sync::Weak<dyn crate::delayed::RouteDue> = router;
+        tokio::spawn(self.delayed.clone().run(router));
+    }
+
+    /// The vhost was deleted: deletes every queue (with its messages), every exchange (with
+    /// its stored definition and bindings) and its delayed messages.
+    pub fn delete_everything(&self) {
+        for q in self.queues() {
+            self.delete_queue(&q);
+        }
+        let names: Vec<String> = self.xs().keys().cloned().collect();
+        for name in names {
+            let _ = self.delete_exchange(&name, false);
+        }
+        let mut writes = self.definitions();
+        writes.drop_store_area(self.delayed.area_id());
+        self.persist(writes);
+    }
+
     /// Deletes a queue and its bindings, cancelling its consumers; returns the messages dropped.
     pub fn delete_queue(&self, q: &Arc<Queue>) -> u32 {
         // The vhost's queue lock is held from the removal until the name's definition record and
