@@ -25,6 +25,7 @@ use crate::persist::{AccessRecord, AccessWrites};
 use crate::reply_text;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use storage::Store;
 
@@ -112,6 +113,8 @@ struct Registry {
 #[derive(Debug)]
 pub struct AccessControl {
     state: RwLock<Registry>,
+    /// Bumped by every change, so that a cached check (see [`PublishCache`]) knows it is stale.
+    generation: AtomicU64,
     store: Arc<Store>,
     /// Users that may connect only from loopback (`loopback_users`).
     loopback_users: Vec<String>,
@@ -122,6 +125,7 @@ impl AccessControl {
     pub fn new(store: Arc<Store>, loopback_users: Vec<String>) -> Self {
         AccessControl {
             state: RwLock::new(Registry::default()),
+            generation: AtomicU64::new(1),
             store,
             loopback_users,
         }
@@ -131,7 +135,10 @@ impl AccessControl {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Bumped under the lock: a reader that sees the new generation sees the new state.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
     }
 
     fn persist(&self, records: impl IntoIterator<Item = AccessChange>) {
@@ -671,6 +678,15 @@ impl Grant {
     }
 }
 
+/// A channel's memory of its last allowed publish target: the exchange, the permissions'
+/// generation it was checked at, and whether a topic permission entry exists for it.
+#[derive(Debug, Default)]
+pub struct PublishCache {
+    exchange: String,
+    generation: u64,
+    topic_entry: bool,
+}
+
 /// Who calls a vhost operation: a connection (owner of exclusive queues) with its grant, or the
 /// broker itself (recovery, definitions import by an administrator), which is not checked.
 #[derive(Debug, Clone, Default)]
@@ -702,6 +718,39 @@ impl Caller {
             Some(g) => g.check(access, resource, name),
             None => Ok(()),
         }
+    }
+
+    /// basic.publish's permission checks on `exchange` (write, then for a topic exchange the
+    /// routing key), remembering in `cache` that the write was allowed, so that a run of
+    /// publishes to one exchange checks once until the permissions change.
+    pub fn check_publish(
+        &self,
+        exchange: &str,
+        topic: bool,
+        routing_key: &str,
+        cache: &mut PublishCache,
+    ) -> AmqpResult<()> {
+        let Some(g) = &self.grant else {
+            return Ok(());
+        };
+        let generation = g.access.generation.load(Ordering::Acquire);
+        if !(cache.generation == generation && cache.exchange == exchange) {
+            g.check(Access::Write, Resource::Exchange, exchange)?;
+            cache.topic_entry = g
+                .access
+                .read()
+                .topic_permissions
+                .get(&*g.vhost)
+                .and_then(|u| u.get(&*g.user))
+                .is_some_and(|x| x.contains_key(exchange));
+            cache.exchange.clear();
+            cache.exchange.push_str(exchange);
+            cache.generation = generation;
+        }
+        if topic && cache.topic_entry {
+            g.check_topic(Access::Write, exchange, routing_key)?;
+        }
+        Ok(())
     }
 
     /// 403 unless the topic key is allowed (see [`Grant::check_topic`]).

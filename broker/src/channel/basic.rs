@@ -218,9 +218,12 @@ impl Channel {
         a: Assembled<b::Publish>,
     ) -> AmqpResult<()> {
         let p = a.method;
-        let exchange =
-            ctx.vhost
-                .publish_target(p.exchange.as_str(), p.routing_key.as_str(), ctx.caller)?;
+        let exchange = ctx.vhost.publish_target(
+            p.exchange.as_str(),
+            p.routing_key.as_str(),
+            ctx.caller,
+            &mut self.publish_cache,
+        )?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",

@@ -86,6 +86,8 @@ pub(crate) struct Channel {
     /// store for a closed channel must not confirm a newer channel's publishes).
     instance: u64,
     tx: Option<Tx>,
+    /// The last exchange a publish on this channel was allowed to (permission checks).
+    publish_cache: crate::auth::PublishCache,
     /// Most recently declared queue, for the empty-name shortcut.
     last_queue: String,
     route_buf: Vec<Arc<Queue>>,
@@ -123,6 +125,7 @@ impl Channel {
             confirm: None,
             instance,
             tx: None,
+            publish_cache: Default::default(),
             last_queue: String::new(),
             route_buf: Vec::new(),
             reply: None,

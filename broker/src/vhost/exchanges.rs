@@ -5,7 +5,7 @@
 //! As for queues (`queues.rs`), these are the calls every entry point makes.
 
 use super::{yes_no, VHost};
-use crate::auth::{Access, Caller, Resource};
+use crate::auth::{Access, Caller, PublishCache, Resource};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind};
 use amqp_codec::types::FieldTable;
@@ -91,16 +91,18 @@ impl VHost {
     /// basic.publish: the exchange to route through, checked in RabbitMQ's order: write on it
     /// (403; the default exchange is `amq.default`), then existence (404), then for a topic
     /// exchange the caller's topic permission on the routing key.
+    /// `cache` is the channel's (see `auth::PublishCache`).
     pub fn publish_target(
         &self,
         name: &str,
         routing_key: &str,
         caller: &Caller,
+        cache: &mut PublishCache,
     ) -> AmqpResult<Arc<Exchange>> {
-        caller.check(Access::Write, Resource::Exchange, name)?;
+        caller.check_publish(name, false, routing_key, cache)?;
         let x = self.get_exchange(name)?;
         if x.kind == ExchangeKind::Topic {
-            caller.check_topic(Access::Write, &x.name, routing_key)?;
+            caller.check_publish(name, true, routing_key, cache)?;
         }
         Ok(x)
     }
