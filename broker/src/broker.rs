@@ -1,13 +1,13 @@
 //! State shared by the whole broker: configuration, access control, vhosts, connection ids.
 
-use crate::auth::{AccessControl, AdminError, PasswordHash, VHostInfo};
+use crate::auth::{AccessControl, AdminError, Limits, PasswordHash, VHostInfo};
 use crate::channel::{ConnEvent, EventSender};
 use crate::config::Config;
 use crate::error::AmqpError;
 use crate::reply_text;
 use crate::vhost::VHost;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use storage::Store;
 
@@ -34,6 +34,7 @@ struct Registered {
     user: String,
     vhost: String,
     events: EventSender,
+    channels: Arc<AtomicUsize>,
 }
 
 impl Broker {
@@ -91,6 +92,7 @@ impl Broker {
             self.store.clone(),
             self.config.queue_budget(),
         ));
+        v.set_max_queues(self.access.vhost_limit(&name, "max-queues"));
         vhosts.insert(name, v.clone());
         (v, true)
     }
@@ -114,16 +116,70 @@ impl Broker {
             .collect()
     }
 
-    /// Notes an open connection of `user` to `vhost`, closed through `events` if either goes.
-    pub fn register_connection(&self, id: u64, user: &str, vhost: &str, events: EventSender) {
-        self.conns().insert(
+    /// Admits a connection of `user` to `vhost` unless a connection limit is reached (the
+    /// vhost's, then the user's: RabbitMQ's 530 texts), and registers it: it is closed through
+    /// `events` if its user or vhost is deleted. Counting and registering under one lock, two
+    /// connections cannot both take the last place.
+    pub fn admit(
+        &self,
+        id: u64,
+        user: &str,
+        vhost: &str,
+        events: EventSender,
+        channels: Arc<AtomicUsize>,
+    ) -> Result<(), AmqpError> {
+        let vhost_max = self.access.vhost_limit(vhost, "max-connections");
+        let user_max = self.access.user_limit(user, "max-connections");
+        let mut conns = self.conns();
+        if let Some(max) = vhost_max {
+            if conns.values().filter(|c| c.vhost == vhost).count() as u64 >= max {
+                return Err(reply_text::vhost_connection_limit(vhost, user, max));
+            }
+        }
+        if let Some(max) = user_max {
+            if conns.values().filter(|c| c.user == user).count() as u64 >= max {
+                return Err(reply_text::user_connection_limit(user, max));
+            }
+        }
+        conns.insert(
             id,
             Registered {
                 user: user.into(),
                 vhost: vhost.into(),
                 events,
+                channels,
             },
         );
+        Ok(())
+    }
+
+    /// channel.open: counts the channel in `count` (its connection's) unless the user's
+    /// `max-channels`, counted over all their connections, is reached (530, a connection error).
+    pub fn admit_channel(&self, user: &str, count: &AtomicUsize) -> Result<(), AmqpError> {
+        if let Some(max) = self.access.user_limit(user, "max-channels") {
+            let conns = self.conns();
+            let open: usize = conns
+                .values()
+                .filter(|c| c.user == user)
+                .map(|c| c.channels.load(Ordering::Acquire))
+                .sum();
+            if open as u64 >= max {
+                return Err(reply_text::user_channel_limit(user, max));
+            }
+            count.fetch_add(1, Ordering::AcqRel);
+            return Ok(());
+        }
+        count.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// `set_vhost_limits`: records them and applies `max-queues` to the vhost at once.
+    pub fn set_vhost_limits(&self, vhost: &str, limits: Limits) -> Result<(), AdminError> {
+        self.access.set_vhost_limits(vhost, limits)?;
+        if let Some(v) = self.vhost(vhost) {
+            v.set_max_queues(self.access.vhost_limit(vhost, "max-queues"));
+        }
+        Ok(())
     }
 
     /// Forgets a connection that ended.

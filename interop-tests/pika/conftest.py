@@ -539,3 +539,167 @@ def raw():
     yield factory
     for c in clients:
         c.close()
+
+
+# --------------------------------------------------------------------------
+# access control: users, vhosts and permissions through a rabbitmqctl-
+# compatible command line
+# --------------------------------------------------------------------------
+#
+# ``CTL`` gives the command prefix (split with shlex), e.g.
+#   CTL="rabbitmqctl -n rabbit@localhost"                      (RabbitMQ)
+#   CTL="/var/tmp/warren-target/release/warren ctl --data-dir DIR"  (Warren)
+# Without CTL, ``rabbitmqctl`` is used when the broker is RabbitMQ; against
+# Warren the test fails (it cannot guess the data directory).
+
+import json  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+
+CTL_TIMEOUT = 60.0
+_ctl_prefix = None
+
+
+def ctl_prefix():
+    """The CTL command prefix as a list (fails the test when it can't be determined)."""
+    global _ctl_prefix
+    if _ctl_prefix is None:
+        env = os.environ.get("CTL", "").strip()
+        if env:
+            _ctl_prefix = shlex.split(env)
+        elif _is_rabbitmq():
+            _ctl_prefix = ["rabbitmqctl"]
+        else:
+            pytest.fail(
+                "CTL is not set: give the rabbitmqctl-compatible command prefix for the broker "
+                "under test, e.g. CTL='/var/tmp/warren-target/release/warren ctl --data-dir DIR' "
+                "(for RabbitMQ: CTL='rabbitmqctl -n NODE')",
+                pytrace=False,
+            )
+    return list(_ctl_prefix)
+
+
+def ctl(*args, check=True):
+    """Run ``CTL args...`` (text mode, output captured, 60 s timeout).
+
+    With ``check`` (the default) a non-zero exit status fails the test, showing
+    the command's stdout and stderr.
+    """
+    cmd = ctl_prefix() + [str(a) for a in args]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=CTL_TIMEOUT)
+    except FileNotFoundError as e:
+        pytest.fail(f"cannot run CTL command {shlex.join(cmd)}: {e}", pytrace=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"`{shlex.join(cmd)}` exited with {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def ctl_json(*args):
+    """Run a list command with ``--formatter json`` and return the parsed output."""
+    result = ctl(*args, "--formatter", "json")
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"CTL {' '.join(args)} --formatter json printed no valid JSON:\n{result.stdout!r}"
+        ) from None
+
+
+def short_uid(prefix):
+    """A unique lower-case name, short enough to keep 403 reply texts well below
+    255 bytes (and free of upper-case letters, which permission tests use)."""
+    return f"wt-{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def access_params(user, password, vhost, **overrides):
+    """Connection parameters for ``user``/``password`` on ``vhost``."""
+    return params(
+        virtual_host=vhost, credentials=pika.PlainCredentials(user, password), **overrides
+    )
+
+
+class Access:
+    """Users and vhosts created through CTL; every one is deleted at teardown."""
+
+    def __init__(self):
+        self.users = []
+        self.vhosts = []
+        self.connections = []
+
+    def user(self, password=None, tags=()):
+        """Create a user; returns (name, password)."""
+        name = short_uid("u")
+        if password is None:
+            password = "pw-" + uuid.uuid4().hex
+        ctl("add_user", name, password)
+        self.users.append(name)
+        if tags:
+            ctl("set_user_tags", name, *tags)
+        return name, password
+
+    def vhost(self, admin=True):
+        """Create a vhost; with ``admin`` the AMQP_URL user gets .* .* .* in it."""
+        name = short_uid("v")
+        ctl("add_vhost", name)
+        self.vhosts.append(name)
+        if admin:
+            self.grant(BROKER_USER, name)
+        return name
+
+    def grant(self, user, vhost, configure=".*", write=".*", read=".*"):
+        ctl("set_permissions", "-p", vhost, user, configure, write, read)
+
+    def setup(self, configure=".*", write=".*", read=".*", admin=True):
+        """A new vhost and a new user with the given permissions in it;
+        returns (user, password, vhost)."""
+        vhost = self.vhost(admin=admin)
+        user, password = self.user()
+        self.grant(user, vhost, configure, write, read)
+        return user, password, vhost
+
+    def connect(self, user, password, vhost, **overrides):
+        """A BlockingConnection as ``user`` on ``vhost`` (closed at teardown)."""
+        c = pika.BlockingConnection(access_params(user, password, vhost, **overrides))
+        self.connections.append(c)
+        return c
+
+    def admin(self, vhost):
+        """A BlockingConnection as the AMQP_URL user on ``vhost``."""
+        return self.connect(BROKER_USER, BROKER_PASSWORD, vhost)
+
+    def cleanup(self):
+        for c in self.connections:
+            try:
+                if c.is_open:
+                    c.close()
+            except Exception:
+                pass
+        for user in self.users:
+            try:
+                ctl("delete_user", user, check=False)
+            except Exception:
+                pass
+        for vhost in self.vhosts:
+            try:
+                ctl("delete_vhost", vhost, check=False)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def access():
+    a = Access()
+    yield a
+    a.cleanup()
+
+
+@pytest.fixture(scope="module")
+def access_module():
+    """Like ``access`` but shared by a module (for setups many tests read)."""
+    a = Access()
+    yield a
+    a.cleanup()

@@ -7,7 +7,9 @@
 pub(crate) mod client;
 pub(crate) mod socket;
 
-use crate::auth::{AdminError, Credentials, PasswordHash, VHostInfo};
+use crate::auth::{
+    parse_limits, AdminError, Credentials, PasswordHash, VHostInfo, USER_LIMITS, VHOST_LIMITS,
+};
 use crate::broker::Broker;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -360,6 +362,66 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
                 "Listing topic permissions for vhost \"{vhost}\" ..."
             ))
             .table(&["user", "exchange", "write", "read"], rows)
+        }
+        "set_vhost_limits" => {
+            if let Some(a) = need(1) {
+                return a;
+            }
+            let json = arg(0);
+            let a = Answer::info(format!(
+                "Setting vhost limits to \"{json}\" for vhost \"{vhost}\" ..."
+            ));
+            match parse_limits(&json, &VHOST_LIMITS, "limits") {
+                Ok(limits) => a.outcome(broker.set_vhost_limits(&vhost, limits)),
+                Err(e) => a.failed(format!("Validation failed\n\n{e}\n"), exit::UNAVAILABLE),
+            }
+        }
+        "clear_vhost_limits" => Answer::info(format!("Clearing vhost \"{vhost}\" limits ..."))
+            .outcome(broker.set_vhost_limits(&vhost, Default::default())),
+        "list_vhost_limits" => {
+            let a = Answer::info(format!("Listing limits for vhost \"{vhost}\" ..."));
+            if !access.has_vhost(&vhost) {
+                return a.failed(AdminError::NoSuchVHost(vhost).to_string(), exit::DATA_ERR);
+            }
+            let limits = access.vhost_limits(&vhost);
+            let text = if limits.is_empty() {
+                String::new()
+            } else {
+                json!(limits).to_string()
+            };
+            a.message(text)
+        }
+        "set_user_limits" => {
+            if let Some(a) = need(2) {
+                return a;
+            }
+            let (user, json) = (arg(0), arg(1));
+            let a = Answer::info(format!(
+                "Setting user limits to \"{json}\" for user \"{user}\" ..."
+            ));
+            match parse_limits(&json, &USER_LIMITS, "user-limits") {
+                Ok(limits) => a.outcome(access.set_user_limits(&user, limits)),
+                Err(e) => a.failed(e.to_string(), exit::UNAVAILABLE),
+            }
+        }
+        "clear_user_limits" => {
+            if let Some(a) = need(2) {
+                return a;
+            }
+            let (user, name) = (arg(0), arg(1));
+            Answer::info(format!("Clearing \"{name}\" limit for user \"{user}\" ..."))
+                .outcome(access.clear_user_limits(&user, &name))
+        }
+        "list_user_limits" => {
+            let user = match args.iter().position(|a| a == "--user") {
+                Some(i) if i + 1 < args.len() => args[i + 1].clone(),
+                _ => arg(0),
+            };
+            let a = Answer::info(format!("Listing limits for user \"{user}\" ..."));
+            if !access.has_user(&user) {
+                return a.failed(format!("{{:no_such_user, \"{user}\"}}"), exit::UNAVAILABLE);
+            }
+            a.message(json!(access.user_limits(&user)).to_string())
         }
         other => Answer::default().failed(
             format!("Error: could not recognise command '{other}'"),

@@ -88,6 +88,43 @@ pub struct User {
     pub tags: Vec<String>,
 }
 
+/// Limits by RabbitMQ's names (`max-connections`, ...); a negative value means no limit.
+pub(crate) type Limits = BTreeMap<String, i64>;
+
+/// The limits a vhost may have.
+pub(crate) const VHOST_LIMITS: [&str; 2] = ["max-connections", "max-queues"];
+/// The limits a user may have.
+pub(crate) const USER_LIMITS: [&str; 2] = ["max-connections", "max-channels"];
+
+/// Parses a limits JSON object (`{"max-connections": 5}`), refusing names not in `known` with
+/// RabbitMQ's words (`Unrecognised terms [{<<"bogus">>,1}] in limits`).
+pub(crate) fn parse_limits(json: &str, known: &[&str], what: &str) -> Result<Limits, AdminError> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| AdminError::Invalid(format!("cannot parse limits {json}: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(AdminError::Invalid(format!(
+            "limits must be a JSON object: {json}"
+        )));
+    };
+    let mut limits = Limits::new();
+    let mut unknown = Vec::new();
+    for (k, v) in obj {
+        match (known.contains(&k.as_str()), v.as_i64()) {
+            (true, Some(n)) => {
+                limits.insert(k.clone(), n);
+            }
+            _ => unknown.push(format!("{{<<\"{k}\">>,{v}}}")),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(AdminError::Invalid(format!(
+            "Unrecognised terms [{}] in {what}",
+            unknown.join(",")
+        )));
+    }
+    Ok(limits)
+}
+
 /// A vhost's description and tags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VHostInfo {
@@ -105,6 +142,10 @@ struct Registry {
     vhosts: BTreeMap<String, VHostInfo>,
     /// vhost → user → permission.
     permissions: HashMap<String, BTreeMap<String, Arc<Permission>>>,
+    /// vhost → limits.
+    vhost_limits: HashMap<String, Limits>,
+    /// user → limits.
+    user_limits: HashMap<String, Limits>,
     /// vhost → user → exchange → topic permission.
     topic_permissions: HashMap<String, BTreeMap<String, BTreeMap<String, Arc<TopicPermission>>>>,
 }
@@ -199,6 +240,12 @@ impl AccessControl {
                             .or_default()
                             .insert(user, Arc::new(p));
                     }
+                }
+                AccessRecord::VhostLimits { vhost, limits } => {
+                    st.vhost_limits.insert(vhost, limits);
+                }
+                AccessRecord::UserLimits { user, limits } => {
+                    st.user_limits.insert(user, limits);
                 }
                 AccessRecord::TopicPermission {
                     user,
@@ -307,6 +354,12 @@ impl AccessControl {
             return Err(AdminError::NoSuchUser(name.into()));
         };
         let mut changes = vec![AccessChange::Delete(user_record(&user))];
+        if st.user_limits.remove(name).is_some() {
+            changes.push(AccessChange::Delete(AccessRecord::UserLimits {
+                user: name.into(),
+                limits: Limits::new(),
+            }));
+        }
         for (vhost, users) in st.permissions.iter_mut() {
             if users.remove(name).is_some() {
                 changes.push(AccessChange::Delete(permission_key(name, vhost)));
@@ -378,6 +431,12 @@ impl AccessControl {
             description: String::new(),
             tags: Vec::new(),
         })];
+        if st.vhost_limits.remove(name).is_some() {
+            changes.push(AccessChange::Delete(AccessRecord::VhostLimits {
+                vhost: name.into(),
+                limits: Limits::new(),
+            }));
+        }
         for user in st
             .permissions
             .remove(name)
@@ -403,6 +462,93 @@ impl AccessControl {
     /// True if `name` is a vhost.
     pub fn has_vhost(&self, name: &str) -> bool {
         self.read().vhosts.contains_key(name)
+    }
+
+    // ---- limits
+
+    /// A limit in force (a non-negative value) of a vhost.
+    pub fn vhost_limit(&self, vhost: &str, name: &str) -> Option<u64> {
+        let v = *self.read().vhost_limits.get(vhost)?.get(name)?;
+        u64::try_from(v).ok()
+    }
+
+    /// A limit in force (a non-negative value) of a user.
+    pub fn user_limit(&self, user: &str, name: &str) -> Option<u64> {
+        let v = *self.read().user_limits.get(user)?.get(name)?;
+        u64::try_from(v).ok()
+    }
+
+    /// `set_vhost_limits` (replaces the vhost's limits).
+    pub fn set_vhost_limits(&self, vhost: &str, limits: Limits) -> Result<(), AdminError> {
+        let mut st = self.write();
+        if !st.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVHost(vhost.into()));
+        }
+        self.persist([AccessChange::Put(AccessRecord::VhostLimits {
+            vhost: vhost.into(),
+            limits: limits.clone(),
+        })]);
+        st.vhost_limits.insert(vhost.into(), limits);
+        Ok(())
+    }
+
+    /// `clear_vhost_limits`.
+    pub fn clear_vhost_limits(&self, vhost: &str) -> Result<(), AdminError> {
+        self.set_vhost_limits(vhost, Limits::new())
+    }
+
+    /// A vhost's limits.
+    pub fn vhost_limits(&self, vhost: &str) -> Limits {
+        self.read()
+            .vhost_limits
+            .get(vhost)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `set_user_limits`: sets the given limits, keeping the others.
+    pub fn set_user_limits(&self, user: &str, limits: Limits) -> Result<(), AdminError> {
+        let mut st = self.write();
+        if !st.users.contains_key(user) {
+            return Err(AdminError::NoSuchUser(user.into()));
+        }
+        let merged = st.user_limits.entry(user.into()).or_default();
+        merged.extend(limits);
+        let record = AccessRecord::UserLimits {
+            user: user.into(),
+            limits: merged.clone(),
+        };
+        self.persist([AccessChange::Put(record)]);
+        Ok(())
+    }
+
+    /// `clear_user_limits USER NAME|all`.
+    pub fn clear_user_limits(&self, user: &str, name: &str) -> Result<(), AdminError> {
+        let mut st = self.write();
+        if !st.users.contains_key(user) {
+            return Err(AdminError::NoSuchUser(user.into()));
+        }
+        let limits = st.user_limits.entry(user.into()).or_default();
+        if name == "all" {
+            limits.clear();
+        } else {
+            limits.remove(name);
+        }
+        let record = AccessRecord::UserLimits {
+            user: user.into(),
+            limits: limits.clone(),
+        };
+        self.persist([AccessChange::Put(record)]);
+        Ok(())
+    }
+
+    /// A user's limits.
+    pub fn user_limits(&self, user: &str) -> Limits {
+        self.read()
+            .user_limits
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
     }
 
     // ---- permissions

@@ -37,6 +37,12 @@ pub(super) enum Failed {
 }
 
 pub(super) struct Handshake<'a> {
+    /// The connection's id.
+    pub id: u64,
+    /// Its event mailbox (registered with the broker on admission).
+    pub events: &'a crate::channel::EventSender,
+    /// Its open-channel count (registered too).
+    pub channel_count: &'a Arc<std::sync::atomic::AtomicUsize>,
     pub broker: &'a Broker,
     pub reader: OwnedReadHalf,
     pub buf: BytesMut,
@@ -243,6 +249,17 @@ impl Handshake<'_> {
                 Some(vhost) => Ok((grant, vhost)),
                 None => Err(crate::reply_text::vhost_not_found(vhost_name)),
             });
+        let found = found.and_then(|(grant, vhost)| {
+            self.broker
+                .admit(
+                    self.id,
+                    &user,
+                    vhost_name,
+                    self.events.clone(),
+                    self.channel_count.clone(),
+                )
+                .map(|()| (grant, vhost))
+        });
         let (grant, vhost) = match found {
             Ok(found) => found,
             Err(e) => {

@@ -73,6 +73,8 @@ pub(crate) struct Connection {
     /// Queues that asked this connection to pause publishing (see `flow_pause`).
     congested: Vec<Arc<Queue>>,
     events_tx: EventSender,
+    /// Open channels, shared with the broker's registry (per-user channel limits).
+    channel_count: Arc<std::sync::atomic::AtomicUsize>,
     events_rx: tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
     /// It published something: a resource alarm blocks it.
     published: bool,
@@ -98,7 +100,12 @@ pub(crate) async fn serve(
         let writer = tokio::spawn(
             writer::run_writer(write_half, outbox.clone(), rx, heartbeat.clone()).in_current_span(),
         );
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let channel_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut hs = handshake::Handshake {
+            id,
+            events: &events_tx,
+            channel_count: &channel_count,
             broker: &broker,
             reader,
             buf: BytesMut::with_capacity(8192),
@@ -114,7 +121,6 @@ pub(crate) async fn serve(
             ))),
         };
         let handshake::Handshake { reader, buf, .. } = hs;
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         match result {
             Ok(done) => {
                 heartbeat.store(done.heartbeat as u32, std::sync::atomic::Ordering::Relaxed);
@@ -142,9 +148,10 @@ pub(crate) async fn serve(
                     congested: Vec::new(),
                     events_tx,
                     events_rx,
+                    channel_count,
                     published: false,
                 };
-                broker.register_connection(id, &c.user, &c.vhost.name, c.events_tx.clone());
+                // Registered by the handshake when it admitted the connection (limits).
                 let limit = c.run(shutdown).await;
                 broker.unregister_connection(id);
                 if let Some(limit) = limit {
@@ -547,7 +554,11 @@ impl Connection {
                 self.channels.insert(channel, ch);
                 Ok(())
             }
-            Ok(crate::channel::After::Remove) => Ok(()),
+            Ok(crate::channel::After::Remove) => {
+                self.channel_count
+                    .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                Ok(())
+            }
             Err(e) if e.closes_connection(channel) => {
                 warn!(channel, "connection error on channel {channel}: {e}");
                 self.channels.insert(channel, ch);
@@ -575,6 +586,9 @@ impl Connection {
                         )),
                     ));
                 }
+                self.broker
+                    .admit_channel(&self.user, &self.channel_count)
+                    .map_err(Stop::Error)?;
                 let link = crate::channel::shared::ChannelLink {
                     id: channel,
                     connection_id: self.id,

@@ -45,6 +45,20 @@ pub enum AccessRecord {
         /// Read pattern.
         read: String,
     },
+    /// A vhost's limits (`max-connections`, `max-queues`).
+    VhostLimits {
+        /// Vhost.
+        vhost: String,
+        /// Limit name to value.
+        limits: std::collections::BTreeMap<String, i64>,
+    },
+    /// A user's limits (`max-connections`, `max-channels`).
+    UserLimits {
+        /// User.
+        user: String,
+        /// Limit name to value.
+        limits: std::collections::BTreeMap<String, i64>,
+    },
     /// A user's topic permissions on an exchange of a vhost.
     TopicPermission {
         /// User.
@@ -68,6 +82,8 @@ impl AccessRecord {
             AccessRecord::User { name, .. } => (b'u', vec![name]),
             AccessRecord::VHost { name, .. } => (b'v', vec![name]),
             AccessRecord::Permission { user, vhost, .. } => (b'p', vec![vhost, user]),
+            AccessRecord::VhostLimits { vhost, .. } => (b'l', vec![vhost]),
+            AccessRecord::UserLimits { user, .. } => (b'm', vec![user]),
             AccessRecord::TopicPermission {
                 user,
                 vhost,

@@ -67,6 +67,37 @@ pub(crate) fn topic_access_refused(
     ))
 }
 
+/// `NOT_ALLOWED - access to vhost 'v' refused for user 'u': connection limit (N) is reached`.
+pub(crate) fn vhost_connection_limit(vhost: &str, user: &str, max: u64) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
+    ))
+    .on_method(10, 40)
+}
+
+/// `NOT_ALLOWED - connection refused for user 'u': user connection limit (N) is reached`.
+pub(crate) fn user_connection_limit(user: &str, max: u64) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "connection refused for user '{user}': user connection limit ({max}) is reached"
+    ))
+    .on_method(10, 40)
+}
+
+/// `NOT_ALLOWED - number of channels opened for user 'u' has reached the maximum allowed user
+/// limit of (N)` (a connection error, class and method 0).
+pub(crate) fn user_channel_limit(user: &str, max: u64) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "number of channels opened for user '{user}' has reached the maximum allowed user limit of ({max})"
+    ))
+}
+
+/// `PRECONDITION_FAILED - cannot declare queue 'q': queue limit in vhost 'v' (N) is reached`.
+pub(crate) fn queue_limit(name: &str, vhost: &str, max: u64) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "cannot declare queue '{name}': queue limit in vhost '{vhost}' ({max}) is reached"
+    ))
+}
+
 /// `CONNECTION_FORCED - user 'u' is deleted`.
 pub(crate) fn user_deleted(user: &str) -> AmqpError {
     AmqpError::connection_forced(format!("user '{user}' is deleted"))

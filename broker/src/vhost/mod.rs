@@ -41,6 +41,8 @@ pub struct VHost {
     pub replies: ReplyTargets,
     /// Messages waiting in delayed-message exchanges.
     pub delayed: Arc<Delayed>,
+    /// The `max-queues` limit (`u64::MAX`: none).
+    max_queues: std::sync::atomic::AtomicU64,
 }
 
 /// The exchanges every vhost has from the start.
@@ -87,6 +89,7 @@ impl VHost {
             store,
             budget,
             replies: ReplyTargets::default(),
+            max_queues: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 
@@ -194,6 +197,14 @@ impl VHost {
         let q = Arc::new(q);
         self.qs_mut().insert(q.name.clone(), q.clone());
         q
+    }
+
+    /// Sets the `max-queues` limit (`None`: no limit).
+    pub fn set_max_queues(&self, max: Option<u64>) {
+        self.max_queues.store(
+            max.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Release,
+        );
     }
 
     /// Starts the task that routes this vhost's delayed messages as they fall due (on the

@@ -150,6 +150,10 @@ impl VHost {
                 created: false,
             });
         }
+        let max = self.max_queues.load(std::sync::atomic::Ordering::Acquire);
+        if qs.len() as u64 >= max {
+            return Err(crate::reply_text::queue_limit(&spec.name, &self.name, max));
+        }
         // Every queue may page a backlog out to the store; only durable, non-exclusive ones keep
         // their definition and persistent messages there (see `Queue::keeps_definition`).
         let store = QueueStore {
