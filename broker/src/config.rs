@@ -47,6 +47,9 @@ pub struct Config {
     /// Publishers are blocked while less than this many bytes are free on the data directory's
     /// filesystem (RabbitMQ's `disk_free_limit`, default 50 MB; 0: no check).
     pub disk_free_limit: u64,
+    /// A RabbitMQ definitions file (JSON) applied at every start (RabbitMQ's
+    /// `load_definitions`): users, vhosts, permissions, exchanges, queues, bindings.
+    pub load_definitions: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             queue_memory_bytes: crate::queue::Budget::default().bytes,
             consumer_timeout: 1_800_000,
             disk_free_limit: 50_000_000,
+            load_definitions: None,
         }
     }
 }

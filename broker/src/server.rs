@@ -51,6 +51,10 @@ fn open_broker(config: Config) -> io::Result<Arc<Broker>> {
     let broker = Broker::new(config, Arc::new(store));
     crate::recovery::recover(&broker)
         .map_err(|e| io::Error::other(format!("recovery failed: {e}")))?;
+    if let Some(path) = broker.config.load_definitions.clone() {
+        crate::definitions::load_file(&broker, &path)
+            .map_err(|e| io::Error::other(format!("cannot load definitions: {e}")))?;
+    }
     Ok(Arc::new(broker))
 }
 

@@ -7,6 +7,8 @@ and texts below are what RabbitMQ 3.10.8 sends.
 """
 
 import json
+import os
+import tempfile
 import re
 import time
 import uuid
@@ -680,9 +682,75 @@ def test_clear_topic_permissions(access):
 # --------------------------------------------------------------------------
 
 
-def test_rabbitmq_password_hash_logs_in():
-    """A rabbit_password_hashing_sha256 hash exported by RabbitMQ logs in."""
-    pytest.skip("needs definitions import (not implemented yet)")
+# ``hashu``/``test12`` as RabbitMQ 3.10.8 exported it (rabbitmqctl export_definitions):
+# base64 of a 4-byte salt and SHA-256(salt + password).
+EXPORTED_HASH = "A2vETqt7Ft1gbYgnVDnQZ+f+QGFdOFBflu4N696NkPTPkptq"
+EXPORTED_PASSWORD = "test12"
+
+
+def test_rabbitmq_password_hash_logs_in(access):
+    """import_definitions with a user whose rabbit_password_hashing_sha256 hash RabbitMQ
+    exported: the user logs in with the password, and the imported vhost, permissions,
+    exchange, queue and binding work; importing the same file again changes nothing."""
+    user, vhost = short_uid("imp"), short_uid("impv")
+    access.users.append(user)
+    access.vhosts.append(vhost)
+    defs = {
+        "rabbit_version": "3.10.8",
+        "users": [
+            {
+                "name": user,
+                "password_hash": EXPORTED_HASH,
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["monitoring"],
+                "limits": {},
+            }
+        ],
+        "vhosts": [{"name": vhost, "limits": [], "metadata": {"description": "imported", "tags": []}}],
+        "permissions": [
+            {"user": user, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        ],
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": [],
+        "exchanges": [
+            {"name": "imp-x", "vhost": vhost, "type": "topic", "durable": True,
+             "auto_delete": False, "internal": False, "arguments": {}}
+        ],
+        "queues": [
+            {"name": "imp-q", "vhost": vhost, "durable": True, "auto_delete": False,
+             "arguments": {"x-max-length": 10}}
+        ],
+        "bindings": [
+            {"source": "imp-x", "vhost": vhost, "destination": "imp-q",
+             "destination_type": "queue", "routing_key": "a.#", "arguments": {}}
+        ],
+    }
+    # rabbitmqctl reads the file as the rabbitmq user: not under pytest's private tmp_path.
+    d = tempfile.mkdtemp(prefix="warren-defs-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "defs.json")
+    with open(path, "w") as f:
+        f.write(json.dumps(defs))
+    os.chmod(path, 0o644)
+    ctl("import_definitions", path)
+    assert_login_refused(user, "not-" + EXPORTED_PASSWORD, vhost)
+    conn = access.connect(user, EXPORTED_PASSWORD, vhost)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("imp-x", "a.b", b"routed", mandatory=True)
+    method, _, body = ch.basic_get("imp-q", auto_ack=True)
+    assert body == b"routed", method
+    # The queue's arguments came through as RabbitMQ's import types them (a long).
+    ch.queue_declare("imp-q", durable=True, arguments={"x-max-length": 10})
+    users = {u["user"]: u["tags"] for u in ctl_json("list_users")}
+    assert users[user] == ["monitoring"]
+    ctl("import_definitions", path)
+    os.remove(path)
+    os.rmdir(d)
+    assert conn.is_open
+    ch.queue_declare("imp-q", passive=True)
 
 
 # --------------------------------------------------------------------------

@@ -423,6 +423,25 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
             }
             a.message(json!(access.user_limits(&user)).to_string())
         }
+        "import_definitions" => {
+            if let Some(a) = need(1) {
+                return a;
+            }
+            let path = arg(0);
+            let a = Answer::info(format!(
+                "Importing definitions in JSON from a file at \"{path}\" ..."
+            ));
+            match crate::definitions::load_file(broker, std::path::Path::new(&path)) {
+                Ok(done) if done.skipped == 0 => a.message(
+                    "Successfully started definition import. This process is asynchronous and can take some time.",
+                ),
+                Ok(done) => a.message(format!(
+                    "Imported with {} item(s) skipped (see the broker log)",
+                    done.skipped
+                )),
+                Err(e) => a.failed(e, exit::DATA_ERR),
+            }
+        }
         other => Answer::default().failed(
             format!("Error: could not recognise command '{other}'"),
             exit::USAGE,

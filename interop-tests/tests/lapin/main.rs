@@ -12,6 +12,7 @@ mod basic;
 mod confirms_tx;
 mod connection;
 mod content;
+mod definitions;
 mod exchanges;
 mod extensions;
 mod qos;

@@ -1,0 +1,387 @@
+//! RabbitMQ's definitions file (`rabbitmqctl export_definitions`, the management API's
+//! `/api/definitions`): users with their password hashes, vhosts with their limits, permissions,
+//! topic permissions, exchanges, queues and bindings. `load_definitions` applies one at start-up,
+//! idempotently: what exists is updated or left as is, nothing else is removed. Everything goes
+//! through the operations every other entry point uses (`auth::AccessControl`, `Broker`, the
+//! vhost operations), as the broker itself (no permission checks).
+//!
+//! Policies and runtime parameters other than vhost limits are not applied yet (logged).
+
+use crate::auth::{
+    parse_limits, AdminError, Caller, HashingAlgorithm, PasswordHash, VHostInfo, USER_LIMITS,
+    VHOST_LIMITS,
+};
+use crate::broker::Broker;
+use crate::exchange::Destination;
+use crate::queue::QueueSpec;
+use crate::vhost::{BindingSpec, ExchangeSpec};
+use amqp_codec::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use serde_json::Value;
+use std::path::Path;
+use tracing::{info, warn};
+
+/// What an import did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Imported {
+    /// Users created or updated.
+    pub users: usize,
+    /// Vhosts.
+    pub vhosts: usize,
+    /// Permission entries (plain and topic).
+    pub permissions: usize,
+    /// Exchanges, queues and bindings.
+    pub entities: usize,
+    /// Items skipped with a warning.
+    pub skipped: usize,
+}
+
+/// Reads and applies a definitions file. A file that cannot be read or is not a JSON object is
+/// an error (start-up stops, as RabbitMQ's does); an item that cannot be applied is skipped
+/// with a warning naming it.
+pub(crate) fn load_file(broker: &Broker, path: &Path) -> Result<Imported, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let defs: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    if !defs.is_object() {
+        return Err(format!("{}: not a definitions object", path.display()));
+    }
+    let done = apply(broker, &defs);
+    info!(
+        "imported definitions from {}: {} user(s), {} vhost(s), {} permission(s), {} exchange(s)/queue(s)/binding(s), {} skipped",
+        path.display(),
+        done.users,
+        done.vhosts,
+        done.permissions,
+        done.entities,
+        done.skipped
+    );
+    Ok(done)
+}
+
+fn items<'a>(defs: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    defs.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Tags as a list (3.10's export) or a comma-separated string (older exports).
+fn tags(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Applies parsed definitions (see [`load_file`]).
+pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
+    let mut done = Imported::default();
+    let access = &broker.access;
+    let skip = |what: String, why: &dyn std::fmt::Display, done: &mut Imported| {
+        warn!("definitions: skipping {what}: {why}");
+        done.skipped += 1;
+    };
+    for u in items(defs, "users") {
+        let name = text(u, "name");
+        let algorithm = match u.get("hashing_algorithm").and_then(Value::as_str) {
+            None => HashingAlgorithm::Sha256,
+            Some(a) => match HashingAlgorithm::from_name(a) {
+                Some(a) => a,
+                None => {
+                    skip(
+                        format!("user '{name}'"),
+                        &format!("unknown hashing_algorithm {a}"),
+                        &mut done,
+                    );
+                    continue;
+                }
+            },
+        };
+        let hash = match PasswordHash::from_base64(algorithm, text(u, "password_hash")) {
+            Ok(h) => h,
+            Err(e) => {
+                skip(format!("user '{name}'"), &e, &mut done);
+                continue;
+            }
+        };
+        let user_tags = tags(u.get("tags"));
+        let r = match access.add_user(name, hash.clone(), user_tags.clone()) {
+            Err(AdminError::UserExists(_)) => access
+                .set_password(name, hash)
+                .and_then(|()| access.set_tags(name, user_tags)),
+            other => other,
+        };
+        if let Some(limits) = u
+            .get("limits")
+            .filter(|l| l.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            let r = parse_limits(&limits.to_string(), &USER_LIMITS, "user-limits")
+                .and_then(|l| access.set_user_limits(name, l));
+            if let Err(e) = r {
+                skip(format!("limits of user '{name}'"), &e, &mut done);
+            }
+        }
+        match r {
+            Ok(()) => done.users += 1,
+            Err(e) => skip(format!("user '{name}'"), &e, &mut done),
+        }
+    }
+    for v in items(defs, "vhosts") {
+        let name = text(v, "name");
+        if name.is_empty() {
+            skip("a vhost without a name".into(), &"no name", &mut done);
+            continue;
+        }
+        let meta = v.get("metadata");
+        let (vhost, created) = broker.add_vhost(VHostInfo {
+            name: name.into(),
+            description: meta
+                .and_then(|m| m.get("description"))
+                .or_else(|| v.get("description"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            tags: tags(meta.and_then(|m| m.get("tags")).or_else(|| v.get("tags"))),
+        });
+        if created && tokio::runtime::Handle::try_current().is_ok() {
+            vhost.start_delayed();
+        }
+        // Limits as 3.10 exports them: a list of [name, value] pairs.
+        if let Some(pairs) = v
+            .get("limits")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
+        {
+            let obj: serde_json::Map<String, Value> = pairs
+                .iter()
+                .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.clone())))
+                .collect();
+            let r = parse_limits(&Value::Object(obj).to_string(), &VHOST_LIMITS, "limits")
+                .and_then(|l| broker.set_vhost_limits(name, l));
+            if let Err(e) = r {
+                skip(format!("limits of vhost '{name}'"), &e, &mut done);
+            }
+        }
+        done.vhosts += 1;
+    }
+    for p in items(defs, "parameters") {
+        if text(p, "component") == "vhost-limits" {
+            let vhost = text(p, "vhost");
+            let r = parse_limits(
+                &p.get("value").cloned().unwrap_or_default().to_string(),
+                &VHOST_LIMITS,
+                "limits",
+            )
+            .and_then(|l| broker.set_vhost_limits(vhost, l));
+            if let Err(e) = r {
+                skip(format!("limits of vhost '{vhost}'"), &e, &mut done);
+            }
+        } else {
+            skip(
+                format!(
+                    "parameter '{}' of component '{}'",
+                    text(p, "name"),
+                    text(p, "component")
+                ),
+                &"not supported yet",
+                &mut done,
+            );
+        }
+    }
+    for p in items(defs, "permissions") {
+        let (user, vhost) = (text(p, "user"), text(p, "vhost"));
+        match access.set_permissions(
+            user,
+            vhost,
+            text(p, "configure"),
+            text(p, "write"),
+            text(p, "read"),
+        ) {
+            Ok(()) => done.permissions += 1,
+            Err(e) => skip(
+                format!("permissions of '{user}' in vhost '{vhost}'"),
+                &e,
+                &mut done,
+            ),
+        }
+    }
+    for p in items(defs, "topic_permissions") {
+        let (user, vhost, x) = (text(p, "user"), text(p, "vhost"), text(p, "exchange"));
+        match access.set_topic_permissions(user, vhost, x, text(p, "write"), text(p, "read")) {
+            Ok(()) => done.permissions += 1,
+            Err(e) => skip(
+                format!("topic permissions of '{user}' on '{x}' in vhost '{vhost}'"),
+                &e,
+                &mut done,
+            ),
+        }
+    }
+    let policies = items(defs, "policies").count();
+    if policies > 0 {
+        warn!("definitions: {policies} polic(ies) not applied: policies are not supported yet");
+        done.skipped += policies;
+    }
+    let caller = Caller::internal();
+    for x in items(defs, "exchanges") {
+        let (vname, name) = (text(x, "vhost"), text(x, "name"));
+        let Some(vhost) = broker.vhost(vname) else {
+            skip(
+                format!("exchange '{name}'"),
+                &format!("no vhost '{vname}'"),
+                &mut done,
+            );
+            continue;
+        };
+        let spec = ExchangeSpec {
+            name: name.into(),
+            kind: text(x, "type").into(),
+            durable: flag(x, "durable"),
+            auto_delete: flag(x, "auto_delete"),
+            internal: flag(x, "internal"),
+            arguments: table(x.get("arguments")),
+        };
+        match vhost.declare_exchange(&spec, &caller) {
+            Ok(_) => done.entities += 1,
+            Err(e) => skip(
+                format!("exchange '{name}' in vhost '{vname}'"),
+                &e,
+                &mut done,
+            ),
+        }
+    }
+    for q in items(defs, "queues") {
+        let (vname, name) = (text(q, "vhost"), text(q, "name"));
+        let Some(vhost) = broker.vhost(vname) else {
+            skip(
+                format!("queue '{name}'"),
+                &format!("no vhost '{vname}'"),
+                &mut done,
+            );
+            continue;
+        };
+        let spec = QueueSpec {
+            name: name.into(),
+            durable: flag(q, "durable"),
+            exclusive_owner: None,
+            auto_delete: flag(q, "auto_delete"),
+            arguments: table(q.get("arguments")),
+        };
+        match vhost.declare_queue(spec, &caller) {
+            Ok(_) => done.entities += 1,
+            Err(e) => skip(format!("queue '{name}' in vhost '{vname}'"), &e, &mut done),
+        }
+    }
+    for b in items(defs, "bindings") {
+        let vname = text(b, "vhost");
+        let Some(vhost) = broker.vhost(vname) else {
+            skip(
+                "a binding".into(),
+                &format!("no vhost '{vname}'"),
+                &mut done,
+            );
+            continue;
+        };
+        let dest = text(b, "destination").to_string();
+        let spec = BindingSpec {
+            source: text(b, "source").into(),
+            destination: if text(b, "destination_type") == "exchange" {
+                Destination::Exchange(dest)
+            } else {
+                Destination::Queue(dest)
+            },
+            routing_key: text(b, "routing_key").into(),
+            arguments: table(b.get("arguments")),
+        };
+        match vhost.bind(&spec, &caller) {
+            Ok(()) => done.entities += 1,
+            Err(e) => skip(
+                format!("binding from '{}' in vhost '{vname}'", spec.source),
+                &e,
+                &mut done,
+            ),
+        }
+    }
+    done
+}
+
+/// Arguments as JSON become a field table as RabbitMQ's import makes them: strings are long
+/// strings, integers signed 64-bit, booleans, floats doubles, lists arrays, objects tables.
+fn table(v: Option<&Value>) -> FieldTable {
+    let mut t = FieldTable::default();
+    if let Some(Value::Object(obj)) = v {
+        for (k, v) in obj {
+            if let Some(value) = amqp_value(v) {
+                t.insert(k.as_str().into(), value);
+            }
+        }
+    }
+    t
+}
+
+fn amqp_value(v: &Value) -> Option<AMQPValue> {
+    Some(match v {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64()?),
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().filter_map(amqp_value).collect::<Vec<_>>(),
+        )),
+        Value::Object(_) => AMQPValue::FieldTable(table(Some(v))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_become_rabbitmq_field_types() {
+        let v: Value = serde_json::from_str(
+            r#"{"x-max-length": 10, "x-queue-type": "classic", "x-flag": true, "x-list": ["a", 1]}"#,
+        )
+        .unwrap();
+        let t = table(Some(&v));
+        assert_eq!(
+            t.inner().get("x-max-length"),
+            Some(&AMQPValue::LongLongInt(10))
+        );
+        assert!(matches!(
+            t.inner().get("x-queue-type"),
+            Some(AMQPValue::LongString(_))
+        ));
+        assert_eq!(t.inner().get("x-flag"), Some(&AMQPValue::Boolean(true)));
+        assert!(matches!(
+            t.inner().get("x-list"),
+            Some(AMQPValue::FieldArray(_))
+        ));
+    }
+
+    #[test]
+    fn tags_as_list_or_comma_string() {
+        assert_eq!(tags(Some(&serde_json::json!(["a", "b"]))), vec!["a", "b"]);
+        assert_eq!(tags(Some(&serde_json::json!("a, b"))), vec!["a", "b"]);
+        assert!(tags(Some(&serde_json::json!(""))).is_empty());
+    }
+}
