@@ -41,11 +41,7 @@ impl Broker {
     /// A broker with no vhost yet, on `store` (see `recovery::recover`, which puts back the
     /// stored ones or, on a first start, makes the defaults).
     pub fn new(config: Config, store: Arc<Store>) -> Self {
-        let loopback_users = if config.default_user_loopback_only {
-            vec![config.default_user.clone()]
-        } else {
-            Vec::new()
-        };
+        let loopback_users = config.loopback_user_list();
         Broker {
             access: Arc::new(AccessControl::new(store.clone(), loopback_users)),
             config,

@@ -22,7 +22,8 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or a tracing filter. Default info.
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
-    /// TOML configuration file (flags and environment override it).
+    /// Configuration file: RabbitMQ's rabbitmq.conf format if it ends in .conf, else TOML (flags
+    /// and environment override it).
     #[arg(long, env = "WARREN_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -45,15 +46,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => match Config::from_toml_file(path) {
+    let (mut config, ignored) = match &args.config {
+        Some(path) => match Config::from_file(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("warren: cannot read configuration: {e}");
                 return std::process::ExitCode::from(2);
             }
         },
-        None => Config::default(),
+        None => (Config::default(), Vec::new()),
     };
     if !args.bind.is_empty() {
         config.bind = args.bind.clone();
@@ -78,6 +79,15 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .with_ansi(ansi)
         .init();
+    for line in &ignored {
+        tracing::warn!(
+            "configuration {}: {line}",
+            args.config
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,6 +9,7 @@
 mod acks;
 mod bad_input;
 mod basic;
+mod config_file;
 mod confirms_tx;
 mod connection;
 mod content;

@@ -1,4 +1,7 @@
-//! Broker configuration: defaults, a TOML file, environment variables and flags (flags win).
+//! Broker configuration: defaults, a TOML file or RabbitMQ's `rabbitmq.conf`
+//! ([`rabbitmq_conf`]), environment variables and flags (flags win).
+
+pub(crate) mod rabbitmq_conf;
 
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,6 +53,12 @@ pub struct Config {
     /// A RabbitMQ definitions file (JSON) applied at every start (RabbitMQ's
     /// `load_definitions`): users, vhosts, permissions, exchanges, queues, bindings.
     pub load_definitions: Option<PathBuf>,
+    /// Exact listener addresses (`listeners.tcp.N` of rabbitmq.conf); when set, `bind` and
+    /// `port` are not used. An empty list: no AMQP listener.
+    pub listeners: Option<Vec<SocketAddr>>,
+    /// Users that may connect only from loopback (`loopback_users`); when unset, the default
+    /// user if `default_user_loopback_only`.
+    pub loopback_users: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -77,6 +86,8 @@ impl Default for Config {
             consumer_timeout: 1_800_000,
             disk_free_limit: 50_000_000,
             load_definitions: None,
+            listeners: None,
+            loopback_users: None,
         }
     }
 }
@@ -102,6 +113,26 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Reads a configuration file: RabbitMQ's `rabbitmq.conf` format if the name ends in
+    /// `.conf`, Warren's TOML otherwise. Returns it with the keys that were ignored (to log).
+    pub fn from_file(path: &std::path::Path) -> Result<(Self, Vec<String>), String> {
+        if path.extension().is_some_and(|e| e == "conf") {
+            let p = rabbitmq_conf::read(path)?;
+            Ok((p.config, p.ignored))
+        } else {
+            Ok((Self::from_toml_file(path)?, Vec::new()))
+        }
+    }
+
+    /// The users restricted to loopback connections.
+    pub fn loopback_user_list(&self) -> Vec<String> {
+        match &self.loopback_users {
+            Some(users) => users.clone(),
+            None if self.default_user_loopback_only => vec![self.default_user.clone()],
+            None => Vec::new(),
+        }
+    }
+
     /// The memory budget of each durable queue.
     pub fn queue_budget(&self) -> crate::queue::Budget {
         crate::queue::Budget {
@@ -112,6 +143,9 @@ impl Config {
 
     /// The socket addresses to listen on.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        if let Some(l) = &self.listeners {
+            return l.clone();
+        }
         self.bind
             .iter()
             .map(|ip| SocketAddr::new(*ip, self.port))

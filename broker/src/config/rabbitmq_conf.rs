@@ -1,0 +1,232 @@
+//! RabbitMQ's `rabbitmq.conf` (the "new style" format: one `key = value` per line, `#`
+//! comments, numbered or named list entries such as `listeners.tcp.1`), read into a [`Config`] so
+//! that a deployment's file moves to Warren unchanged.
+//!
+//! A line that does not parse, or a value of the wrong kind for a key Warren knows, is an error
+//! naming the line. A key Warren does not know (or knows but does not act on yet) is reported back
+//! with its line number, once, and otherwise ignored, so a full RabbitMQ file still starts Warren.
+
+use super::Config;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// A `rabbitmq.conf` read into a configuration, with what was ignored.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The configuration (defaults where the file says nothing).
+    pub config: Config,
+    /// One line per ignored key: `line N: 'key' ...`.
+    pub ignored: Vec<String>,
+}
+
+/// Reads `path`.
+pub(crate) fn read(path: &Path) -> Result<Parsed, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses the text of a `rabbitmq.conf`.
+pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
+    let mut config = Config::default();
+    let mut ignored = Vec::new();
+    let mut tcp: Vec<SocketAddr> = Vec::new();
+    let mut tcp_none = false;
+    let mut loopback: Option<Vec<String>> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {n}: expected 'key = value', got '{line}'"));
+        };
+        let (key, value) = (key.trim(), unquote(value.trim()));
+        if key.is_empty() {
+            return Err(format!("line {n}: missing key in '{line}'"));
+        }
+        let bad = |what: &str| format!("line {n}: '{key}' expects {what}, got '{value}'");
+        match key {
+            "listeners.tcp" if value == "none" => tcp_none = true,
+            _ if key.starts_with("listeners.tcp.") => {
+                tcp.extend(listener(value).ok_or_else(|| bad("a port or ip:port"))?)
+            }
+            "default_user" => config.default_user = value.into(),
+            "default_pass" => config.default_pass = value.into(),
+            "default_vhost" => config.default_vhost = value.into(),
+            "loopback_users" if value == "none" => loopback = Some(Vec::new()),
+            _ if key.starts_with("loopback_users.") => {
+                let user = &key["loopback_users.".len()..];
+                let list = loopback.get_or_insert_with(Vec::new);
+                match boolean(value).ok_or_else(|| bad("true or false"))? {
+                    true => list.push(user.into()),
+                    false => list.retain(|u| u != user),
+                }
+            }
+            "heartbeat" => config.heartbeat = value.parse().map_err(|_| bad("seconds"))?,
+            "frame_max" => config.frame_max = value.parse().map_err(|_| bad("bytes"))?,
+            "channel_max" => config.channel_max = value.parse().map_err(|_| bad("a count"))?,
+            "max_message_size" => {
+                config.max_message_size = bytes(value).ok_or_else(|| bad("bytes"))?
+            }
+            "consumer_timeout" => {
+                config.consumer_timeout = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "disk_free_limit.absolute" => {
+                config.disk_free_limit = bytes(value).ok_or_else(|| bad("bytes (50MB, 1GB)"))?
+            }
+            "load_definitions" => config.load_definitions = Some(PathBuf::from(value)),
+            "log.console.level" | "log.file.level" => {
+                config.log_level = match value {
+                    "debug" | "info" | "error" => value.into(),
+                    "warning" => "warn".into(),
+                    "critical" | "alert" | "emergency" => "error".into(),
+                    "none" => "off".into(),
+                    _ => return Err(bad("a log level")),
+                }
+            }
+            _ => ignored.push(format!(
+                "line {n}: '{key}' is not supported by Warren; ignored"
+            )),
+        }
+    }
+    if tcp_none {
+        config.listeners = Some(Vec::new());
+    } else if !tcp.is_empty() {
+        config.listeners = Some(tcp);
+    }
+    if let Some(users) = loopback {
+        config.loopback_users = Some(users);
+    }
+    Ok(Parsed { config, ignored })
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+fn boolean(v: &str) -> Option<bool> {
+    match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `5672` (every interface, IPv4 and IPv6), `127.0.0.1:5672` or `::1:5672` (IPv6 without
+/// brackets, as RabbitMQ writes it) or `[::1]:5672`.
+fn listener(v: &str) -> Option<Vec<SocketAddr>> {
+    if let Ok(port) = v.parse::<u16>() {
+        return Some(
+            Config::default()
+                .bind
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
+        );
+    }
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Some(vec![addr]);
+    }
+    let (ip, port) = v.rsplit_once(':')?;
+    Some(vec![SocketAddr::new(
+        ip.parse::<IpAddr>().ok()?,
+        port.parse().ok()?,
+    )])
+}
+
+/// A byte count as RabbitMQ takes one: a number, or a number with a unit (`kB`, `MB`, `GB`
+/// are powers of 1000; `KiB`, `MiB`, `GiB` and RabbitMQ's `k`, `M`, `G` powers of 1024).
+fn bytes(v: &str) -> Option<u64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "kB" | "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "k" | "K" | "KiB" | "Ki" => 1 << 10,
+        "M" | "MiB" | "Mi" => 1 << 20,
+        "G" | "GiB" | "Gi" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rabbitmq_conf() {
+        let p = parse(
+            "# comment\n\
+             listeners.tcp.default = 5673\n\
+             listeners.tcp.local = 127.0.0.1:5674\n\
+             listeners.tcp.v6 = ::1:5675\n\
+             default_user = admin\n\
+             default_pass = \"s3cret\"\n\
+             loopback_users.guest = false\n\
+             loopback_users.admin = true\n\
+             heartbeat = 30\n\
+             disk_free_limit.absolute = 1GB\n\
+             max_message_size = 134217728\n\
+             consumer_timeout = 900000\n\
+             log.console.level = warning\n\
+             load_definitions = /etc/rabbitmq/definitions.json\n\
+             management.tcp.port = 15672\n\
+             cluster_formation.peer_discovery_backend = classic_config\n",
+        )
+        .unwrap();
+        let c = &p.config;
+        let listeners = c.listeners.clone().unwrap();
+        assert_eq!(listeners.len(), 4, "{listeners:?}");
+        assert!(listeners.contains(&"127.0.0.1:5674".parse().unwrap()));
+        assert!(listeners.contains(&"[::1]:5675".parse().unwrap()));
+        assert_eq!(c.listen_addrs(), listeners);
+        assert_eq!(
+            (c.default_user.as_str(), c.default_pass.as_str()),
+            ("admin", "s3cret")
+        );
+        assert_eq!(c.loopback_users, Some(vec!["admin".to_string()]));
+        assert_eq!(c.heartbeat, 30);
+        assert_eq!(c.disk_free_limit, 1_000_000_000);
+        assert_eq!(c.consumer_timeout, 900_000);
+        assert_eq!(c.log_level, "warn");
+        assert_eq!(
+            c.load_definitions.as_deref(),
+            Some(Path::new("/etc/rabbitmq/definitions.json"))
+        );
+        assert_eq!(p.ignored.len(), 2, "{:?}", p.ignored);
+        assert!(p.ignored[0].starts_with("line 15: 'management.tcp.port'"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("heartbeat = 30\nthis is not a setting\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse("\n\nheartbeat = soon\n").unwrap_err();
+        assert_eq!(e, "line 3: 'heartbeat' expects seconds, got 'soon'");
+        let e = parse("listeners.tcp.1 = nowhere:x\n").unwrap_err();
+        assert!(e.starts_with("line 1: 'listeners.tcp.1'"), "{e}");
+        assert!(parse("listeners.tcp = none\n").unwrap().config.listeners == Some(vec![]));
+        assert!(
+            parse("loopback_users = none\n")
+                .unwrap()
+                .config
+                .loopback_users
+                == Some(vec![])
+        );
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes("50MB"), Some(50_000_000));
+        assert_eq!(bytes("2GiB"), Some(2 << 30));
+        assert_eq!(bytes("1024"), Some(1024));
+        assert_eq!(bytes("5 parsecs"), None);
+    }
+}
