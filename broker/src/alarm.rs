@@ -1,11 +1,12 @@
-//! Resource alarms, as RabbitMQ's disk alarm: while free disk space under the data directory is
-//! below `disk_free_limit`, or after a store write failed, connections that publish are blocked
+//! Resource alarms, as RabbitMQ's: while free disk space under the data directory is below
+//! `disk_free_limit`, or the broker's memory (resident set) is above `vm_memory_high_watermark`,
+//! or after a store write failed, connections that publish are blocked
 //! (connection.blocked to clients that support it; their sockets are not read) until the alarm
 //! clears. Messages already confirmed are never at risk: a failed write is nacked, and RocksDB's
 //! write-ahead log keeps the store consistent.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use storage::Store;
@@ -19,7 +20,10 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Alarms {
     disk: AtomicBool,
+    memory: AtomicBool,
     store: AtomicBool,
+    /// The memory high watermark in bytes (`u64::MAX`: none), changeable at run time.
+    memory_limit: AtomicU64,
     tx: watch::Sender<bool>,
 }
 
@@ -27,7 +31,9 @@ impl Default for Alarms {
     fn default() -> Self {
         Alarms {
             disk: AtomicBool::new(false),
+            memory: AtomicBool::new(false),
             store: AtomicBool::new(false),
+            memory_limit: AtomicU64::new(u64::MAX),
             tx: watch::channel(false).0,
         }
     }
@@ -44,15 +50,67 @@ impl Alarms {
         self.tx.subscribe()
     }
 
+    /// The reason clients are told in connection.blocked (RabbitMQ's words).
+    pub fn reason(&self) -> &'static str {
+        if self.memory.load(Ordering::Acquire) {
+            "low on memory"
+        } else {
+            "low on disk"
+        }
+    }
+
+    /// Sets the memory high watermark (bytes); the monitor applies it within a second.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.memory_limit.store(bytes, Ordering::Release);
+    }
+
     fn set(&self, flag: &AtomicBool, on: bool) {
         flag.store(on, Ordering::Release);
-        let any = self.disk.load(Ordering::Acquire) || self.store.load(Ordering::Acquire);
+        let any = self.disk.load(Ordering::Acquire)
+            || self.memory.load(Ordering::Acquire)
+            || self.store.load(Ordering::Acquire);
         self.tx.send_if_modified(|cur| {
             let changed = *cur != any;
             *cur = any;
             changed
         });
     }
+}
+
+/// The watermark as configured: a fraction of the machine's memory, or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watermark {
+    /// A fraction of total memory (RabbitMQ's default: 0.4).
+    Relative(f64),
+    /// Bytes.
+    Absolute(u64),
+}
+
+impl Watermark {
+    /// The limit in bytes on this machine.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Watermark::Absolute(b) => b,
+            Watermark::Relative(f) => total_memory().map_or(u64::MAX, |t| (t as f64 * f) as u64),
+        }
+    }
+}
+
+/// The machine's memory in bytes (`MemTotal`).
+pub(crate) fn total_memory() -> Option<u64> {
+    meminfo_kib("/proc/meminfo", "MemTotal:").map(|k| k * 1024)
+}
+
+/// This process's resident memory in bytes (`VmRSS`).
+fn resident_memory() -> Option<u64> {
+    meminfo_kib("/proc/self/status", "VmRSS:").map(|k| k * 1024)
+}
+
+fn meminfo_kib(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `path`.
@@ -92,6 +150,18 @@ pub(crate) async fn monitor(w: Watched) {
                     }
                     alarms.set(&alarms.disk, low);
                 }
+            }
+        }
+        let mem_limit = alarms.memory_limit.load(Ordering::Acquire);
+        if let Some(used) = resident_memory() {
+            let high = used > mem_limit;
+            if high != alarms.memory.load(Ordering::Acquire) {
+                if high {
+                    warn!("vm_memory_high_watermark set. Memory used:{used} allowed:{mem_limit}; memory resource limit alarm set, publishers are blocked");
+                } else {
+                    info!("vm_memory_high_watermark clear. Memory used:{used} allowed:{mem_limit}; memory resource limit alarm cleared");
+                }
+                alarms.set(&alarms.memory, high);
             }
         }
         let failures = w.store.failed_writes();

@@ -42,11 +42,13 @@ impl Broker {
     /// stored ones or, on a first start, makes the defaults).
     pub fn new(config: Config, store: Arc<Store>) -> Self {
         let loopback_users = config.loopback_user_list();
+        let alarms: Arc<crate::alarm::Alarms> = Arc::default();
+        alarms.set_memory_limit(config.vm_memory_high_watermark.bytes());
         Broker {
             access: Arc::new(AccessControl::new(store.clone(), loopback_users)),
             config,
             store,
-            alarms: Arc::default(),
+            alarms,
             vhosts: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),

@@ -32,6 +32,7 @@ mod reply_text;
 mod server;
 mod vhost;
 
+pub use alarm::Watermark;
 pub use config::Config;
 pub use server::Server;
 

@@ -423,6 +423,32 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
             }
             a.message(json!(access.user_limits(&user)).to_string())
         }
+        "set_vm_memory_high_watermark" => {
+            // rabbitmqctl: `set_vm_memory_high_watermark FRACTION` or `... absolute BYTES`.
+            let watermark = match (args.first().map(String::as_str), args.get(1)) {
+                (Some("absolute"), Some(v)) => {
+                    crate::config::rabbitmq_conf::bytes(v).map(crate::alarm::Watermark::Absolute)
+                }
+                (Some(f), None) => f
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| (0.0..=1.0).contains(f))
+                    .map(crate::alarm::Watermark::Relative),
+                _ => None,
+            };
+            let Some(w) = watermark else {
+                return Answer::default().failed(
+                    "Error (argument validation): expected a fraction between 0.0 and 1.0, or absolute BYTES",
+                    exit::USAGE,
+                );
+            };
+            broker.alarms.set_memory_limit(w.bytes());
+            Answer::info(format!(
+                "Setting memory threshold on {} to {} ...",
+                "warren",
+                args.join(" ")
+            ))
+        }
         "import_definitions" => {
             if let Some(a) = need(1) {
                 return a;

@@ -59,6 +59,9 @@ pub struct Config {
     /// Users that may connect only from loopback (`loopback_users`); when unset, the default
     /// user if `default_user_loopback_only`.
     pub loopback_users: Option<Vec<String>>,
+    /// Publishers are blocked while the broker's memory is above this (RabbitMQ's
+    /// `vm_memory_high_watermark`; default: 0.4 of the machine's memory).
+    pub vm_memory_high_watermark: crate::alarm::Watermark,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             load_definitions: None,
             listeners: None,
             loopback_users: None,
+            vm_memory_high_watermark: crate::alarm::Watermark::Relative(0.4),
         }
     }
 }

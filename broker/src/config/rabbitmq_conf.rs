@@ -75,6 +75,19 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
             "disk_free_limit.absolute" => {
                 config.disk_free_limit = bytes(value).ok_or_else(|| bad("bytes (50MB, 1GB)"))?
             }
+            "vm_memory_high_watermark.relative" => {
+                let f: f64 = value.parse().map_err(|_| bad("a fraction"))?;
+                config.vm_memory_high_watermark = crate::alarm::Watermark::Relative(f);
+            }
+            "vm_memory_high_watermark.absolute" => {
+                config.vm_memory_high_watermark =
+                    crate::alarm::Watermark::Absolute(bytes(value).ok_or_else(|| bad("bytes"))?);
+            }
+            "disk_free_limit.relative" => {
+                let f: f64 = value.parse().map_err(|_| bad("a fraction of memory"))?;
+                config.disk_free_limit = crate::alarm::total_memory()
+                    .map_or(config.disk_free_limit, |t| (t as f64 * f) as u64);
+            }
             "load_definitions" => config.load_definitions = Some(PathBuf::from(value)),
             "log.console.level" | "log.file.level" => {
                 config.log_level = match value {
@@ -139,7 +152,7 @@ fn listener(v: &str) -> Option<Vec<SocketAddr>> {
 
 /// A byte count as RabbitMQ takes one: a number, or a number with a unit (`kB`, `MB`, `GB`
 /// are powers of 1000; `KiB`, `MiB`, `GiB` and RabbitMQ's `k`, `M`, `G` powers of 1024).
-fn bytes(v: &str) -> Option<u64> {
+pub(crate) fn bytes(v: &str) -> Option<u64> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: u64 = num.parse().ok()?;

@@ -408,12 +408,13 @@ impl Connection {
     /// clients that support it are told with connection.blocked and connection.unblocked. Store
     /// events (confirms) still flow.
     async fn stay_blocked(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Stop> {
-        warn!("connection blocked: a resource alarm is in effect (low on disk)");
+        let reason = self.broker.alarms.reason();
+        warn!("connection blocked: a resource alarm is in effect ({reason})");
         if self.caps.connection_blocked {
             self.outbox.method(
                 0,
                 AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
-                    reason: "low on disk".into(),
+                    reason: reason.into(),
                 })),
             );
         }
