@@ -30,11 +30,13 @@ mod queue;
 mod recovery;
 mod reply_text;
 mod server;
+mod tls;
 mod vhost;
 
 pub use alarm::Watermark;
 pub use config::Config;
 pub use server::Server;
+pub use tls::TlsSettings;
 
 /// `warren ctl ARGS`: runs a `rabbitmqctl`-style admin command against the broker running on
 /// `data_dir` (through its admin socket) and prints the answer; returns the exit code.

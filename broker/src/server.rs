@@ -22,6 +22,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A bound broker, not yet serving.
 pub struct Server {
     listeners: Vec<TcpListener>,
+    /// amqps listeners, with the acceptor of their TLS sessions.
+    tls_listeners: Vec<(TcpListener, tokio_rustls::TlsAcceptor)>,
     broker: Arc<Broker>,
 }
 
@@ -101,17 +103,53 @@ impl Server {
                 }
             }
         }
-        if listeners.is_empty() {
+        let mut tls_listeners = Vec::new();
+        if let Some(settings) = &config.tls {
+            let acceptor = crate::tls::acceptor(settings)
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+            for addr in config.tls_listen_addrs() {
+                match bind_one(addr) {
+                    Ok(l) => {
+                        info!("started TLS (SSL) listener on {}", l.local_addr()?);
+                        tls_listeners.push((l, acceptor.clone()));
+                    }
+                    Err(e) if addr.is_ipv6() => {
+                        warn!("cannot listen on {addr}: {e}; continuing without it")
+                    }
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("cannot listen on {addr}: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+        if listeners.is_empty() && tls_listeners.is_empty() {
             return Err(last_err.unwrap_or_else(|| io::Error::other("no address to listen on")));
         }
-        Ok(Server { listeners, broker })
+        Ok(Server {
+            listeners,
+            tls_listeners,
+            broker,
+        })
     }
 
-    /// The first listener's address (useful with port 0).
+    /// The first listener's address (useful with port 0); the first amqps one if there is no
+    /// plain listener.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listeners[0]
-            .local_addr()
+        self.listeners
+            .first()
+            .or(self.tls_listeners.first().map(|(l, _)| l))
+            .and_then(|l| l.local_addr().ok())
             .expect("bound listener has an address")
+    }
+
+    /// The first amqps listener's address, if TLS is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_listeners
+            .first()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The broker state (for tests and tools).
@@ -123,16 +161,21 @@ impl Server {
     /// and waits (bounded) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (conn_tx, mut conn_rx) =
-            tokio::sync::mpsc::unbounded_channel::<(TcpStream, SocketAddr)>();
+        type Accepted = (TcpStream, SocketAddr, Option<tokio_rustls::TlsAcceptor>);
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
         let mut accepts = JoinSet::new();
-        for listener in self.listeners {
+        let all = self
+            .listeners
+            .into_iter()
+            .map(|l| (l, None))
+            .chain(self.tls_listeners.into_iter().map(|(l, a)| (l, Some(a))));
+        for (listener, tls) in all {
             let conn_tx = conn_tx.clone();
             accepts.spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok(pair) => {
-                            if conn_tx.send(pair).is_err() {
+                        Ok((socket, peer)) => {
+                            if conn_tx.send((socket, peer, tls.clone())).is_err() {
                                 return;
                             }
                         }
@@ -152,8 +195,11 @@ impl Server {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = conn_rx.recv() => match accepted {
-                    Some((socket, peer)) => {
+                    Some((socket, peer, None)) => {
                         connections.spawn(connection::serve(socket, peer, self.broker.clone(), stop_rx.clone()));
+                    }
+                    Some((socket, peer, Some(tls))) => {
+                        connections.spawn(connection::serve_tls(socket, peer, tls, self.broker.clone(), stop_rx.clone()));
                     }
                     None => break,
                 },

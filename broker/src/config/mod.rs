@@ -62,6 +62,11 @@ pub struct Config {
     /// Publishers are blocked while the broker's memory is above this (RabbitMQ's
     /// `vm_memory_high_watermark`; default: 0.4 of the machine's memory).
     pub vm_memory_high_watermark: crate::alarm::Watermark,
+    /// TLS (`[tls]` in TOML, `ssl_options.*` in rabbitmq.conf); no amqps listener without it.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// amqps listener addresses (`listeners.ssl.*`); with `tls` set and none given, port 5671
+    /// on the `bind` addresses.
+    pub tls_listeners: Option<Vec<SocketAddr>>,
 }
 
 impl Default for Config {
@@ -92,6 +97,8 @@ impl Default for Config {
             listeners: None,
             loopback_users: None,
             vm_memory_high_watermark: crate::alarm::Watermark::Relative(0.4),
+            tls: None,
+            tls_listeners: None,
         }
     }
 }
@@ -125,6 +132,21 @@ impl Config {
             Ok((p.config, p.ignored))
         } else {
             Ok((Self::from_toml_file(path)?, Vec::new()))
+        }
+    }
+
+    /// The amqps listener addresses (none without TLS settings).
+    pub fn tls_listen_addrs(&self) -> Vec<SocketAddr> {
+        if self.tls.is_none() {
+            return Vec::new();
+        }
+        match &self.tls_listeners {
+            Some(l) => l.clone(),
+            None => self
+                .bind
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 5671))
+                .collect(),
         }
     }
 

@@ -32,6 +32,9 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
     let mut tcp: Vec<SocketAddr> = Vec::new();
     let mut tcp_none = false;
     let mut loopback: Option<Vec<String>> = None;
+    let mut ssl: Vec<SocketAddr> = Vec::new();
+    let mut ssl_none = false;
+    let mut tls = crate::tls::TlsSettings::default();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
@@ -51,6 +54,24 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
             _ if key.starts_with("listeners.tcp.") => {
                 tcp.extend(listener(value).ok_or_else(|| bad("a port or ip:port"))?)
             }
+            "listeners.ssl" if value == "none" => ssl_none = true,
+            _ if key.starts_with("listeners.ssl.") => {
+                ssl.extend(listener(value).ok_or_else(|| bad("a port or ip:port"))?)
+            }
+            "ssl_options.certfile" => tls.certfile = value.into(),
+            "ssl_options.keyfile" => tls.keyfile = value.into(),
+            "ssl_options.cacertfile" => tls.cacertfile = Some(value.into()),
+            "ssl_options.verify" => {
+                tls.verify_peer = match value {
+                    "verify_peer" => true,
+                    "verify_none" => false,
+                    _ => return Err(bad("verify_peer or verify_none")),
+                }
+            }
+            "ssl_options.fail_if_no_peer_cert" => {
+                tls.fail_if_no_peer_cert = boolean(value).ok_or_else(|| bad("true or false"))?
+            }
+            _ if key.starts_with("ssl_options.versions.") => tls.versions.push(value.into()),
             "default_user" => config.default_user = value.into(),
             "default_pass" => config.default_pass = value.into(),
             "default_vhost" => config.default_vhost = value.into(),
@@ -107,6 +128,14 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
         config.listeners = Some(Vec::new());
     } else if !tcp.is_empty() {
         config.listeners = Some(tcp);
+    }
+    if tls != crate::tls::TlsSettings::default() || !ssl.is_empty() {
+        if !ssl_none && !ssl.is_empty() {
+            config.tls_listeners = Some(ssl);
+        }
+        if !ssl_none {
+            config.tls = Some(tls);
+        }
     }
     if let Some(users) = loopback {
         config.loopback_users = Some(users);
@@ -233,6 +262,35 @@ mod tests {
                 .loopback_users
                 == Some(vec![])
         );
+    }
+
+    #[test]
+    fn tls_settings() {
+        let p = parse(
+            "listeners.ssl.default = 127.0.0.1:5671\n\
+             ssl_options.cacertfile = /etc/ca.pem\n\
+             ssl_options.certfile = /etc/server.pem\n\
+             ssl_options.keyfile = /etc/server.key\n\
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n\
+             ssl_options.versions.1 = tlsv1.3\n",
+        )
+        .unwrap();
+        let tls = p.config.tls.clone().unwrap();
+        assert!(tls.verify_peer && tls.fail_if_no_peer_cert);
+        assert_eq!(tls.cacertfile.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(tls.versions, vec!["tlsv1.3".to_string()]);
+        assert_eq!(
+            p.config.tls_listen_addrs(),
+            vec!["127.0.0.1:5671".parse().unwrap()]
+        );
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+        assert!(parse("ssl_options.verify = sometimes\n").is_err());
+        assert!(parse("heartbeat = 5\n")
+            .unwrap()
+            .config
+            .tls_listen_addrs()
+            .is_empty());
     }
 
     #[test]

@@ -15,7 +15,6 @@ use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 
 /// A finished handshake.
 pub(super) struct Done {
@@ -44,7 +43,7 @@ pub(super) struct Handshake<'a> {
     /// Its open-channel count (registered too).
     pub channel_count: &'a Arc<std::sync::atomic::AtomicUsize>,
     pub broker: &'a Broker,
-    pub reader: OwnedReadHalf,
+    pub reader: super::Reader,
     pub buf: BytesMut,
     pub outbox: &'a Arc<Outbox>,
     pub peer: SocketAddr,

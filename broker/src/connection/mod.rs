@@ -24,8 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
@@ -57,7 +56,7 @@ pub(crate) struct Connection {
     id: u64,
     name: String,
     broker: Arc<Broker>,
-    reader: OwnedReadHalf,
+    reader: Reader,
     buf: BytesMut,
     outbox: Arc<Outbox>,
     vhost: Arc<VHost>,
@@ -80,6 +79,9 @@ pub(crate) struct Connection {
     published: bool,
 }
 
+/// The reading side of a client's stream (a TCP socket's, or a TLS session's).
+pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
+
 /// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
 pub(crate) async fn serve(
     socket: TcpStream,
@@ -88,13 +90,75 @@ pub(crate) async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let local = socket.local_addr().unwrap_or(peer);
+    let _ = socket.set_nodelay(true);
+    let (reader, write_half) = socket.into_split();
+    serve_stream(
+        Box::new(reader),
+        write_half,
+        peer,
+        local,
+        false,
+        broker,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves one socket accepted on an amqps listener: the TLS handshake first (bounded by the
+/// handshake timeout; a client that fails it, such as a plain AMQP client, is logged and dropped
+/// without disturbing anything else), then AMQP as on a plain socket.
+pub(crate) async fn serve_tls(
+    socket: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = socket.local_addr().unwrap_or(peer);
+    let _ = socket.set_nodelay(true);
+    let limit = Duration::from_secs(broker.config.handshake_timeout);
+    let tls = match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!("TLS handshake with {peer} -> {local} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!("TLS handshake with {peer} -> {local} timed out");
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    serve_stream(
+        Box::new(reader),
+        writer,
+        peer,
+        local,
+        true,
+        broker,
+        shutdown,
+    )
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
+    reader: Reader,
+    write_half: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: bool,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
     let id = broker.next_connection_id();
     let name = format!("{peer} -> {local}");
     let span = tracing::info_span!("connection", id, name = %name);
     async move {
-        info!("accepting AMQP connection");
-        let _ = socket.set_nodelay(true);
-        let (reader, write_half) = socket.into_split();
+        info!(
+            "accepting AMQP connection{}",
+            if tls { " (TLS)" } else { "" }
+        );
         let (outbox, rx) = Outbox::new();
         let heartbeat = Arc::new(AtomicU32::new(0));
         let writer = tokio::spawn(
@@ -194,7 +258,7 @@ fn send_connection_close(outbox: &Outbox, e: &AmqpError) {
 /// unread bytes in it makes the kernel answer with a reset, which a client that wrote frames
 /// after its connection.close (amqplib does) sees as EPIPE/ECONNRESET instead of a clean close;
 /// RabbitMQ's reader does the same wait.
-async fn linger(mut reader: OwnedReadHalf, limit: Duration) {
+async fn linger(mut reader: Reader, limit: Duration) {
     let _ = tokio::time::timeout(limit, async {
         let mut scratch = [0u8; 4096];
         while matches!(reader.read(&mut scratch).await, Ok(n) if n > 0) {}
