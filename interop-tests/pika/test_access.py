@@ -937,3 +937,34 @@ def test_ctl_limits_listing_and_validation(access):
     ctl("set_user_limits", user, '{"max-channels": 4}')
     out = ctl("list_user_limits", "--user", user, "-q").stdout.strip()
     assert json.loads(out) == {"max-channels": 4}
+
+
+def test_user_id_needs_impersonator_tag(access):
+    """RabbitMQ: a user_id property naming someone else is refused (406 PRECONDITION_FAILED
+    "user_id property set to 'X' but authenticated user was 'U'") unless the publisher is
+    tagged impersonator. Tags count from the next login: RabbitMQ 3.10.8 still refuses on a
+    connection opened before set_user_tags."""
+    user, password, vhost = access.setup()
+    conn = access.connect(user, password, vhost)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.basic_publish("", q, b"m", pika.BasicProperties(user_id="someone-else"))
+    assert info.value.reply_code == 406
+    assert info.value.reply_text == (
+        f"PRECONDITION_FAILED - user_id property set to 'someone-else' but authenticated user was '{user}'"
+    )
+    ctl("set_user_tags", user, "impersonator")
+    ch = conn.channel()
+    ch.confirm_delivery()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.basic_publish("", q, b"m", pika.BasicProperties(user_id="someone-else"))
+    assert info.value.reply_code == 406
+    ch = access.connect(user, password, vhost).channel()
+    ch.confirm_delivery()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, b"m", pika.BasicProperties(user_id="someone-else"))
+    _, props, body = ch.basic_get(q, auto_ack=True)
+    assert (body, props.user_id) == (b"m", "someone-else")

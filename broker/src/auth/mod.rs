@@ -314,10 +314,16 @@ impl AccessControl {
         {
             return Err(reply_text::vhost_access_refused(vhost, user));
         }
+        // Tags are the user's at login, as RabbitMQ's connection keeps its user record.
+        let impersonator = st
+            .users
+            .get(user)
+            .is_some_and(|u| u.tags.iter().any(|t| t == "impersonator"));
         Ok(Grant {
             access: self.clone(),
             user: user.into(),
             vhost: vhost.into(),
+            impersonator,
         })
     }
 
@@ -765,6 +771,8 @@ pub struct Grant {
     access: Arc<AccessControl>,
     user: Arc<str>,
     vhost: Arc<str>,
+    /// The user was tagged `impersonator` when the connection logged in.
+    impersonator: bool,
 }
 
 impl Grant {
@@ -897,6 +905,12 @@ impl Caller {
             g.check_topic(Access::Write, exchange, routing_key)?;
         }
         Ok(())
+    }
+
+    /// True if the caller may set another user's name in `user_id` (the broker itself, or a
+    /// user tagged `impersonator` when it logged in, as in RabbitMQ).
+    pub fn may_impersonate(&self) -> bool {
+        self.grant.as_ref().is_none_or(|g| g.impersonator)
     }
 
     /// 403 unless the topic key is allowed (see [`Grant::check_topic`]).

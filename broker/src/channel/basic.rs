@@ -231,7 +231,8 @@ impl Channel {
             )));
         }
         if let Some(uid) = a.properties.user_id() {
-            if uid != ctx.user {
+            // RabbitMQ lets a user tagged `impersonator` publish as anyone.
+            if uid != ctx.user && !ctx.caller.may_impersonate() {
                 return Err(AmqpError::precondition_failed(format!(
                     "user_id property set to '{uid}' but authenticated user was '{}'",
                     ctx.user
