@@ -764,6 +764,16 @@ pub enum Resource {
     Queue,
 }
 
+impl Resource {
+    /// The word RabbitMQ's texts use for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Exchange => "exchange",
+            Resource::Queue => "queue",
+        }
+    }
+}
+
 /// A connection's (or another caller's) standing in one vhost: its user, checked against the
 /// permissions in force at each call.
 #[derive(Debug, Clone)]
@@ -794,7 +804,7 @@ impl Grant {
             Ok(())
         } else {
             Err(reply_text::access_refused(
-                resource,
+                resource.name(),
                 name,
                 &self.vhost,
                 &self.user,

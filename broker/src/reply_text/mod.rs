@@ -7,7 +7,6 @@
 
 pub(crate) mod erlang;
 
-use crate::auth::Resource;
 use crate::error::AmqpError;
 use amqp_codec::frame::FrameError;
 
@@ -43,12 +42,12 @@ pub(crate) fn vhost_access_refused(vhost: &str, user: &str) -> AmqpError {
 }
 
 /// `ACCESS_REFUSED - access to queue 'q' in vhost 'v' refused for user 'u'` (RabbitMQ 3.10's
-/// words; the default exchange is `amq.default`).
-pub(crate) fn access_refused(resource: Resource, name: &str, vhost: &str, user: &str) -> AmqpError {
-    let (kind, name) = match resource {
-        Resource::Exchange if name.is_empty() => ("exchange", "amq.default"),
-        Resource::Exchange => ("exchange", name),
-        Resource::Queue => ("queue", name),
+/// words; `kind` is `queue` or `exchange`; the default exchange is `amq.default`).
+pub(crate) fn access_refused(kind: &str, name: &str, vhost: &str, user: &str) -> AmqpError {
+    let name = if name.is_empty() && kind == "exchange" {
+        "amq.default"
+    } else {
+        name
     };
     AmqpError::access_refused(format!(
         "access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
