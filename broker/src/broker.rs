@@ -154,6 +154,8 @@ impl Broker {
     /// channel.open: counts the channel in `count` (its connection's) unless the user's
     /// `max-channels`, counted over all their connections, is reached (530, a connection error).
     pub fn admit_channel(&self, user: &str, count: &AtomicUsize) -> Result<(), AmqpError> {
+        // Held until the channel is counted: two channel.opens cannot both take the last place.
+        let mut _counting = None;
         if let Some(max) = self.access.user_limit(user, "max-channels") {
             let conns = self.conns();
             let open: usize = conns
@@ -164,8 +166,7 @@ impl Broker {
             if open as u64 >= max {
                 return Err(reply_text::user_channel_limit(user, max));
             }
-            count.fetch_add(1, Ordering::AcqRel);
-            return Ok(());
+            _counting = Some(conns);
         }
         count.fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -189,22 +190,13 @@ impl Broker {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes every connection of `user` (or to `vhost`) with `error`; returns how many.
-    fn close_connections(
-        &self,
-        user: Option<&str>,
-        vhost: Option<&str>,
-        error: &AmqpError,
-    ) -> usize {
-        let conns = self.conns();
-        let mut n = 0;
-        for c in conns.values() {
+    /// Closes every connection of `user` (or to `vhost`) with `error`.
+    fn close_connections(&self, user: Option<&str>, vhost: Option<&str>, error: &AmqpError) {
+        for c in self.conns().values() {
             if user.is_some_and(|u| u == c.user) || vhost.is_some_and(|v| v == c.vhost) {
                 let _ = c.events.send(ConnEvent::Close(error.clone()));
-                n += 1;
             }
         }
-        n
     }
 
     /// `delete_user`: forgets the user and their permissions and closes their connections

@@ -8,7 +8,7 @@
 //! Policies and runtime parameters other than vhost limits are not applied yet (logged).
 
 use crate::auth::{
-    parse_limits, AdminError, Caller, HashingAlgorithm, PasswordHash, VHostInfo, USER_LIMITS,
+    limits_from, AdminError, Caller, HashingAlgorithm, PasswordHash, VHostInfo, USER_LIMITS,
     VHOST_LIMITS,
 };
 use crate::broker::Broker;
@@ -133,7 +133,7 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
             .get("limits")
             .filter(|l| l.as_object().is_some_and(|o| !o.is_empty()))
         {
-            let r = parse_limits(&limits.to_string(), &USER_LIMITS, "user-limits")
+            let r = limits_from(limits, &USER_LIMITS, "user-limits")
                 .and_then(|l| access.set_user_limits(name, l));
             if let Err(e) = r {
                 skip(format!("limits of user '{name}'"), &e, &mut done);
@@ -174,7 +174,7 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
                 .iter()
                 .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.clone())))
                 .collect();
-            let r = parse_limits(&Value::Object(obj).to_string(), &VHOST_LIMITS, "limits")
+            let r = limits_from(&Value::Object(obj), &VHOST_LIMITS, "limits")
                 .and_then(|l| broker.set_vhost_limits(name, l));
             if let Err(e) = r {
                 skip(format!("limits of vhost '{name}'"), &e, &mut done);
@@ -185,8 +185,8 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
     for p in items(defs, "parameters") {
         if text(p, "component") == "vhost-limits" {
             let vhost = text(p, "vhost");
-            let r = parse_limits(
-                &p.get("value").cloned().unwrap_or_default().to_string(),
+            let r = limits_from(
+                p.get("value").unwrap_or(&Value::Null),
                 &VHOST_LIMITS,
                 "limits",
             )

@@ -703,3 +703,41 @@ def access_module():
     a = Access()
     yield a
     a.cleanup()
+
+
+# --------------------------------------------------------------------------
+# a Warren of the test's own (Warren-only tests that need their own settings)
+# --------------------------------------------------------------------------
+
+
+def start_own_warren(work, port, config, wait_port=None, name="warren"):
+    """Starts WARREN_BIN (set by scripts/test.sh; the test is skipped without it) on 127.0.0.1
+    ``port`` with the TOML file ``config`` and a data directory under ``work``; returns
+    (process, log file) once ``wait_port`` (default ``port``) accepts connections."""
+    binary = os.environ.get("WARREN_BIN")
+    if not binary:
+        pytest.skip("needs WARREN_BIN to start a Warren of its own")
+    log = open(os.path.join(work, f"{name}.log"), "wb")
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port),
+         "--data-dir", os.path.join(work, f"{name}-data"), "--config", config],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", wait_port or port), timeout=1).close()
+            return proc, log
+        except OSError:
+            assert proc.poll() is None, open(log.name).read()
+            assert time.monotonic() < deadline, "warren did not start listening"
+            time.sleep(0.05)  # polling for the listener, bounded by the deadline
+
+
+def stop_own_warren(proc, log):
+    """Stops what start_own_warren started."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

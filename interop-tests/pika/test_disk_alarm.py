@@ -9,15 +9,12 @@ RabbitMQ's disk alarm behaves the same way but is configured on the node.
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 
 import pika
 import pytest
 
-from conftest import WAIT, free_port, params, uid, wait_for
+from conftest import free_port, params, start_own_warren, stop_own_warren, uid, wait_for
 
 pytestmark = pytest.mark.warren_only
 
@@ -38,41 +35,21 @@ def fill(path, size):
 
 @pytest.fixture
 def warren_with_disk_limit():
-    binary = os.environ.get("WARREN_BIN")
-    if not binary:
-        pytest.skip("needs WARREN_BIN to start a Warren of its own")
     work = tempfile.mkdtemp(prefix="warren-disk-alarm-", dir="/var/tmp")
-    free = shutil.disk_usage(work).free
-    if free < 8 * MARGIN:
-        shutil.rmtree(work, ignore_errors=True)
-        pytest.skip(f"only {free} bytes free")
-    port = free_port()
-    config = os.path.join(work, "warren.toml")
-    with open(config, "w") as f:
-        f.write(f"disk_free_limit = {free - MARGIN}\n")
-    log = open(os.path.join(work, "warren.log"), "wb")
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--data-dir", os.path.join(work, "data"),
-         "--config", config],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, "warren exited"
-            assert time.monotonic() < deadline, "warren did not start listening"
-            time.sleep(0.05)  # polling for the listener, bounded by the deadline
     try:
-        yield port, work
-    finally:
-        proc.terminate()
+        free = shutil.disk_usage(work).free
+        if free < 8 * MARGIN:
+            pytest.skip(f"only {free} bytes free")
+        port = free_port()
+        config = os.path.join(work, "warren.toml")
+        with open(config, "w") as f:
+            f.write(f"disk_free_limit = {free - MARGIN}\n")
+        proc, log = start_own_warren(work, port, config)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield port, work
+        finally:
+            stop_own_warren(proc, log)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -7,17 +7,15 @@ RabbitMQ needs the same settings in its node configuration.
 
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 
 import pika
 import pika.exceptions
 import pytest
 
-from conftest import WAIT, free_port, uid
+from conftest import WAIT, free_port, start_own_warren, stop_own_warren, uid
 
 pytestmark = pytest.mark.warren_only
 
@@ -47,37 +45,12 @@ def make_certs(d):
 
 
 def start_warren(work, tls_section):
-    binary = os.environ.get("WARREN_BIN")
-    if not binary:
-        pytest.skip("needs WARREN_BIN to start a Warren of its own")
     port, tls_port = free_port(), free_port()
     config = os.path.join(work, f"warren-{tls_port}.toml")
     with open(config, "w") as f:
         f.write(f'tls_listeners = ["127.0.0.1:{tls_port}"]\n[tls]\n{tls_section}')
-    log = open(os.path.join(work, f"warren-{tls_port}.log"), "wb")
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port),
-         "--data-dir", os.path.join(work, f"data-{tls_port}"), "--config", config],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", tls_port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "warren did not start listening"
-            time.sleep(0.05)  # polling for the listener, bounded by the deadline
+    proc, log = start_own_warren(work, port, config, wait_port=tls_port, name=f"warren-{tls_port}")
     return proc, log, port, tls_port
-
-
-def stop(proc, log):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +67,7 @@ def tls_warren(certs):
     proc, log, port, tls_port = start_warren(
         certs, f'certfile = "{certs}/server.pem"\nkeyfile = "{certs}/server.key"\n')
     yield port, tls_port
-    stop(proc, log)
+    stop_own_warren(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +78,7 @@ def mtls_warren(certs):
         f'certfile = "{certs}/server.pem"\nkeyfile = "{certs}/server.key"\n'
         f'cacertfile = "{certs}/ca.pem"\nverify_peer = true\nfail_if_no_peer_cert = true\n')
     yield port, tls_port
-    stop(proc, log)
+    stop_own_warren(proc, log)
 
 
 def context(certs, client=None, version=None):

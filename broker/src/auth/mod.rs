@@ -96,14 +96,23 @@ pub(crate) const VHOST_LIMITS: [&str; 2] = ["max-connections", "max-queues"];
 /// The limits a user may have.
 pub(crate) const USER_LIMITS: [&str; 2] = ["max-connections", "max-channels"];
 
-/// Parses a limits JSON object (`{"max-connections": 5}`), refusing names not in `known` with
-/// RabbitMQ's words (`Unrecognised terms [{<<"bogus">>,1}] in limits`).
+/// Parses a limits JSON text (`{"max-connections": 5}`): see [`limits_from`].
 pub(crate) fn parse_limits(json: &str, known: &[&str], what: &str) -> Result<Limits, AdminError> {
     let v: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| AdminError::Invalid(format!("cannot parse limits {json}: {e}")))?;
+    limits_from(&v, known, what)
+}
+
+/// Limits from a JSON object, refusing names not in `known` with RabbitMQ's words
+/// (`Unrecognised terms [{<<"bogus">>,1}] in limits`).
+pub(crate) fn limits_from(
+    v: &serde_json::Value,
+    known: &[&str],
+    what: &str,
+) -> Result<Limits, AdminError> {
     let Some(obj) = v.as_object() else {
         return Err(AdminError::Invalid(format!(
-            "limits must be a JSON object: {json}"
+            "limits must be a JSON object: {v}"
         )));
     };
     let mut limits = Limits::new();
@@ -701,6 +710,14 @@ impl AccessControl {
 }
 
 impl Registry {
+    /// The grant's user's topic permission on `exchange` in its vhost, if there is one.
+    fn topic_entry(&self, g: &Grant, exchange: &str) -> Option<&Arc<TopicPermission>> {
+        self.topic_permissions
+            .get(&*g.vhost)?
+            .get(&*g.user)?
+            .get(exchange)
+    }
+
     fn check_user_vhost(&self, user: &str, vhost: &str) -> Result<(), AdminError> {
         if !self.vhosts.contains_key(vhost) {
             return Err(AdminError::NoSuchVHost(vhost.into()));
@@ -817,12 +834,7 @@ impl Grant {
     /// entry for the user is unrestricted.
     pub fn check_topic(&self, access: Access, exchange: &str, key: &str) -> AmqpResult<()> {
         let st = self.access.read();
-        let Some(p) = st
-            .topic_permissions
-            .get(&*self.vhost)
-            .and_then(|u| u.get(&*self.user))
-            .and_then(|x| x.get(exchange))
-        else {
+        let Some(p) = st.topic_entry(self, exchange) else {
             return Ok(());
         };
         let ok = match access {
@@ -900,13 +912,7 @@ impl Caller {
         let generation = g.access.generation.load(Ordering::Acquire);
         if !(cache.generation == generation && cache.exchange == exchange) {
             g.check(Access::Write, Resource::Exchange, exchange)?;
-            cache.topic_entry = g
-                .access
-                .read()
-                .topic_permissions
-                .get(&*g.vhost)
-                .and_then(|u| u.get(&*g.user))
-                .is_some_and(|x| x.contains_key(exchange));
+            cache.topic_entry = g.access.read().topic_entry(g, exchange).is_some();
             cache.exchange.clear();
             cache.exchange.push_str(exchange);
             cache.generation = generation;
