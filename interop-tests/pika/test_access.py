@@ -796,6 +796,12 @@ def test_ctl_list_permissions(access):
     assert ctl_json("list_topic_permissions", "-p", vhost) == [
         {"user": user, "exchange": "amq.topic", "write": r"^allowed\.", "read": r"^readok\."}
     ]
+    # The keys come in the table's column order, as rabbitmqctl prints them (scripts that
+    # compare the text, not the parsed JSON, see the same lines).
+    text = ctl("list_user_permissions", user, "--formatter", "json").stdout
+    assert json.dumps(
+        {"vhost": vhost, "configure": "C", "write": r"^amq\.default$", "read": ""},
+        separators=(",", ":")) in text, text
 
     ctl("clear_permissions", "-p", vhost, user)
     assert user not in {p["user"] for p in ctl_json("list_permissions", "-p", vhost)}

@@ -88,13 +88,18 @@ fn print(a: &Answer, no_info: bool, no_header: bool, json_out: bool) {
             }
             return;
         }
-        // rabbitmqctl's JSON listing: one object per line, leading commas.
+        // rabbitmqctl's JSON listing: one object per line, leading commas, keys in column
+        // order (serde_json's map would sort them).
         println!("[");
         for (i, row) in a.rows.iter().enumerate() {
-            let obj: serde_json::Map<String, Value> =
-                a.columns.iter().cloned().zip(row.iter().cloned()).collect();
+            let fields: Vec<String> = a
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+                .collect();
             let sep = if i == 0 { "" } else { "," };
-            println!("{sep}{}", Value::Object(obj));
+            println!("{sep}{{{}}}", fields.join(","));
         }
         println!("]");
         return;
