@@ -26,6 +26,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Open connections (after the handshake), to close those of a deleted user or vhost.
     connections: Mutex<HashMap<u64, Registered>>,
+    /// The amqps listeners' certificates (set at start-up when TLS is configured).
+    pub(crate) tls: std::sync::OnceLock<Arc<crate::tls::Certificates>>,
 }
 
 /// An open connection as the broker knows it.
@@ -52,6 +54,7 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
+            tls: std::sync::OnceLock::new(),
         }
     }
 

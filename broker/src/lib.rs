@@ -34,6 +34,7 @@ mod tls;
 mod vhost;
 
 pub use alarm::Watermark;
+pub use auth::{CertLogin, LoginFrom, SanType};
 pub use config::Config;
 pub use server::Server;
 pub use tls::TlsSettings;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -22,8 +22,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A bound broker, not yet serving.
 pub struct Server {
     listeners: Vec<TcpListener>,
-    /// amqps listeners, with the acceptor of their TLS sessions.
-    tls_listeners: Vec<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// amqps listeners (their certificates are the broker's `tls`).
+    tls_listeners: Vec<TcpListener>,
     broker: Arc<Broker>,
 }
 
@@ -50,7 +50,17 @@ fn open_broker(config: Config) -> io::Result<Arc<Broker>> {
     };
     let store =
         storage::Store::open(&dir, store_config).map_err(|e| io::Error::other(e.to_string()))?;
+    let tls = match &config.tls {
+        Some(settings) => Some(Arc::new(
+            crate::tls::Certificates::load(settings.clone())
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?,
+        )),
+        None => None,
+    };
     let broker = Broker::new(config, Arc::new(store));
+    if let Some(tls) = tls {
+        let _ = broker.tls.set(tls);
+    }
     crate::recovery::recover(&broker)
         .map_err(|e| io::Error::other(format!("recovery failed: {e}")))?;
     if let Some(path) = broker.config.load_definitions.clone() {
@@ -104,14 +114,12 @@ impl Server {
             }
         }
         let mut tls_listeners = Vec::new();
-        if let Some(settings) = &config.tls {
-            let acceptor = crate::tls::acceptor(settings)
-                .map_err(|e| io::Error::new(e.kind(), format!("TLS: {e}")))?;
+        if broker.tls.get().is_some() {
             for addr in config.tls_listen_addrs() {
                 match bind_one(addr) {
                     Ok(l) => {
                         info!("started TLS (SSL) listener on {}", l.local_addr()?);
-                        tls_listeners.push((l, acceptor.clone()));
+                        tls_listeners.push(l);
                     }
                     Err(e) if addr.is_ipv6() => {
                         warn!("cannot listen on {addr}: {e}; continuing without it")
@@ -140,16 +148,14 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.listeners
             .first()
-            .or(self.tls_listeners.first().map(|(l, _)| l))
+            .or(self.tls_listeners.first())
             .and_then(|l| l.local_addr().ok())
             .expect("bound listener has an address")
     }
 
     /// The first amqps listener's address, if TLS is configured.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
-        self.tls_listeners
-            .first()
-            .and_then(|(l, _)| l.local_addr().ok())
+        self.tls_listeners.first().and_then(|l| l.local_addr().ok())
     }
 
     /// The broker state (for tests and tools).
@@ -161,45 +167,42 @@ impl Server {
     /// and waits (bounded) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        type Accepted = (TcpStream, SocketAddr, Option<tokio_rustls::TlsAcceptor>);
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        let admission = Arc::new(Admission::new(&self.broker.config));
         let mut accepts = JoinSet::new();
         let all = self
             .listeners
             .into_iter()
-            .map(|l| (l, None))
-            .chain(self.tls_listeners.into_iter().map(|(l, a)| (l, Some(a))));
+            .map(|l| (l, false))
+            .chain(self.tls_listeners.into_iter().map(|l| (l, true)));
         for (listener, tls) in all {
-            let conn_tx = conn_tx.clone();
-            accepts.spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((socket, peer)) => {
-                            if conn_tx.send((socket, peer, tls.clone())).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            error!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            });
+            accepts.spawn(accept_loop(
+                listener,
+                tls,
+                admission.clone(),
+                conn_tx.clone(),
+            ));
         }
         drop(conn_tx);
+        if let Some(certs) = self.broker.tls.get().cloned() {
+            accepts.spawn(reload_on_sighup(certs));
+        }
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = conn_rx.recv() => match accepted {
-                    Some((socket, peer, None)) => {
-                        connections.spawn(connection::serve(socket, peer, self.broker.clone(), stop_rx.clone()));
-                    }
-                    Some((socket, peer, Some(tls))) => {
-                        connections.spawn(connection::serve_tls(socket, peer, tls, self.broker.clone(), stop_rx.clone()));
+                    Some(a) => {
+                        let (broker, stop) = (self.broker.clone(), stop_rx.clone());
+                        connections.spawn(async move {
+                            // Held while the connection lives: `connection_max`.
+                            let _open = a.open;
+                            match a.tls {
+                                false => connection::serve(a.socket, a.peer, a.handshake, broker, stop).await,
+                                true => connection::serve_tls(a.socket, a.peer, a.handshake, broker, stop).await,
+                            }
+                        });
                     }
                     None => break,
                 },
@@ -223,5 +226,118 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// An accepted socket with its admission tickets.
+struct Accepted {
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+    /// A `connection_max` slot (None without a limit).
+    open: Option<OwnedSemaphorePermit>,
+    /// A `handshake_max` slot, given back when the handshake ends.
+    handshake: OwnedSemaphorePermit,
+}
+
+/// The connection limits every listener shares.
+struct Admission {
+    /// Free `connection_max` slots.
+    open: Option<Arc<Semaphore>>,
+    /// Free `handshake_max` slots.
+    handshakes: Arc<Semaphore>,
+    connection_max: usize,
+    handshake_max: usize,
+}
+
+impl Admission {
+    fn new(config: &Config) -> Self {
+        Admission {
+            open: config.connection_max.map(|n| Arc::new(Semaphore::new(n))),
+            handshakes: Arc::new(Semaphore::new(config.handshake_max)),
+            connection_max: config.connection_max.unwrap_or(0),
+            handshake_max: config.handshake_max,
+        }
+    }
+}
+
+/// Accepts on one listener. At `connection_max` it stops accepting until a connection closes
+/// (clients wait in the kernel's backlog, as RabbitMQ's listeners make them); past
+/// `handshake_max` connections in their handshake, a new one is closed at once. Each limit is
+/// logged when it is reached, not for every client it turns away.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: bool,
+    admission: Arc<Admission>,
+    conn_tx: tokio::sync::mpsc::UnboundedSender<Accepted>,
+) {
+    let mut handshakes_full = false;
+    loop {
+        let open = match &admission.open {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    warn!(
+                        "connection limit ({}) reached: not accepting connections until one closes",
+                        admission.connection_max
+                    );
+                    match slots.clone().acquire_owned().await {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    }
+                }
+            },
+        };
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
+            if !handshakes_full {
+                warn!(
+                    "{} connections are in their handshake: closing new ones until one finishes",
+                    admission.handshake_max
+                );
+                handshakes_full = true;
+            }
+            drop(socket);
+            continue;
+        };
+        handshakes_full = false;
+        let accepted = Accepted {
+            socket,
+            peer,
+            tls,
+            open,
+            handshake,
+        };
+        if conn_tx.send(accepted).is_err() {
+            return;
+        }
+    }
+}
+
+/// Re-reads the TLS certificates on SIGHUP.
+async fn reload_on_sighup(certs: Arc<crate::tls::Certificates>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot handle SIGHUP: TLS certificates reload only with warren ctl");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let certs = certs.clone();
+        match tokio::task::spawn_blocking(move || certs.reload()).await {
+            Ok(Ok(())) => info!("SIGHUP: TLS certificates reloaded"),
+            Ok(Err(e)) => {
+                error!("SIGHUP: cannot reload TLS certificates, keeping the old ones: {e}")
+            }
+            Err(e) => error!("SIGHUP: TLS reload failed: {e}"),
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! TLS for `amqps` listeners, on rustls (ring): the certificate chain and key from PEM files,
 //! an optional CA bundle to verify clients against, TLS 1.2 and 1.3, and RabbitMQ's
-//! `verify_peer` / `fail_if_no_peer_cert` semantics for mutual TLS.
+//! `verify_peer` / `fail_if_no_peer_cert` semantics for mutual TLS. [`Certificates`] re-reads
+//! the files on demand (SIGHUP, `warren ctl reload_tls_certificates`): new sessions get the new
+//! certificates, established ones keep theirs.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -9,8 +11,56 @@ use rustls::RootCertStore;
 use serde::Deserialize;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio_rustls::TlsAcceptor;
+
+/// The amqps listeners' acceptor, rebuilt from the files by [`Certificates::reload`].
+pub(crate) struct Certificates {
+    settings: TlsSettings,
+    current: RwLock<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Certificates {
+    /// Reads the files (blocking file reads: call it off the runtime's workers).
+    pub(crate) fn load(settings: TlsSettings) -> io::Result<Self> {
+        let current = RwLock::new(acceptor(&settings)?);
+        Ok(Certificates { settings, current })
+    }
+
+    /// The acceptor for a new session.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the files (blocking, as `load`). On an error the certificates in use stay.
+    pub(crate) fn reload(&self) -> io::Result<()> {
+        let fresh = acceptor(&self.settings)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+/// The leaf certificate a TLS client presented (verified, when the listener asks for one).
+pub(crate) fn peer_certificate<IO>(
+    tls: &tokio_rustls::server::TlsStream<IO>,
+) -> Option<CertificateDer<'static>> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.clone().into_owned())
+}
 
 /// TLS settings (RabbitMQ's `ssl_options.*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -38,7 +88,7 @@ fn read_err(path: &Path, e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Builds the acceptor from the files (read now: a missing or bad file is a start-up error).
-pub(crate) fn acceptor(s: &TlsSettings) -> io::Result<TlsAcceptor> {
+fn acceptor(s: &TlsSettings) -> io::Result<TlsAcceptor> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&s.certfile)
         .map_err(|e| read_err(&s.certfile, e))?
         .collect::<Result<_, _>>()

@@ -22,6 +22,9 @@ Helpers provided here:
   passes (never sleep as synchronisation).
 * ``RawAMQP``: a minimal hand-written AMQP 0-9-1 client over a plain socket,
   for feeding the broker malformed input (exposed as the ``raw`` fixture).
+* ``start_own_broker``: a broker of the test's own configured by a rabbitmq.conf text: a Warren
+  (WARREN_BIN), or a RabbitMQ node when the broker under test is RabbitMQ (or
+  OWN_BROKER=rabbitmq), so that node settings such as TLS can be tested against both.
 """
 
 import contextlib
@@ -741,3 +744,231 @@ def stop_own_warren(proc, log):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+# --------------------------------------------------------------------------
+# a broker of the test's own, described by a rabbitmq.conf text: a Warren, or a RabbitMQ node
+# when the broker under test is RabbitMQ (differential tests of node settings such as TLS)
+# --------------------------------------------------------------------------
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_own_kind = None
+
+
+def own_broker_kind():
+    """"rabbitmq" or "warren": OWN_BROKER when set, else "rabbitmq" if the broker at AMQP_URL is
+    RabbitMQ, else "warren"."""
+    global _own_kind
+    if _own_kind is None:
+        env = os.environ.get("OWN_BROKER", "").strip().lower()
+        if env:
+            assert env in ("rabbitmq", "warren"), f"OWN_BROKER={env!r}: rabbitmq or warren"
+            _own_kind = env
+        else:
+            _own_kind = "rabbitmq" if _is_rabbitmq() else "warren"
+    return _own_kind
+
+
+def _conf_ports(conf_text, prefix):
+    """The ports of the ``prefix.*`` listener entries (``PORT`` or ``IP:PORT``) of a conf text."""
+    ports = []
+    for line in conf_text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().startswith(prefix + ".") and value.strip() != "none":
+            ports.append(int(value.strip().rsplit(":", 1)[-1]))
+    return ports
+
+
+class OwnBroker:
+    """A broker started by ``start_own_broker``: ``kind``, ``port`` (first listeners.tcp entry,
+    or None), ``tls_port`` (first listeners.ssl entry, or None), ``ctl(...)``, ``log()``,
+    ``stop()``."""
+
+    def __init__(self, kind, conf_text, ctl_prefix, log_path, stopper):
+        self.kind = kind
+        self.conf_text = conf_text
+        tcp, ssl_ = _conf_ports(conf_text, "listeners.tcp"), _conf_ports(conf_text, "listeners.ssl")
+        self.port = tcp[0] if tcp else None
+        self.tls_port = ssl_[0] if ssl_ else None
+        self.ports = tcp + ssl_
+        self._ctl_prefix = ctl_prefix
+        self._log_path = log_path
+        self._stopper = stopper
+
+    def ctl(self, *args, check=True):
+        """Runs a rabbitmqctl subcommand on this broker (``warren ctl --data-dir ...`` or
+        ``rabbitmqctl -n NODE``); a non-zero status fails the test when ``check``."""
+        cmd = self._ctl_prefix + [str(a) for a in args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=CTL_TIMEOUT)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"`{shlex.join(cmd)}` exited with {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def add_user(self, name, password=None, vhost="/"):
+        """A user with all permissions on ``vhost`` (a random password unless given)."""
+        self.ctl("add_user", name, password or "pw-" + uuid.uuid4().hex)
+        self.ctl("set_permissions", "-p", vhost, name, ".*", ".*", ".*")
+
+    def log(self):
+        """The broker's log so far."""
+        try:
+            with open(self._log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self._stopper is not None:
+            stopper, self._stopper = self._stopper, None
+            stopper()
+
+
+def _wait_listening(ports, alive, what):
+    deadline = time.monotonic() + WAIT * 3
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                alive()
+                assert time.monotonic() < deadline, f"{what} did not start listening on {port}"
+                time.sleep(0.05)  # polling for the listener, bounded by the deadline
+
+
+def _start_own_warren_conf(work, conf_text, name):
+    binary = os.environ.get("WARREN_BIN")
+    if not binary:
+        pytest.skip("needs WARREN_BIN (or RabbitMQ as the broker under test) to start a broker "
+                    "of its own")
+    base = tempfile.mkdtemp(prefix=f"{name}-", dir=work)
+    conf = os.path.join(base, f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    data = os.path.join(base, "data")
+    log_path = os.path.join(base, f"{name}.log")
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([binary, "--data-dir", data, "--config", conf],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    broker = OwnBroker("warren", conf_text, [binary, "ctl", "--data-dir", data], log_path, stop)
+    broker.pid = proc.pid
+
+    def alive():
+        if proc.poll() is not None:
+            stop()
+            raise AssertionError(f"warren exited with {proc.returncode}:\n{broker.log()}")
+
+    _wait_listening(broker.ports, alive, "warren")
+    return broker
+
+
+RABBITMQ_PLUGINS = ["rabbitmq_auth_mechanism_ssl"]
+
+
+def _start_own_rabbitmq(conf_text, name):
+    if not shutil.which("rabbitmq-server") or not shutil.which("rabbitmqctl"):
+        pytest.skip("needs rabbitmq-server and rabbitmqctl to start a RabbitMQ node of its own")
+    # The node runs as the rabbitmq OS user: everything it reads or writes lives in a directory
+    # anyone can use.
+    base = tempfile.mkdtemp(prefix=f"warren-{name}-", dir="/var/tmp")
+    os.chmod(base, 0o777)
+    node = f"{name}-{uuid.uuid4().hex[:8]}@localhost"
+    conf = os.path.join(base, "rabbitmq.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    plugins = os.path.join(base, "enabled_plugins")
+    with open(plugins, "w") as f:
+        f.write(f"[{','.join(RABBITMQ_PLUGINS)}].\n")
+    for d in ("mnesia", "log"):
+        os.mkdir(os.path.join(base, d))
+    for root, dirs, files in os.walk(base):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666)
+    tcp = _conf_ports(conf_text, "listeners.tcp")
+    env = dict(
+        os.environ,
+        RABBITMQ_NODENAME=node,
+        RABBITMQ_NODE_PORT=str(tcp[0] if tcp else free_port()),
+        RABBITMQ_DIST_PORT=str(free_port()),
+        RABBITMQ_CONFIG_FILE=conf,
+        RABBITMQ_ADVANCED_CONFIG_FILE=os.path.join(base, "advanced.config"),
+        RABBITMQ_ENABLED_PLUGINS_FILE=plugins,
+        RABBITMQ_MNESIA_BASE=os.path.join(base, "mnesia"),
+        RABBITMQ_LOG_BASE=os.path.join(base, "log"),
+    )
+    ctl_prefix = ["rabbitmqctl", "-n", node]
+    log_path = os.path.join(base, "log", f"{node}.log")
+    # In the foreground (not -detached), so that a node that fails to boot is seen at once and
+    # its console output kept.
+    out_path = os.path.join(base, "server.out")
+    out = open(out_path, "wb")
+    proc = subprocess.Popen(["rabbitmq-server"], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT)
+
+    def output():
+        with open(out_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop():
+        if proc.poll() is None:
+            subprocess.run(ctl_prefix + ["stop"], capture_output=True, timeout=CTL_TIMEOUT)
+            try:
+                proc.wait(timeout=CTL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"RabbitMQ node {node} did not stop") from None
+        out.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+    broker = OwnBroker("rabbitmq", conf_text, ctl_prefix, log_path, stop)
+
+    def alive():
+        if proc.poll() is not None:
+            text = f"{output()}\n{broker.log()}"
+            stop()
+            raise AssertionError(f"RabbitMQ node {node} exited with {proc.returncode}:\n{text}")
+
+    deadline = time.monotonic() + 120
+    while True:
+        alive()
+        waited = subprocess.run(ctl_prefix + ["await_startup", "--timeout", "10"],
+                                capture_output=True, text=True, timeout=CTL_TIMEOUT)
+        if waited.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            text = f"{output()}\n{broker.log()}"
+            stop()
+            raise AssertionError(f"RabbitMQ node {node} did not start: {waited.stdout}"
+                                 f"{waited.stderr}\n{text}")
+        time.sleep(0.2)  # polling for the node, bounded by the deadline
+
+    _wait_listening(broker.ports, alive, f"RabbitMQ node {node}")
+    return broker
+
+
+def start_own_broker(work, conf_text, name="own"):
+    """Starts a broker of the test's own configured by the rabbitmq.conf text ``conf_text``
+    (whose ``listeners.tcp.*`` / ``listeners.ssl.*`` entries give its ports, e.g.
+    ``127.0.0.1:PORT`` with ports from ``free_port``): a RabbitMQ node when the broker under test
+    is RabbitMQ (or OWN_BROKER=rabbitmq; files it reads must be readable by the rabbitmq user),
+    else WARREN_BIN with ``--config NAME.conf`` and a data directory under ``work``. Skips the
+    test when neither can be started. Returns an ``OwnBroker`` once every listener accepts
+    connections; call its ``stop()``."""
+    if own_broker_kind() == "rabbitmq":
+        return _start_own_rabbitmq(conf_text, name)
+    return _start_own_warren_conf(work, conf_text, name)

@@ -94,6 +94,10 @@ struct Args {
     /// write, a read's acks per write) or `lapin`. Declarations always go through lapin.
     #[arg(long, default_value = "raw")]
     client: String,
+    /// CA certificates (PEM) that an `amqps://` broker's certificate is checked against (lapin's
+    /// rustls; the raw client speaks plain TCP only).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     /// Run as a sink on this port instead: a trivial in-memory server that hands publishes
     /// straight to consumers, to measure a client's own ceiling (see `sink.rs`).
     #[arg(long)]
@@ -143,17 +147,30 @@ fn routing(args: &Args, index: usize) -> (String, String) {
     }
 }
 
-async fn connect(uri: &str) -> Connection {
-    Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
+async fn connect(args: &Args) -> Connection {
+    let uri = &args.uri;
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: args.tls_ca.as_ref().map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        }),
+    };
+    Connection::connect_with_config(
+        uri,
+        ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime().expect("tokio runtime"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e}"))
 }
 
 // The in-flight publishes yield lapin's confirm futures on purpose: they are awaited later, up to
 // `--confirm` outstanding.
 #[allow(clippy::async_yields_async)]
 async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
-    let conn = connect(&args.uri).await;
+    let conn = connect(&args).await;
     let ch = conn.create_channel().await.expect("channel");
     if args.confirm > 0 {
         ch.confirm_select(ConfirmSelectOptions::default())
@@ -238,7 +255,7 @@ async fn consume(
     received_total: Arc<AtomicU64>,
     expected: u64,
 ) -> ConsumerResult {
-    let conn = connect(&args.uri).await;
+    let conn = connect(&args).await;
     let ch = conn.create_channel().await.expect("channel");
     if args.prefetch > 0 {
         ch.basic_qos(args.prefetch, BasicQosOptions::default())
@@ -324,7 +341,7 @@ async fn idle_connections(args: &Args) {
     let before = args.broker_pid.and_then(proc_stats);
     let mut open = Vec::with_capacity(args.idle_connections);
     for _ in 0..args.idle_connections {
-        let conn = connect(&args.uri).await;
+        let conn = connect(args).await;
         let ch = conn.create_channel().await.expect("channel");
         open.push((conn, ch));
     }
@@ -365,12 +382,16 @@ async fn main() {
         "lapin" => false,
         other => panic!("--client is raw or lapin, not {other}"),
     };
+    assert!(
+        !(raw && args.uri.starts_with("amqps:")),
+        "the raw client speaks plain TCP: use --client lapin for amqps"
+    );
     if args.idle_connections > 0 {
         idle_connections(&args).await;
         return;
     }
     {
-        let conn = connect(&args.uri).await;
+        let conn = connect(&args).await;
         let ch = conn.create_channel().await.expect("channel");
         if let Some(kind) = &args.exchange_type {
             let kind = match kind.as_str() {
@@ -485,7 +506,7 @@ async fn main() {
         _ => 0.0,
     };
     if !args.keep {
-        let conn = connect(&args.uri).await;
+        let conn = connect(&args).await;
         let ch = conn.create_channel().await.expect("channel");
         for i in 0..args.queues {
             let _ = ch

@@ -449,6 +449,28 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
                 args.join(" ")
             ))
         }
+        // Warren's own (RabbitMQ 3.10 has none: its operators clear Erlang's PEM cache).
+        "reload_tls_certificates" => {
+            let a = Answer::info("Reloading TLS certificates ...");
+            match broker.tls.get() {
+                None => a.failed("TLS is not configured", exit::UNAVAILABLE),
+                Some(certs) => match certs.reload() {
+                    Ok(()) => {
+                        tracing::info!("TLS certificates reloaded (warren ctl)");
+                        a
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot reload TLS certificates, keeping the old ones: {e}"
+                        );
+                        a.failed(
+                            format!("cannot reload, the old certificates stay: {e}"),
+                            exit::DATA_ERR,
+                        )
+                    }
+                },
+            }
+        }
         "import_definitions" => {
             if let Some(a) = need(1) {
                 return a;

@@ -12,13 +12,15 @@
 //! - `permissions.rs`: patterns and what they allow.
 //! - `sasl.rs`: PLAIN and AMQPLAIN responses.
 
+mod external;
 mod password;
 mod permissions;
 mod sasl;
 
+pub use external::{CertLogin, LoginFrom, SanType};
 pub(crate) use password::{HashingAlgorithm, PasswordHash};
 pub(crate) use permissions::{Access, Permission, TopicPermission};
-pub(crate) use sasl::{parse as parse_sasl, Credentials, MECHANISMS};
+pub(crate) use sasl::{parse as parse_sasl, Credentials};
 
 use crate::error::AmqpResult;
 use crate::persist::{AccessRecord, AccessWrites};
@@ -32,8 +34,10 @@ use storage::Store;
 /// Why a login was refused (the client only ever learns "ACCESS_REFUSED"; the log says this).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
-    /// The mechanism is not PLAIN or AMQPLAIN.
+    /// A mechanism Warren does not know.
     UnsupportedMechanism(String),
+    /// A mechanism not offered on this connection (not configured, or EXTERNAL without TLS).
+    NotOffered(String),
     /// The SASL response does not parse.
     Malformed,
     /// Unknown user or wrong password.
@@ -42,6 +46,10 @@ pub enum AuthError {
     BlankPassword(String),
     /// The user may only connect from loopback.
     LoopbackOnly(String),
+    /// EXTERNAL without a client certificate.
+    NoPeerCertificate,
+    /// EXTERNAL: the certificate gives no user name (`ssl_cert_login_from`).
+    NoNameFound,
 }
 
 impl std::fmt::Display for AuthError {
@@ -49,6 +57,7 @@ impl std::fmt::Display for AuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AuthError::UnsupportedMechanism(m) => write!(f, "unknown authentication mechanism '{m}'"),
+            AuthError::NotOffered(m) => write!(f, "invalid authentication mechanism '{m}'"),
             AuthError::Malformed => write!(f, "malformed SASL response"),
             AuthError::InvalidCredentials(u) => write!(f, "user '{u}' - invalid credentials"),
             AuthError::BlankPassword(u) => write!(
@@ -56,6 +65,11 @@ impl std::fmt::Display for AuthError {
                 "user '{u}' attempted to log in with a blank password, which is prohibited by the internal authN backend."
             ),
             AuthError::LoopbackOnly(u) => write!(f, "user '{u}' can only connect via localhost"),
+            AuthError::NoPeerCertificate => write!(
+                f,
+                "connection peer presented no TLS (x.509) certificate"
+            ),
+            AuthError::NoNameFound => write!(f, "no name found"),
         }
     }
 }
@@ -307,6 +321,24 @@ impl AccessControl {
             }
         }
         Ok(name.clone())
+    }
+
+    /// Checks an EXTERNAL login (the TLS layer verified the certificate that names `name`): the
+    /// user exists, and a loopback-only user comes from loopback. No password is involved.
+    pub fn authenticate_external(
+        &self,
+        name: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<String, AuthError> {
+        if !self.read().users.contains_key(name) {
+            return Err(AuthError::InvalidCredentials(name.into()));
+        }
+        if let Some(ip) = peer {
+            if !is_loopback(ip) && self.loopback_users.iter().any(|u| u == name) {
+                return Err(AuthError::LoopbackOnly(name.into()));
+            }
+        }
+        Ok(name.into())
     }
 
     /// What `user` may do in `vhost`, if they may open it at all (a permission entry exists,

@@ -12,9 +12,6 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// The mechanisms Warren offers, in connection.start's order.
-pub(crate) const MECHANISMS: &str = "PLAIN AMQPLAIN";
-
 /// Parses the response of `mechanism`.
 pub(crate) fn parse(mechanism: &str, response: &[u8]) -> Result<Credentials, AuthError> {
     match mechanism {

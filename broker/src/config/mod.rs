@@ -35,8 +35,10 @@ pub struct Config {
     pub channel_max: u16,
     /// Heartbeat interval offered in connection.tune, seconds.
     pub heartbeat: u16,
-    /// Seconds a client has to finish the handshake.
+    /// Seconds a client has to finish the AMQP handshake (RabbitMQ's `handshake_timeout`).
     pub handshake_timeout: u64,
+    /// Seconds a client has to finish the TLS handshake (RabbitMQ's `ssl_handshake_timeout`).
+    pub tls_handshake_timeout: u64,
     /// Sync the store's write-ahead log before confirming (off trades durability on power loss for
     /// speed, like RabbitMQ, which does not fsync before confirming).
     pub fsync: bool,
@@ -67,6 +69,20 @@ pub struct Config {
     /// amqps listener addresses (`listeners.ssl.*`); with `tls` set and none given, port 5671
     /// on the `bind` addresses.
     pub tls_listeners: Option<Vec<SocketAddr>>,
+    /// SASL mechanisms offered, in this order (`auth_mechanisms.N`); `EXTERNAL` only to TLS
+    /// clients that presented a verified certificate.
+    pub auth_mechanisms: Vec<String>,
+    /// Where `EXTERNAL` takes the user name from (`ssl_cert_login_from`,
+    /// `ssl_cert_login_san_type`, `ssl_cert_login_san_index`).
+    #[serde(flatten)]
+    pub cert_login: crate::auth::CertLogin,
+    /// Most connections open at once, counting those still in their handshake (RabbitMQ's
+    /// `connection_max`). At the limit the listeners stop accepting: new clients wait in the
+    /// kernel's backlog until a connection closes, as with RabbitMQ. None: no limit.
+    pub connection_max: Option<usize>,
+    /// Most connections in their handshake (TLS and AMQP, before connection.open-ok) at once;
+    /// one more is closed at once. Bounds what clients that never log in can hold.
+    pub handshake_max: usize,
 }
 
 impl Default for Config {
@@ -88,6 +104,7 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: 60,
             handshake_timeout: 10,
+            tls_handshake_timeout: 5,
             fsync: true,
             queue_memory_messages: crate::queue::Budget::default().messages,
             queue_memory_bytes: crate::queue::Budget::default().bytes,
@@ -99,6 +116,10 @@ impl Default for Config {
             vm_memory_high_watermark: crate::alarm::Watermark::Relative(0.4),
             tls: None,
             tls_listeners: None,
+            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
+            cert_login: crate::auth::CertLogin::default(),
+            connection_max: None,
+            handshake_max: 1024,
         }
     }
 }

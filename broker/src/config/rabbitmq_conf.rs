@@ -35,6 +35,7 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
     let mut ssl: Vec<SocketAddr> = Vec::new();
     let mut ssl_none = false;
     let mut tls = crate::tls::TlsSettings::default();
+    let mut mechanisms: Vec<String> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
@@ -72,6 +73,37 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
                 tls.fail_if_no_peer_cert = boolean(value).ok_or_else(|| bad("true or false"))?
             }
             _ if key.starts_with("ssl_options.versions.") => tls.versions.push(value.into()),
+            _ if key.starts_with("auth_mechanisms.") => match value {
+                "PLAIN" | "AMQPLAIN" | "EXTERNAL" => mechanisms.push(value.into()),
+                _ => return Err(bad("PLAIN, AMQPLAIN or EXTERNAL")),
+            },
+            "ssl_cert_login_from" => {
+                config.cert_login.ssl_cert_login_from =
+                    value.parse().map_err(|e: String| bad(&e))?
+            }
+            "ssl_cert_login_san_type" => {
+                config.cert_login.ssl_cert_login_san_type =
+                    value.parse().map_err(|e: String| bad(&e))?
+            }
+            "ssl_cert_login_san_index" => {
+                config.cert_login.ssl_cert_login_san_index =
+                    value.parse().map_err(|_| bad("an index"))?
+            }
+            "connection_max" => {
+                config.connection_max = match value {
+                    "infinity" => None,
+                    n => Some(n.parse().map_err(|_| bad("a count or infinity"))?),
+                }
+            }
+            // RabbitMQ's are milliseconds, Warren's seconds.
+            "handshake_timeout" => {
+                let ms: u64 = value.parse().map_err(|_| bad("milliseconds"))?;
+                config.handshake_timeout = ms.div_ceil(1000);
+            }
+            "ssl_handshake_timeout" => {
+                let ms: u64 = value.parse().map_err(|_| bad("milliseconds"))?;
+                config.tls_handshake_timeout = ms.div_ceil(1000);
+            }
             "default_user" => config.default_user = value.into(),
             "default_pass" => config.default_pass = value.into(),
             "default_vhost" => config.default_vhost = value.into(),
@@ -139,6 +171,9 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
     }
     if let Some(users) = loopback {
         config.loopback_users = Some(users);
+    }
+    if !mechanisms.is_empty() {
+        config.auth_mechanisms = mechanisms;
     }
     Ok(Parsed { config, ignored })
 }
@@ -291,6 +326,39 @@ mod tests {
             .config
             .tls_listen_addrs()
             .is_empty());
+    }
+
+    #[test]
+    fn authentication_and_admission_keys() {
+        let c = parse(
+            "auth_mechanisms.1 = EXTERNAL\n\
+             auth_mechanisms.2 = PLAIN\n\
+             ssl_cert_login_from = subject_alternative_name\n\
+             ssl_cert_login_san_type = email\n\
+             ssl_cert_login_san_index = 1\n\
+             connection_max = 500\n\
+             handshake_timeout = 2500\n\
+             ssl_handshake_timeout = 5000\n",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.auth_mechanisms, vec!["EXTERNAL", "PLAIN"]);
+        assert_eq!(
+            c.cert_login,
+            crate::auth::CertLogin {
+                ssl_cert_login_from: crate::auth::LoginFrom::SubjectAlternativeName,
+                ssl_cert_login_san_type: crate::auth::SanType::Email,
+                ssl_cert_login_san_index: 1,
+            }
+        );
+        assert_eq!(c.connection_max, Some(500));
+        assert_eq!((c.handshake_timeout, c.tls_handshake_timeout), (3, 5));
+        let d = parse("connection_max = infinity\n").unwrap().config;
+        assert_eq!(d.connection_max, None);
+        assert_eq!(d.auth_mechanisms, vec!["PLAIN", "AMQPLAIN"]);
+        assert!(parse("auth_mechanisms.1 = KERBEROS\n").is_err());
+        assert!(parse("ssl_cert_login_from = thumbprint\n").is_err());
+        assert!(parse("connection_max = lots\n").is_err());
     }
 
     #[test]

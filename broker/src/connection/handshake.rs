@@ -12,9 +12,11 @@ use amqp_codec::protocol::connection as conn;
 use amqp_codec::types::{AMQPValue, FieldTable, LongString, ShortString};
 use amqp_codec::{decode_frame, AMQPClass, Frame, PROTOCOL_HEADER};
 use bytes::{Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
+use tracing::debug;
 
 /// A finished handshake.
 pub(super) struct Done {
@@ -47,6 +49,8 @@ pub(super) struct Handshake<'a> {
     pub buf: BytesMut,
     pub outbox: &'a Arc<Outbox>,
     pub peer: SocketAddr,
+    /// None on plain TCP; on TLS, the client's certificate if it presented one.
+    pub peer_certificate: Option<Option<&'a CertificateDer<'static>>>,
 }
 
 /// The RabbitMQ release whose client-visible behaviour Warren follows (advertised as `version`).
@@ -106,6 +110,48 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
 }
 
 impl Handshake<'_> {
+    /// The SASL mechanisms offered: the configured ones, EXTERNAL only on TLS (with or without
+    /// a client certificate: RabbitMQ offers it to say why a login without one fails).
+    fn mechanisms(&self) -> Vec<&str> {
+        let tls = self.peer_certificate.is_some();
+        self.broker
+            .config
+            .auth_mechanisms
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != "EXTERNAL" || tls)
+            .collect()
+    }
+
+    /// Logs the client in with `mechanism` (one of those offered) and its SASL response.
+    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<String, AuthError> {
+        if !self.mechanisms().contains(&mechanism) {
+            return Err(match mechanism {
+                "PLAIN" | "AMQPLAIN" | "EXTERNAL" => AuthError::NotOffered(mechanism.into()),
+                _ => AuthError::UnsupportedMechanism(mechanism.into()),
+            });
+        }
+        let access = &self.broker.access;
+        let peer = Some(self.peer.ip());
+        if mechanism == "EXTERNAL" {
+            let Some(Some(cert)) = self.peer_certificate else {
+                return Err(AuthError::NoPeerCertificate);
+            };
+            let user = self
+                .broker
+                .config
+                .cert_login
+                .user_name(cert)
+                .map_err(|why| {
+                    debug!("EXTERNAL: {why}");
+                    AuthError::NoNameFound
+                })?;
+            return access.authenticate_external(&user, peer);
+        }
+        let creds = crate::auth::parse_sasl(mechanism, response)?;
+        access.authenticate(&creds, peer)
+    }
+
     async fn fill(&mut self) -> Result<(), Failed> {
         match self.reader.read_buf(&mut self.buf).await {
             Ok(0) => Err(Failed::Silent(
@@ -163,7 +209,7 @@ impl Handshake<'_> {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: LongString::from(crate::auth::MECHANISMS.as_bytes().to_vec()),
+                mechanisms: LongString::from(self.mechanisms().join(" ").into_bytes()),
                 locales: LongString::from(b"en_US".to_vec()),
             })),
         );
@@ -173,19 +219,11 @@ impl Handshake<'_> {
         };
         let caps = client_capabilities(&start_ok.client_properties);
         let mechanism = start_ok.mechanism.as_str().to_string();
-        let user = match crate::auth::parse_sasl(&mechanism, start_ok.response.as_bytes()).and_then(
-            |creds| {
-                self.broker
-                    .access
-                    .authenticate(&creds, Some(self.peer.ip()))
-            },
-        ) {
+        let user = match self.authenticate(&mechanism, start_ok.response.as_bytes()) {
             Ok(u) => u,
-            Err(AuthError::UnsupportedMechanism(m)) => {
+            Err(why @ (AuthError::UnsupportedMechanism(_) | AuthError::NotOffered(_))) => {
                 // RabbitMQ drops the socket without a connection.close here.
-                return Err(Failed::Silent(format!(
-                    "unknown authentication mechanism '{m}'"
-                )));
+                return Err(Failed::Silent(why.to_string()));
             }
             Err(why) => {
                 // The log says why, as RabbitMQ's does; the client learns only "refused".

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{debug, info, warn, Instrument};
 
 /// How long we wait for connection.close-ok after sending connection.close.
@@ -83,25 +83,25 @@ pub(crate) struct Connection {
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// Serves one accepted socket until it closes. Never panics on bad input; logs how it ended.
+/// `handshake` is the connection's slot among those in their handshake, given back when the
+/// handshake ends.
 pub(crate) async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
+    handshake: OwnedSemaphorePermit,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
     let local = socket.local_addr().unwrap_or(peer);
     let _ = socket.set_nodelay(true);
     let (reader, write_half) = socket.into_split();
-    serve_stream(
-        Box::new(reader),
-        write_half,
+    let stream = Stream {
         peer,
         local,
-        false,
-        broker,
-        shutdown,
-    )
-    .await;
+        tls: None,
+        handshake,
+    };
+    serve_stream(Box::new(reader), write_half, stream, broker, shutdown).await;
 }
 
 /// Serves one socket accepted on an amqps listener: the TLS handshake first (bounded by the
@@ -110,13 +110,17 @@ pub(crate) async fn serve(
 pub(crate) async fn serve_tls(
     socket: TcpStream,
     peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
+    handshake: OwnedSemaphorePermit,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
     let local = socket.local_addr().unwrap_or(peer);
     let _ = socket.set_nodelay(true);
-    let limit = Duration::from_secs(broker.config.handshake_timeout);
+    let Some(certs) = broker.tls.get() else {
+        return;
+    };
+    let acceptor = certs.acceptor();
+    let limit = Duration::from_secs(broker.config.tls_handshake_timeout);
     let tls = match tokio::time::timeout(limit, acceptor.accept(socket)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -128,36 +132,46 @@ pub(crate) async fn serve_tls(
             return;
         }
     };
-    let (reader, writer) = tokio::io::split(tls);
-    serve_stream(
-        Box::new(reader),
-        writer,
+    let stream = Stream {
         peer,
         local,
-        true,
-        broker,
-        shutdown,
-    )
-    .await;
+        tls: Some(crate::tls::peer_certificate(&tls)),
+        handshake,
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    serve_stream(Box::new(reader), writer, stream, broker, shutdown).await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a connection's transport is.
+struct Stream {
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// TLS, with the client's certificate if it presented one; None: plain TCP.
+    tls: Option<Option<rustls::pki_types::CertificateDer<'static>>>,
+    /// Its slot among the connections in their handshake.
+    handshake: OwnedSemaphorePermit,
+}
+
 async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
     reader: Reader,
     write_half: W,
-    peer: SocketAddr,
-    local: SocketAddr,
-    tls: bool,
+    stream: Stream,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Stream {
+        peer,
+        local,
+        tls,
+        handshake: handshake_slot,
+    } = stream;
     let id = broker.next_connection_id();
     let name = format!("{peer} -> {local}");
     let span = tracing::info_span!("connection", id, name = %name);
     async move {
         info!(
             "accepting AMQP connection{}",
-            if tls { " (TLS)" } else { "" }
+            if tls.is_some() { " (TLS)" } else { "" }
         );
         let (outbox, rx) = Outbox::new();
         let heartbeat = Arc::new(AtomicU32::new(0));
@@ -172,9 +186,11 @@ async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
             channel_count: &channel_count,
             broker: &broker,
             reader,
-            buf: BytesMut::with_capacity(8192),
+            // Small until the client has logged in: a slowloris holds little.
+            buf: BytesMut::with_capacity(1024),
             outbox: &outbox,
             peer,
+            peer_certificate: tls.as_ref().map(|cert| cert.as_ref()),
         };
         let timeout = Duration::from_secs(broker.config.handshake_timeout);
         let result = match tokio::time::timeout(timeout, hs.run()).await {
@@ -185,6 +201,7 @@ async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
             ))),
         };
         let handshake::Handshake { reader, buf, .. } = hs;
+        drop(handshake_slot);
         match result {
             Ok(done) => {
                 heartbeat.store(done.heartbeat as u32, std::sync::atomic::Ordering::Relaxed);
@@ -694,12 +711,20 @@ impl Connection {
             }
             conn::AMQPMethod::CloseOk(_) => Err(Stop::ClientClosed),
             conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_) => Ok(()),
-            conn::AMQPMethod::UpdateSecret(_) => {
+            conn::AMQPMethod::UpdateSecret(u) => {
+                // RabbitMQ 3.10's internal backend keeps no secret state that can expire: it
+                // accepts any new secret without checking it, and logs the reason.
                 self.outbox.method(
                     0,
                     AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(
                         conn::UpdateSecretOk {},
                     )),
+                );
+                info!(
+                    "connection {}: user '{}' updated secret, reason: {}",
+                    self.name,
+                    self.user,
+                    u.reason.as_str()
                 );
                 Ok(())
             }

@@ -23,4 +23,5 @@ mod routing;
 mod routing_model;
 mod shutdown;
 mod smoke;
+mod tls;
 mod util;
