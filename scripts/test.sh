@@ -28,6 +28,10 @@ has_libclang() {
   return 1
 }
 has_libclang || need+=(libclang-dev)
+# rabbitmqadmin (RabbitMQ's HTTP API CLI, which the HTTP suite runs against Warren) ships inside
+# Debian's rabbitmq-server package; only that script is used.
+compgen -G '/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_management-*/priv/www/cli/rabbitmqadmin' >/dev/null ||
+  need+=(rabbitmq-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -57,7 +61,9 @@ export WARREN_BIN="$CARGO_TARGET_DIR/release/warren" WARREN_DATA="$data/broker" 
 WARREN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export WARREN_PORT
 # Small queue memory budgets, so that the suites' backlogs are mostly paged to the store.
-printf 'queue_memory_messages = 64\nqueue_memory_bytes = 65536\n' >"$data/warren.toml"
+MGMT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'queue_memory_messages = 64\nqueue_memory_bytes = 65536\nmanagement_port = %s\nmanagement_ip = "127.0.0.1"\n' \
+  "$MGMT_PORT" >"$data/warren.toml"
 export WARREN_CONFIG="$data/warren.toml"
 ctl="$root/interop-tests/warren-ctl.sh"
 trap '"$ctl" stop || true; rm -rf "$data"' EXIT
@@ -67,6 +73,9 @@ AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
   CTL="$WARREN_BIN ctl --data-dir $WARREN_DATA" \
   "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
+# The management HTTP API through requests and rabbitmqadmin.
+AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" MGMT_URL="http://127.0.0.1:$MGMT_PORT" \
+  "$root/interop-tests/run-http.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
 # The amqplib (Node) tests: closing with frames in flight (npm ci on first use).
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   "$root/interop-tests/run-node.sh" || { tail -50 "$WARREN_LOG"; exit 1; }

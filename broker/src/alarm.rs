@@ -59,6 +59,19 @@ impl Alarms {
         }
     }
 
+    /// The alarms in effect, by RabbitMQ's resource names (`disk`, `memory`); a failed store
+    /// counts as `disk`.
+    pub fn in_effect(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.disk.load(Ordering::Acquire) || self.store.load(Ordering::Acquire) {
+            out.push("disk");
+        }
+        if self.memory.load(Ordering::Acquire) {
+            out.push("memory");
+        }
+        out
+    }
+
     /// Sets the memory high watermark (bytes); the monitor applies it within a second.
     pub fn set_memory_limit(&self, bytes: u64) {
         self.memory_limit.store(bytes, Ordering::Release);

@@ -26,6 +26,9 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Open connections (after the handshake), to close those of a deleted user or vhost.
     connections: Mutex<HashMap<u64, Registered>>,
+    /// The listeners, as (protocol, address), set when they are bound (`amqp`, `amqp/ssl`,
+    /// `http`), for the management API's health checks and overview.
+    pub(crate) listeners: std::sync::OnceLock<Vec<(&'static str, std::net::SocketAddr)>>,
     /// The amqps listeners' certificates (set at start-up when TLS is configured).
     pub(crate) tls: std::sync::OnceLock<Arc<crate::tls::Certificates>>,
 }
@@ -55,6 +58,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             tls: std::sync::OnceLock::new(),
+            listeners: std::sync::OnceLock::new(),
         }
     }
 
@@ -225,6 +229,29 @@ impl Broker {
             vhost.delete_everything();
         }
         Ok(())
+    }
+
+    /// The node's name as RabbitMQ's tools show it (`warren@host`).
+    pub fn node_name(&self) -> String {
+        static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        NAME.get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .and_then(|h| h.trim().split('.').next().map(str::to_string))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("warren@{host}")
+        })
+        .clone()
+    }
+
+    /// (open connections, open channels) after the handshake, of the vhosts `in_vhost` accepts.
+    pub fn connection_totals(&self, in_vhost: impl Fn(&str) -> bool) -> (usize, usize) {
+        let conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = conns.values().filter(|c| in_vhost(&c.vhost));
+        mine.fold((0, 0), |(n, ch), c| {
+            (n + 1, ch + c.channels.load(Ordering::Relaxed))
+        })
     }
 
     /// A fresh connection id.

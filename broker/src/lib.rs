@@ -23,6 +23,7 @@ mod delayed;
 mod direct_reply;
 mod error;
 mod exchange;
+mod management;
 mod message;
 mod outbox;
 mod persist;

@@ -24,6 +24,8 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     /// amqps listeners (their certificates are the broker's `tls`).
     tls_listeners: Vec<TcpListener>,
+    /// The management HTTP API's listeners.
+    management_listeners: Vec<TcpListener>,
     broker: Arc<Broker>,
 }
 
@@ -133,12 +135,51 @@ impl Server {
                 }
             }
         }
+        let mut management_listeners = Vec::new();
+        for addr in config.management_addrs() {
+            match bind_one(addr) {
+                Ok(l) => {
+                    info!("started HTTP (management) listener on {}", l.local_addr()?);
+                    management_listeners.push(l);
+                }
+                Err(e) if addr.is_ipv6() && config.management_ip.is_none() => {
+                    warn!("cannot listen on {addr}: {e}; continuing without it")
+                }
+                // The default port taken (another broker on this host): AMQP still serves.
+                Err(e)
+                    if config.management_port == Config::default().management_port
+                        && config.management_ip.is_none() =>
+                {
+                    warn!("cannot listen on {addr} for the management API: {e}; continuing without it")
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    ))
+                }
+            }
+        }
+        let mut bound = Vec::new();
+        for (protocol, set) in [
+            ("amqp", &listeners),
+            ("amqp/ssl", &tls_listeners),
+            ("http", &management_listeners),
+        ] {
+            bound.extend(
+                set.iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .map(|a| (protocol, a)),
+            );
+        }
+        let _ = broker.listeners.set(bound);
         if listeners.is_empty() && tls_listeners.is_empty() {
             return Err(last_err.unwrap_or_else(|| io::Error::other("no address to listen on")));
         }
         Ok(Server {
             listeners,
             tls_listeners,
+            management_listeners,
             broker,
         })
     }
@@ -156,6 +197,13 @@ impl Server {
     /// The first amqps listener's address, if TLS is configured.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls_listeners.first().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The first management API listener's address, if it is on.
+    pub fn management_local_addr(&self) -> Option<SocketAddr> {
+        self.management_listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The broker state (for tests and tools).
@@ -186,6 +234,16 @@ impl Server {
         drop(conn_tx);
         if let Some(certs) = self.broker.tls.get().cloned() {
             accepts.spawn(reload_on_sighup(certs));
+        }
+        let backend: Arc<dyn management::Backend> =
+            Arc::new(crate::management::Backend(self.broker.clone()));
+        for listener in self.management_listeners {
+            let backend = backend.clone();
+            accepts.spawn(async move {
+                if let Err(e) = management::serve(listener, backend).await {
+                    error!("management API stopped: {e}");
+                }
+            });
         }
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);

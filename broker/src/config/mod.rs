@@ -80,6 +80,10 @@ pub struct Config {
     /// `connection_max`). At the limit the listeners stop accepting: new clients wait in the
     /// kernel's backlog until a connection closes, as with RabbitMQ. None: no limit.
     pub connection_max: Option<usize>,
+    /// The management HTTP API's port (`management.tcp.port`); None: no HTTP listener.
+    pub management_port: Option<u16>,
+    /// Its address (`management.tcp.ip`); None: every interface (IPv4 and IPv6).
+    pub management_ip: Option<IpAddr>,
     /// Most connections in their handshake (TLS and AMQP, before connection.open-ok) at once;
     /// one more is closed at once. Bounds what clients that never log in can hold.
     pub handshake_max: usize,
@@ -119,6 +123,8 @@ impl Default for Config {
             auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
             cert_login: crate::auth::CertLogin::default(),
             connection_max: None,
+            management_port: Some(15672),
+            management_ip: None,
             handshake_max: 1024,
         }
     }
@@ -135,6 +141,8 @@ impl Config {
             // Small budgets, so that tests with modest backlogs exercise paging to the store.
             queue_memory_messages: 64,
             queue_memory_bytes: 64 << 10,
+            // No HTTP listener unless a test asks for one.
+            management_port: None,
             ..Config::default()
         }
     }
@@ -168,6 +176,20 @@ impl Config {
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, 5671))
                 .collect(),
+        }
+    }
+
+    /// The management API's listener addresses (none when it is off).
+    pub fn management_addrs(&self) -> Vec<SocketAddr> {
+        let Some(port) = self.management_port else {
+            return Vec::new();
+        };
+        match self.management_ip {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            ],
         }
     }
 

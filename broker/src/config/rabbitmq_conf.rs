@@ -104,6 +104,12 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
                 let ms: u64 = value.parse().map_err(|_| bad("milliseconds"))?;
                 config.tls_handshake_timeout = ms.div_ceil(1000);
             }
+            "management.tcp.port" => {
+                config.management_port = Some(value.parse().map_err(|_| bad("a port"))?)
+            }
+            "management.tcp.ip" => {
+                config.management_ip = Some(value.parse().map_err(|_| bad("an IP address"))?)
+            }
             "default_user" => config.default_user = value.into(),
             "default_pass" => config.default_pass = value.into(),
             "default_vhost" => config.default_vhost = value.into(),
@@ -277,8 +283,9 @@ mod tests {
             c.load_definitions.as_deref(),
             Some(Path::new("/etc/rabbitmq/definitions.json"))
         );
-        assert_eq!(p.ignored.len(), 2, "{:?}", p.ignored);
-        assert!(p.ignored[0].starts_with("line 15: 'management.tcp.port'"));
+        assert_eq!(c.management_port, Some(15672));
+        assert_eq!(p.ignored.len(), 1, "{:?}", p.ignored);
+        assert!(p.ignored[0].starts_with("line 16: 'cluster_formation.peer_discovery_backend'"));
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub(super) struct Handshake<'a> {
 }
 
 /// The RabbitMQ release whose client-visible behaviour Warren follows (advertised as `version`).
-pub(super) const RABBITMQ_VERSION: &str = "3.10.8";
+pub(crate) const RABBITMQ_VERSION: &str = "3.10.8";
 
 fn bool_value(b: bool) -> AMQPValue {
     AMQPValue::Boolean(b)

@@ -6,6 +6,7 @@
 //! [`Outbox`], so replies and deliveries keep their order.
 
 mod handshake;
+pub(crate) use handshake::RABBITMQ_VERSION;
 pub(crate) mod writer;
 
 use crate::auth::Caller;

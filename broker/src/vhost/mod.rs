@@ -145,6 +145,14 @@ impl VHost {
         self.qs().get(name).cloned()
     }
 
+    /// How many exchanges it has.
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// All queues (for listing and shutdown).
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         self.qs().values().cloned().collect()

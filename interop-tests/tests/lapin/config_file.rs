@@ -23,13 +23,14 @@ async fn warren_only_rabbitmq_conf_sets_listener_and_default_user() {
          default_vhost = training\n\
          loopback_users = none\n\
          heartbeat = 20\n\
-         management.tcp.port = 15672\n",
+         cluster_formation.peer_discovery_backend = classic_config\n",
     )
     .expect("write conf");
     let (mut config, ignored) = warren::Config::from_file(&conf).expect("parses");
     assert_eq!(ignored.len(), 1, "{ignored:?}");
     assert!(ignored[0].contains("line 8"), "{ignored:?}");
     config.data_dir = dir.join("data");
+    config.management_port = None;
     let server = warren::Server::bind(config).await.expect("bind");
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback(), "{addr}");

@@ -94,6 +94,7 @@ async fn start(pki: &Pki, extra: &str) -> std::net::SocketAddr {
     let (mut config, ignored) = warren::Config::from_file(&conf).expect("parses");
     assert!(ignored.is_empty(), "{ignored:?}");
     config.data_dir = pki.dir.join("data");
+    config.management_port = None;
     let server = warren::Server::bind(config).await.expect("bind");
     let addr = server.tls_local_addr().expect("an amqps listener");
     tokio::spawn(server.run(std::future::pending()));

@@ -1,0 +1,162 @@
+//! Health checks: `/api/healthchecks/node`, `/api/health/checks/*`, and `/api/auth`.
+
+use crate::auth::Authed;
+use crate::error::{ApiError, ApiResult};
+use crate::State;
+use axum::extract::{Path, State as S};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(super) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/api/healthchecks/node", get(node))
+        .route("/api/healthchecks/node/{node}", get(node_named))
+        .route("/api/health/checks/alarms", get(alarms))
+        .route("/api/health/checks/local-alarms", get(local_alarms))
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(port_listener),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(protocol_listener),
+        )
+        .route("/api/health/checks/virtual-hosts", get(ok))
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(single_node),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(single_node),
+        )
+        .route("/api/auth", get(auth))
+}
+
+fn failed(body: Value) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+async fn ok(_who: Authed) -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn single_node(_who: Authed) -> Json<Value> {
+    Json(json!({ "status": "ok", "reason": "single node cluster" }))
+}
+
+async fn node(S(state): S<Arc<State>>, _who: Authed) -> Response {
+    node_check(&state)
+}
+
+fn node_check(state: &State) -> Response {
+    let alarms = state.backend.alarms();
+    if alarms.is_empty() {
+        return Json(json!({ "status": "ok" })).into_response();
+    }
+    let node = state.backend.identity().node;
+    let list: Vec<String> = alarms
+        .iter()
+        .map(|a| format!("{{resource_limit,{a},{node}}}"))
+        .collect();
+    failed(json!({
+        "status": "failed",
+        "reason": format!("resource alarm(s) in effect:[{}]", list.join(",")),
+    }))
+}
+
+async fn node_named(
+    S(state): S<Arc<State>>,
+    _who: Authed,
+    Path(node): Path<String>,
+) -> ApiResult<Response> {
+    if node != state.backend.identity().node {
+        return Err(ApiError::not_found());
+    }
+    Ok(node_check(&state))
+}
+
+fn alarm_check(state: &State, reason: &str) -> Response {
+    let alarms = state.backend.alarms();
+    if alarms.is_empty() {
+        return Json(json!({ "status": "ok" })).into_response();
+    }
+    let node = state.backend.identity().node;
+    let list: Vec<Value> = alarms
+        .iter()
+        .map(|a| json!({ "node": node, "resource": a }))
+        .collect();
+    failed(json!({ "alarms": list, "reason": reason, "status": "failed" }))
+}
+
+async fn alarms(S(state): S<Arc<State>>, _who: Authed) -> Response {
+    alarm_check(&state, "There are alarms in effect in the cluster")
+}
+
+async fn local_alarms(S(state): S<Arc<State>>, _who: Authed) -> Response {
+    alarm_check(&state, "There are alarms in effect on the node")
+}
+
+async fn port_listener(
+    S(state): S<Arc<State>>,
+    _who: Authed,
+    Path(port): Path<String>,
+) -> ApiResult<Response> {
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ApiError::bad_request("Invalid port"))?;
+    let ports: Vec<u16> = state
+        .backend
+        .listeners()
+        .into_iter()
+        .map(|(_, _, p)| p)
+        .collect();
+    if ports.contains(&port) {
+        return Ok(Json(json!({ "status": "ok", "port": port })).into_response());
+    }
+    Ok(failed(json!({
+        "status": "failed", "reason": "No active listener", "missing": port, "ports": ports,
+    })))
+}
+
+/// RabbitMQ's normalisation of a protocol name in the listener check.
+fn normalise_protocol(p: &str) -> String {
+    let p = p.to_lowercase();
+    match p.as_str() {
+        "amqp091" | "amqp0-9-1" | "amqp0.9.1" | "amqp0_9_1" | "amqp10" | "amqp1.0" | "amqp1_0"
+        | "amqp1-0" => "amqp".into(),
+        "amqps" => "amqp/ssl".into(),
+        "http1" | "http1.1" | "http_api" | "management" | "management_ui" | "ui" => "http".into(),
+        "cli" | "distribution" => "clustering".into(),
+        _ => p,
+    }
+}
+
+async fn protocol_listener(
+    S(state): S<Arc<State>>,
+    _who: Authed,
+    Path(protocol): Path<String>,
+) -> Response {
+    let wanted = normalise_protocol(&protocol);
+    let mut protocols: Vec<String> = Vec::new();
+    for (p, _, _) in state.backend.listeners() {
+        if !protocols.contains(&p) {
+            protocols.push(p);
+        }
+    }
+    if protocols.contains(&wanted) {
+        return Json(json!({ "status": "ok", "protocol": wanted })).into_response();
+    }
+    failed(json!({
+        "status": "failed", "reason": "No active listener", "missing": wanted,
+        "protocols": protocols,
+    }))
+}
+
+async fn auth() -> Json<Value> {
+    Json(json!({ "enable_uaa": false, "uaa_client_id": "", "uaa_location": "" }))
+}

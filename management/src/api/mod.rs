@@ -1,0 +1,201 @@
+//! The `/api` routes, one module per kind of object, as RabbitMQ's management API lays them out.
+
+mod access;
+mod health;
+mod limits;
+mod overview;
+
+use crate::error::ApiError;
+use crate::State;
+use axum::body::Bytes;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Every route.
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/api/overview", get(overview::overview))
+        .route("/api/whoami", get(overview::whoami))
+        .merge(access::routes())
+        .merge(health::routes())
+        .merge(limits::routes())
+        .fallback(|| async { ApiError::not_found() })
+        // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.
+        .layer(axum::extract::DefaultBodyLimit::max(8_000_000))
+        .with_state(state)
+}
+
+/// A JSON body as RabbitMQ reads it: empty or `null` means `{}`; anything that is not a JSON
+/// object is 400 `not_json` (a string gets RabbitMQ's hint about double encoding).
+pub(crate) fn json_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(Value::String(_)) => Err(ApiError::bad_request(
+            "invalid payload: the request body JSON-decoded to a string. Is the input doubly-JSON-encoded?",
+        )),
+        _ => Err(ApiError::bad_request("not_json")),
+    }
+}
+
+/// The query parameters of list endpoints (RabbitMQ 3.10's): `columns`, `sort`,
+/// `sort_reverse`, `page`, `page_size`, `name`, `use_regex`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ListQuery {
+    columns: Option<String>,
+    sort: Option<String>,
+    sort_reverse: Option<String>,
+    page: Option<String>,
+    page_size: Option<String>,
+    name: Option<String>,
+    use_regex: Option<String>,
+}
+
+fn sort_key(v: &Value, path: &str) -> Value {
+    let mut cur = v;
+    for part in path.split('.') {
+        match cur.get(part) {
+            Some(x) => cur = x,
+            None => return Value::Null,
+        }
+    }
+    cur.clone()
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// Keeps only `columns` (dotted paths allowed) of an object.
+fn keep_columns(v: Value, columns: &[&str]) -> Value {
+    let Value::Object(obj) = v else { return v };
+    let mut out = Map::new();
+    for col in columns {
+        let mut parts = col.splitn(2, '.');
+        let head = parts.next().unwrap_or_default();
+        if let Some(x) = obj.get(head) {
+            match parts.next() {
+                None => {
+                    out.insert(head.to_string(), x.clone());
+                }
+                Some(rest) => {
+                    let inner = keep_columns(x.clone(), &[rest]);
+                    match out.get_mut(head) {
+                        Some(Value::Object(m)) => {
+                            if let Value::Object(add) = inner {
+                                m.extend(add);
+                            }
+                        }
+                        _ => {
+                            out.insert(head.to_string(), inner);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Applies a list endpoint's query to `items` (sorted by `default_sort` unless asked).
+pub(crate) fn list_response(
+    mut items: Vec<Value>,
+    q: &ListQuery,
+    default_sort: &str,
+) -> Result<Value, ApiError> {
+    let total = items.len();
+    if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
+        let regex = q.use_regex.as_deref() == Some("true");
+        let re = if regex {
+            Some(regex_lite_or_contains(name)?)
+        } else {
+            None
+        };
+        items.retain(|v| {
+            let n = v.get("name").and_then(Value::as_str).unwrap_or_default();
+            match &re {
+                Some(re) => re.is_match(n),
+                None => n.contains(name),
+            }
+        });
+    }
+    let key = q
+        .sort
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default_sort);
+    if !key.is_empty() {
+        items.sort_by(|a, b| cmp_values(&sort_key(a, key), &sort_key(b, key)));
+    }
+    if q.sort_reverse.as_deref() == Some("true") {
+        items.reverse();
+    }
+    if let Some(cols) = q.columns.as_deref().filter(|c| !c.is_empty()) {
+        let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
+        items = items.into_iter().map(|v| keep_columns(v, &cols)).collect();
+    }
+    let Some(page) = q.page.as_deref() else {
+        return Ok(Value::Array(items));
+    };
+    let page: usize = page
+        .parse()
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| ApiError::bad_request("Parameter \"page\" must be an integer >= 1"))?;
+    let page_size: usize = match q.page_size.as_deref() {
+        None => 100,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "Parameter \"page_size\" must be an integer between 1 and 500",
+                )
+            })?,
+    };
+    let filtered = items.len();
+    let page_count = filtered.div_ceil(page_size).max(1);
+    if page > page_count {
+        return Err(ApiError::bad_request(
+            "Parameter \"page\" must not be greater than the number of pages",
+        ));
+    }
+    let page_items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * page_size)
+        .take(page_size)
+        .collect();
+    Ok(json!({
+        "filtered_count": filtered,
+        "item_count": page_items.len(),
+        "items": page_items,
+        "page": page,
+        "page_count": page_count,
+        "page_size": page_size,
+        "total_count": total,
+    }))
+}
+
+/// A `use_regex` name filter.
+fn regex_lite_or_contains(pattern: &str) -> Result<regex::Regex, ApiError> {
+    regex::Regex::new(pattern).map_err(|e| ApiError::bad_request(e.to_string()))
+}

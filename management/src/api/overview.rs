@@ -1,0 +1,75 @@
+//! `/api/overview` and `/api/whoami`.
+
+use crate::auth::Authed;
+use crate::error::ApiResult;
+use crate::State;
+use axum::extract::State as S;
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(super) async fn whoami(who: Authed) -> Json<Value> {
+    Json(json!({ "name": who.0.name, "tags": who.0.tags }))
+}
+
+pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<Json<Value>> {
+    let id = state.backend.identity();
+    let totals = if who.0.is_monitor() {
+        state.backend.object_totals(None)
+    } else {
+        let mine: Vec<String> = super::access::visible_vhosts(&state, &who)
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        state.backend.object_totals(Some(&mine))
+    };
+    let mut o = json!({
+        "management_version": id.rabbitmq_version,
+        "rates_mode": "basic",
+        "product_version": id.rabbitmq_version,
+        "product_name": "RabbitMQ",
+        "rabbitmq_version": id.rabbitmq_version,
+        "cluster_name": id.cluster_name,
+        "warren_version": id.warren_version,
+        "erlang_version": "",
+        "erlang_full_version": "",
+        "release_series_support_status": "supported",
+        "disable_stats": false,
+        "enable_queue_totals": false,
+        "sample_retention_policies": {
+            "global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600],
+        },
+        "message_stats": {},
+        "churn_rates": {},
+        "queue_totals": {},
+        "statistics_db_event_queue": 0,
+        "exchange_types": [
+            {"name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true},
+            {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
+            {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
+            {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
+        ],
+    });
+    if who.0.is_monitor() {
+        o["object_totals"] = json!(totals);
+        o["node"] = json!(id.node);
+        let listeners: Vec<Value> = state
+            .backend
+            .listeners()
+            .into_iter()
+            .map(|(protocol, ip, port)| {
+                json!({ "node": id.node, "protocol": protocol, "ip_address": ip.to_string(),
+                        "port": port, "socket_opts": {} })
+            })
+            .collect();
+        o["listeners"] = Value::Array(listeners);
+        o["contexts"] = json!([]);
+    } else {
+        // Management and policymaker users: their vhosts only, and no node details.
+        o["object_totals"] = json!({
+            "channels": totals.channels, "connections": totals.connections,
+            "exchanges": totals.exchanges, "queues": totals.queues,
+        });
+    }
+    Ok(Json(o))
+}

@@ -1,0 +1,244 @@
+//! What the management plane needs from a broker: [`Backend`], and the plain data it exchanges.
+//! The broker implements it; this crate knows nothing else of the broker.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Limits by RabbitMQ's names (`max-connections`, ...).
+pub type Limits = BTreeMap<String, i64>;
+
+/// A user logged in to the API (HTTP basic auth), with the tags that decide what it may see and do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User name.
+    pub name: String,
+    /// Its tags (`administrator`, `monitoring`, `policymaker`, `management`, others).
+    pub tags: Vec<String>,
+}
+
+impl Principal {
+    /// Whether it carries `tag`.
+    pub fn has(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// `administrator`.
+    pub fn is_admin(&self) -> bool {
+        self.has("administrator")
+    }
+
+    /// `monitoring` or `administrator`: may see every vhost's objects.
+    pub fn is_monitor(&self) -> bool {
+        self.is_admin() || self.has("monitoring")
+    }
+
+    /// `policymaker` or `administrator`: may set policies in its vhosts.
+    pub fn is_policymaker(&self) -> bool {
+        self.is_admin() || self.has("policymaker")
+    }
+
+    /// Any of the tags that give access to the management API.
+    pub fn is_management(&self) -> bool {
+        self.is_monitor() || self.is_policymaker() || self.has("management")
+    }
+}
+
+/// Why an operation failed; `error` maps it to RabbitMQ's status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The object does not exist (404 `Object Not Found`).
+    #[error("Not Found")]
+    NotFound,
+    /// Bad input (400), with RabbitMQ's reason text.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Bad input whose reason RabbitMQ gives as a JSON value (`["no_such_user", "u"]`).
+    #[error("{0}")]
+    Reason(serde_json::Value),
+    /// Not allowed: 401 `not_authorised` with the reason (RabbitMQ never answers 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An AMQP-level refusal (a precondition failed, access refused): RabbitMQ answers 400 with
+    /// the AMQP reply text as the reason.
+    #[error("{0}")]
+    Amqp(String),
+    /// Something went wrong inside (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Whether a PUT made something new (201) or changed what was there (204).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// 201 Created.
+    Created,
+    /// 204 No Content.
+    Updated,
+}
+
+/// A vhost as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VHost {
+    /// Its name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    /// Its name.
+    pub name: String,
+    /// base64 of salt and digest (empty: no password).
+    pub password_hash: String,
+    /// `rabbit_password_hashing_sha256` and friends.
+    pub hashing_algorithm: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Its limits (`max-connections`, `max-channels`).
+    pub limits: Limits,
+}
+
+/// How a PUT /api/users/U sets the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewPassword {
+    /// A clear-text password, hashed by the broker.
+    Clear(String),
+    /// A hash as exported, with its algorithm (None: the broker's default).
+    Hash(String, Option<String>),
+    /// No password: the user can log in only by other means.
+    None,
+    /// Keep the current one (an update without password fields).
+    Keep,
+}
+
+/// A user's permissions in a vhost.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Permission {
+    /// User.
+    pub user: String,
+    /// Vhost.
+    pub vhost: String,
+    /// Configure pattern.
+    pub configure: String,
+    /// Write pattern.
+    pub write: String,
+    /// Read pattern.
+    pub read: String,
+}
+
+/// A user's topic permissions on an exchange of a vhost.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TopicPermission {
+    /// User.
+    pub user: String,
+    /// Vhost.
+    pub vhost: String,
+    /// Topic exchange.
+    pub exchange: String,
+    /// Write pattern on routing keys.
+    pub write: String,
+    /// Read pattern on routing keys.
+    pub read: String,
+}
+
+/// What the overview's identity part says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The node's name (`rabbit@host` in RabbitMQ).
+    pub node: String,
+    /// The cluster name.
+    pub cluster_name: String,
+    /// The RabbitMQ version whose behaviour the broker follows.
+    pub rabbitmq_version: String,
+    /// The broker's own version.
+    pub warren_version: String,
+}
+
+/// Counts of objects, for the overview.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectTotals {
+    /// Open connections.
+    pub connections: u64,
+    /// Open channels.
+    pub channels: u64,
+    /// Exchanges.
+    pub exchanges: u64,
+    /// Queues.
+    pub queues: u64,
+    /// Consumers.
+    pub consumers: u64,
+}
+
+/// The broker as the management API needs it. Every method is quick (no blocking I/O) unless
+/// its documentation says otherwise.
+pub trait Backend: Send + Sync + 'static {
+    /// Checks a login (password and loopback restriction, as for AMQP); its tags if it passes.
+    fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Option<Principal>;
+    /// Who the broker is.
+    fn identity(&self) -> Identity;
+    /// Object counts, of the given vhosts or of the whole broker.
+    fn object_totals(&self, vhosts: Option<&[String]>) -> ObjectTotals;
+    /// Every vhost.
+    fn vhosts(&self) -> Vec<VHost>;
+    /// Creates or updates a vhost.
+    fn put_vhost(&self, vhost: VHost) -> Result<Put, OpError>;
+    /// Deletes a vhost and everything in it (its connections are closed).
+    fn delete_vhost(&self, name: &str) -> Result<(), OpError>;
+    /// Every user.
+    fn users(&self) -> Vec<User>;
+    /// Creates or updates a user.
+    fn put_user(
+        &self,
+        name: &str,
+        password: NewPassword,
+        tags: Vec<String>,
+    ) -> Result<Put, OpError>;
+    /// Deletes a user (its connections are closed).
+    fn delete_user(&self, name: &str) -> Result<(), OpError>;
+    /// Every permission entry.
+    fn permissions(&self) -> Vec<Permission>;
+    /// Sets a user's permissions in a vhost (patterns are checked to compile).
+    fn set_permission(&self, permission: Permission) -> Result<Put, OpError>;
+    /// Clears them.
+    fn clear_permission(&self, vhost: &str, user: &str) -> Result<(), OpError>;
+    /// Every topic permission entry.
+    fn topic_permissions(&self) -> Vec<TopicPermission>;
+    /// Sets a user's topic permissions on an exchange in a vhost.
+    fn set_topic_permission(&self, permission: TopicPermission) -> Result<Put, OpError>;
+    /// Clears a user's topic permissions in a vhost (on one exchange, or all).
+    fn clear_topic_permission(
+        &self,
+        vhost: &str,
+        user: &str,
+        exchange: Option<&str>,
+    ) -> Result<(), OpError>;
+    /// Resource alarms in effect (`disk`, `memory`), for the health checks.
+    fn alarms(&self) -> Vec<String>;
+    /// Every vhost's limits (vhosts without any are left out).
+    fn vhost_limits(&self) -> Vec<(String, Limits)>;
+    /// Sets one limit of a vhost, validated as RabbitMQ does (`value` as the client sent it).
+    fn set_vhost_limit(
+        &self,
+        vhost: &str,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), OpError>;
+    /// Clears one limit of a vhost.
+    fn clear_vhost_limit(&self, vhost: &str, name: &str) -> Result<(), OpError>;
+    /// Sets one limit of a user.
+    fn set_user_limit(
+        &self,
+        user: &str,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), OpError>;
+    /// Clears one limit of a user.
+    fn clear_user_limit(&self, user: &str, name: &str) -> Result<(), OpError>;
+    /// The listeners, as (protocol, ip, port): `amqp`, `amqp/ssl`, `http`.
+    fn listeners(&self) -> Vec<(String, IpAddr, u16)>;
+}
