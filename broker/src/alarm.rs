@@ -72,6 +72,11 @@ impl Alarms {
         out
     }
 
+    /// The memory high watermark in bytes (`u64::MAX`: none).
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Acquire)
+    }
+
     /// Sets the memory high watermark (bytes); the monitor applies it within a second.
     pub fn set_memory_limit(&self, bytes: u64) {
         self.memory_limit.store(bytes, Ordering::Release);
@@ -116,7 +121,7 @@ pub(crate) fn total_memory() -> Option<u64> {
 }
 
 /// This process's resident memory in bytes (`VmRSS`).
-fn resident_memory() -> Option<u64> {
+pub(crate) fn resident_memory() -> Option<u64> {
     meminfo_kib("/proc/self/status", "VmRSS:").map(|k| k * 1024)
 }
 

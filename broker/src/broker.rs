@@ -26,6 +26,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Open connections (after the handshake), to close those of a deleted user or vhost.
     connections: Mutex<HashMap<u64, Registered>>,
+    /// When the broker was made (uptime).
+    pub(crate) started: std::time::Instant,
     /// The listeners, as (protocol, address), set when they are bound (`amqp`, `amqp/ssl`,
     /// `http`), for the management API's health checks and overview.
     pub(crate) listeners: std::sync::OnceLock<Vec<(&'static str, std::net::SocketAddr)>>,
@@ -59,6 +61,7 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             tls: std::sync::OnceLock::new(),
             listeners: std::sync::OnceLock::new(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -70,6 +73,7 @@ impl Broker {
             name: cfg.default_vhost.clone(),
             description: "Default virtual host".into(),
             tags: Vec::new(),
+            ..Default::default()
         });
         let _ = self.access.add_user(
             &cfg.default_user,

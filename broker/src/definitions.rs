@@ -160,6 +160,12 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
                 .unwrap_or_default()
                 .into(),
             tags: tags(meta.and_then(|m| m.get("tags")).or_else(|| v.get("tags"))),
+            // RabbitMQ honours it inside `metadata` only.
+            default_queue_type: meta
+                .and_then(|m| m.get("default_queue_type"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            ..Default::default()
         });
         if created && tokio::runtime::Handle::try_current().is_ok() {
             vhost.start_delayed();
@@ -350,6 +356,208 @@ fn amqp_value(v: &Value) -> Option<AMQPValue> {
         )),
         Value::Object(_) => AMQPValue::FieldTable(table(Some(v))),
     })
+}
+
+/// A field value as RabbitMQ's definitions and HTTP API write it in JSON.
+pub(crate) fn json_value(v: &AMQPValue) -> Value {
+    use serde_json::json;
+    match v {
+        AMQPValue::Boolean(b) => json!(b),
+        AMQPValue::ShortShortInt(n) => json!(n),
+        AMQPValue::ShortShortUInt(n) => json!(n),
+        AMQPValue::ShortInt(n) => json!(n),
+        AMQPValue::ShortUInt(n) => json!(n),
+        AMQPValue::LongInt(n) => json!(n),
+        AMQPValue::LongUInt(n) => json!(n),
+        AMQPValue::LongLongInt(n) => json!(n),
+        AMQPValue::Timestamp(n) => json!(n),
+        AMQPValue::Float(f) => json!(f),
+        AMQPValue::Double(f) => json!(f),
+        AMQPValue::DecimalValue(d) => json!(d.value as f64 / 10f64.powi(d.scale as i32)),
+        AMQPValue::ShortString(s) => json!(s.as_str()),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
+        AMQPValue::FieldArray(items) => {
+            Value::Array(items.as_slice().iter().map(json_value).collect())
+        }
+        AMQPValue::FieldTable(t) => json_table(t),
+        AMQPValue::Void => Value::Null,
+    }
+}
+
+/// A field table as a JSON object.
+pub(crate) fn json_table(t: &FieldTable) -> Value {
+    Value::Object(
+        t.inner()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), json_value(v)))
+            .collect(),
+    )
+}
+
+/// Which of RabbitMQ 3.10.8's two export layouts (observed): the HTTP API's, or
+/// `rabbitmqctl export_definitions`'s (vhosts with limits and metadata, queues with their type,
+/// exchanges without `internal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// `GET /api/definitions`.
+    Http,
+    /// `rabbitmqctl export_definitions`.
+    Ctl,
+}
+
+/// The broker's definitions in RabbitMQ 3.10's export format: the whole broker, or one vhost
+/// (then only its parameters, policies, queues, exchanges and bindings, without `vhost` keys).
+/// Exported as RabbitMQ exports them: queues not owned by a connection, exchanges but the default
+/// and `amq.*` ones, bindings whose source is exported.
+pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Result<Value, String> {
+    use serde_json::json;
+    let version = crate::connection::RABBITMQ_VERSION;
+    let access = &broker.access;
+    let mut vhosts = broker.vhosts();
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(name) = only {
+        if !access.has_vhost(name) {
+            return Err("vhost_not_found".into());
+        }
+        vhosts.retain(|v| v.name == name);
+    }
+    let with_vhost = |mut item: Value, vhost: &str| {
+        if only.is_none() {
+            item["vhost"] = json!(vhost);
+        }
+        item
+    };
+    let (mut queues, mut exchanges, mut bindings, mut parameters) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for v in &vhosts {
+        let limits = access.vhost_limits(&v.name);
+        if !limits.is_empty() {
+            parameters.push(json!({
+                "value": limits, "vhost": v.name, "component": "vhost-limits", "name": "limits",
+            }));
+        }
+        let mut qs = v.queues();
+        qs.sort_by(|a, b| a.name.cmp(&b.name));
+        for q in qs.iter().filter(|q| q.exclusive_owner.is_none()) {
+            let mut item = json!({ "name": q.name, "durable": q.durable,
+                                   "auto_delete": q.auto_delete });
+            if layout == Layout::Ctl {
+                item["type"] = json!("classic");
+            }
+            item["arguments"] = json_table(&q.arguments);
+            queues.push(with_vhost(item, &v.name));
+        }
+        // Bindings to exclusive queues go with them (not exported).
+        let exclusive: Vec<&str> = qs
+            .iter()
+            .filter(|q| q.exclusive_owner.is_some())
+            .map(|q| q.name.as_str())
+            .collect();
+        let mut xs = v.exchanges();
+        xs.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in &xs {
+            let exported = !x.name.is_empty() && !x.name.starts_with("amq.");
+            if exported {
+                let kind = if x.delayed {
+                    crate::exchange::DELAYED_TYPE
+                } else {
+                    x.kind.name()
+                };
+                let mut item = json!({ "name": x.name, "type": kind, "durable": x.durable,
+                                       "auto_delete": x.auto_delete });
+                if layout == Layout::Http {
+                    item["internal"] = json!(x.internal);
+                }
+                item["arguments"] = json_table(&x.arguments);
+                exchanges.push(with_vhost(item, &v.name));
+            }
+            if x.name.is_empty() {
+                continue;
+            }
+            for (dest, key, args) in x.bindings() {
+                let (destination, kind) = match dest {
+                    Destination::Queue(q) if exclusive.contains(&q.as_str()) => continue,
+                    Destination::Queue(q) => (q, "queue"),
+                    Destination::Exchange(e) => (e, "exchange"),
+                };
+                bindings.push(with_vhost(
+                    json!({ "source": x.name, "destination": destination,
+                            "destination_type": kind, "routing_key": key,
+                            "arguments": json_table(&args) }),
+                    &v.name,
+                ));
+            }
+        }
+    }
+    if only.is_some() {
+        return Ok(json!({
+            "rabbit_version": version, "parameters": parameters, "policies": [],
+            "queues": queues, "exchanges": exchanges, "bindings": bindings,
+        }));
+    }
+    let users: Vec<Value> = access
+        .users()
+        .iter()
+        .map(|u| {
+            json!({ "name": u.name, "password_hash": u.hash.to_base64(),
+                    "hashing_algorithm": u.hash.algorithm.name(), "tags": u.tags,
+                    "limits": access.user_limits(&u.name) })
+        })
+        .collect();
+    let infos = access.vhosts();
+    let vhost_list: Vec<Value> = vhosts
+        .iter()
+        .map(|v| match layout {
+            Layout::Http => json!({ "name": v.name }),
+            Layout::Ctl => {
+                let info = infos.iter().find(|i| i.name == v.name);
+                let pairs: Vec<Value> = access
+                    .vhost_limits(&v.name)
+                    .iter()
+                    .map(|(k, n)| json!([k, n]))
+                    .collect();
+                json!({ "name": v.name, "limits": pairs, "metadata": {
+                    "description": info.map_or("", |i| i.description.as_str()),
+                    "tags": info.map(|i| i.tags.clone()).unwrap_or_default(),
+                } })
+            }
+        })
+        .collect();
+    let permissions: Vec<Value> = access
+        .permissions(None, None)
+        .iter()
+        .map(|(user, vhost, p)| {
+            json!({ "user": user, "vhost": vhost, "configure": p.configure.as_str(),
+                    "write": p.write.as_str(), "read": p.read.as_str() })
+        })
+        .collect();
+    let topic_permissions: Vec<Value> = access
+        .topic_permissions(None, None)
+        .iter()
+        .map(|(user, vhost, p)| {
+            json!({ "user": user, "vhost": vhost, "exchange": p.exchange,
+                    "write": p.write.as_str(), "read": p.read.as_str() })
+        })
+        .collect();
+    Ok(json!({
+        "rabbit_version": version,
+        "rabbitmq_version": version,
+        "product_name": "RabbitMQ",
+        "product_version": version,
+        "users": users,
+        "vhosts": vhost_list,
+        "permissions": permissions,
+        "topic_permissions": topic_permissions,
+        "parameters": parameters,
+        "global_parameters": [
+            { "name": "internal_cluster_id", "value": format!("warren-{}", broker.node_name()) }
+        ],
+        "policies": [],
+        "queues": queues,
+        "exchanges": exchanges,
+        "bindings": bindings,
+    }))
 }
 
 #[cfg(test)]

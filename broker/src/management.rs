@@ -7,10 +7,13 @@ use crate::auth::{
     limits_from, AdminError, Credentials, HashingAlgorithm, PasswordHash, VHostInfo, USER_LIMITS,
     VHOST_LIMITS,
 };
+use crate::auth::{Caller, PublishCache};
 use crate::broker::Broker;
+use crate::message::Message;
+use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use management::{
-    Identity, NewPassword, ObjectTotals, OpError, Permission, Principal, Put, TopicPermission,
-    User, VHost,
+    Identity, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal, Put,
+    TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -34,6 +37,27 @@ fn validation_failed(why: &str) -> OpError {
     OpError::BadRequest(format!("Validation failed\n\n{why}\n"))
 }
 
+/// The sink of one basic.get made by the API: hands what the queue gives it to a waiting thread.
+#[derive(Debug)]
+struct OneGet(std::sync::Mutex<Option<std::sync::mpsc::Sender<Option<Taken>>>>);
+
+impl DeliverySink for OneGet {
+    fn attached(&self, _consumer: &Arc<Consumer>, _announce: bool) {}
+
+    fn offer(&self, _consumer: &Arc<Consumer>, _take: &mut Take<'_>) -> bool {
+        false
+    }
+
+    fn answer_get(&self, _queue: &Arc<Queue>, _no_ack: bool, take: &mut Take<'_>, _: bool) {
+        let tx = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(tx) = tx {
+            let _ = tx.send(take());
+        }
+    }
+
+    fn cancelled(&self, _consumer: &Arc<Consumer>) {}
+}
+
 /// The broker, as the management API sees it.
 pub(crate) struct Backend(pub(crate) Arc<Broker>);
 
@@ -42,6 +66,27 @@ fn op_error(e: AdminError) -> OpError {
         AdminError::NoSuchUser(_) | AdminError::NoSuchVHost(_) => OpError::NotFound,
         other => OpError::BadRequest(other.to_string()),
     }
+}
+
+/// A pattern that does not compile: RabbitMQ's `["invalid_regexp", pattern, [message, offset]]`,
+/// Erlang strings shown as lists of character codes (the pattern too, for plain permissions).
+/// The message is Warren's regex engine's, not PCRE's.
+fn check_pattern(pattern: &str, pattern_as_codes: bool) -> Result<(), OpError> {
+    let Err(e) = crate::auth::Pattern::new(pattern) else {
+        return Ok(());
+    };
+    let codes = |s: &str| Value::from(s.chars().map(|c| c as u32).collect::<Vec<_>>());
+    let shown = if pattern_as_codes {
+        codes(pattern)
+    } else {
+        Value::from(pattern)
+    };
+    let first_line = e.lines().last().unwrap_or_default().trim().to_string();
+    Err(OpError::Reason(json!([
+        "invalid_regexp",
+        shown,
+        [codes(&first_line), 0]
+    ])))
 }
 
 /// Setting a permission for an unknown user or vhost is RabbitMQ's 400 `vhost_or_user_not_found`.
@@ -102,6 +147,8 @@ impl management::Backend for Backend {
                 name: v.name,
                 description: v.description,
                 tags: v.tags,
+                tracing: v.tracing,
+                default_queue_type: v.default_queue_type,
             })
             .collect()
     }
@@ -116,6 +163,8 @@ impl management::Backend for Backend {
             name: vhost.name,
             description: vhost.description,
             tags: vhost.tags,
+            tracing: vhost.tracing,
+            default_queue_type: vhost.default_queue_type,
         });
         Ok(if created { Put::Created } else { Put::Updated })
     }
@@ -193,6 +242,9 @@ impl management::Backend for Backend {
     }
 
     fn set_permission(&self, p: Permission) -> Result<Put, OpError> {
+        for pattern in [&p.configure, &p.write, &p.read] {
+            check_pattern(pattern, true)?;
+        }
         let access = &self.0.access;
         let existed = !access.permissions(Some(&p.vhost), Some(&p.user)).is_empty();
         access
@@ -224,6 +276,9 @@ impl management::Backend for Backend {
     }
 
     fn set_topic_permission(&self, p: TopicPermission) -> Result<Put, OpError> {
+        for pattern in [&p.write, &p.read] {
+            check_pattern(pattern, false)?;
+        }
         let access = &self.0.access;
         // RabbitMQ answers 201 only for the user's first topic permission in the vhost.
         let existed = !access
@@ -297,6 +352,102 @@ impl management::Backend for Backend {
             .access
             .clear_user_limits(user, name)
             .map_err(op_error)
+    }
+
+    fn aliveness_test(&self, vhost: &str, user: &str) -> Result<bool, OpError> {
+        const QUEUE: &str = "aliveness-test";
+        let Some(v) = self.0.vhost(vhost) else {
+            return Err(OpError::NotFound);
+        };
+        let grant = self
+            .0
+            .access
+            .grant(user, vhost)
+            .map_err(|_| OpError::Forbidden("Access refused.".into()))?;
+        // As the user, through the same operations as its AMQP connection would use.
+        let caller = Caller {
+            connection: None,
+            grant: Some(grant),
+        };
+        let refused = |e: crate::error::AmqpError| OpError::Forbidden(e.reply_text());
+        let spec = QueueSpec {
+            name: QUEUE.into(),
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: Default::default(),
+        };
+        v.declare_queue(spec, &caller).map_err(refused)?;
+        let mut cache = PublishCache::default();
+        let x = v
+            .publish_target("", QUEUE, &caller, &mut cache)
+            .map_err(refused)?;
+        let message = Message::new(
+            String::new(),
+            QUEUE.into(),
+            Default::default(),
+            bytes::Bytes::from_static(b"test_message"),
+        );
+        v.publish(
+            &x,
+            Arc::new(message),
+            None,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let q = v.readable_queue(QUEUE, &caller).map_err(refused)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink: Arc<dyn DeliverySink> = Arc::new(OneGet(std::sync::Mutex::new(Some(tx))));
+        q.get(&sink, true);
+        // A get answered from the store comes back from another thread, soon.
+        Ok(matches!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(Some(_))
+        ))
+    }
+
+    fn export_definitions(&self, vhost: Option<&str>) -> Result<Value, OpError> {
+        crate::definitions::export(&self.0, vhost, crate::definitions::Layout::Http)
+            .map_err(OpError::BadRequest)
+    }
+
+    fn node_stats(&self) -> NodeStats {
+        let b = &self.0;
+        let alarms = b.alarms.in_effect();
+        let fd_used = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let fd_total = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(1024);
+        NodeStats {
+            os_pid: std::process::id(),
+            mem_used: crate::alarm::resident_memory().unwrap_or(0),
+            mem_limit: b.alarms.memory_limit(),
+            mem_alarm: alarms.contains(&"memory"),
+            disk_free: crate::alarm::free_bytes(&b.config.data_dir).unwrap_or(0),
+            disk_free_limit: b.config.disk_free_limit,
+            disk_free_alarm: alarms.contains(&"disk"),
+            fd_used,
+            fd_total,
+            sockets_used: b.connection_totals(|_| true).0 as u64,
+            threads,
+            uptime_ms: b.started.elapsed().as_millis() as u64,
+            processors: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            db_dir: b.config.data_dir.display().to_string(),
+            config_files: Vec::new(),
+            auth_mechanisms: b.config.auth_mechanisms.clone(),
+        }
     }
 
     fn listeners(&self) -> Vec<(String, IpAddr, u16)> {

@@ -83,4 +83,13 @@ impl Authed {
             Err(ApiError::not_authorised("Not administrator user"))
         }
     }
+
+    /// Monitoring users and administrators (401 `Not monitor user` otherwise).
+    pub(crate) fn monitor(&self) -> Result<(), ApiError> {
+        if self.0.is_monitor() {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised("Not monitor user"))
+        }
+    }
 }

@@ -86,6 +86,10 @@ pub struct VHost {
     pub description: String,
     /// Tags.
     pub tags: Vec<String>,
+    /// RabbitMQ's tracing flag.
+    pub tracing: bool,
+    /// The default queue type, if set.
+    pub default_queue_type: Option<String>,
 }
 
 /// A user as the API shows it.
@@ -174,6 +178,43 @@ pub struct ObjectTotals {
     pub consumers: u64,
 }
 
+/// A node's figures for `/api/nodes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Its OS process id.
+    pub os_pid: u32,
+    /// Resident memory, bytes.
+    pub mem_used: u64,
+    /// The memory high watermark, bytes.
+    pub mem_limit: u64,
+    /// Whether the memory alarm is on.
+    pub mem_alarm: bool,
+    /// Free bytes on the data directory's filesystem.
+    pub disk_free: u64,
+    /// The free-disk limit, bytes.
+    pub disk_free_limit: u64,
+    /// Whether the disk alarm is on.
+    pub disk_free_alarm: bool,
+    /// Open file descriptors.
+    pub fd_used: u64,
+    /// The process's descriptor limit.
+    pub fd_total: u64,
+    /// Open AMQP connections.
+    pub sockets_used: u64,
+    /// OS threads.
+    pub threads: u64,
+    /// Milliseconds since start.
+    pub uptime_ms: u64,
+    /// CPUs available.
+    pub processors: u64,
+    /// The data directory.
+    pub db_dir: String,
+    /// The configuration file, if any.
+    pub config_files: Vec<String>,
+    /// SASL mechanisms configured.
+    pub auth_mechanisms: Vec<String>,
+}
+
 /// The broker as the management API needs it. Every method is quick (no blocking I/O) unless
 /// its documentation says otherwise.
 pub trait Backend: Send + Sync + 'static {
@@ -239,6 +280,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), OpError>;
     /// Clears one limit of a user.
     fn clear_user_limit(&self, user: &str, name: &str) -> Result<(), OpError>;
+    /// RabbitMQ's aliveness test, as `user`: declares the queue `aliveness-test` in `vhost`
+    /// (and leaves it), publishes a message to it and gets it back. `Ok(false)`: the message did
+    /// not come back. Blocking: called off the runtime's workers.
+    fn aliveness_test(&self, vhost: &str, user: &str) -> Result<bool, OpError>;
+    /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
+    fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
+    /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's
+    /// workers.
+    fn node_stats(&self) -> NodeStats;
     /// The listeners, as (protocol, ip, port): `amqp`, `amqp/ssl`, `http`.
     fn listeners(&self) -> Vec<(String, IpAddr, u16)>;
 }

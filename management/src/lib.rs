@@ -10,8 +10,8 @@ pub mod backend;
 mod error;
 
 pub use backend::{
-    Backend, Identity, Limits, NewPassword, ObjectTotals, OpError, Permission, Principal, Put,
-    TopicPermission, User, VHost,
+    Backend, Identity, Limits, NewPassword, NodeStats, ObjectTotals, OpError, Permission,
+    Principal, Put, TopicPermission, User, VHost,
 };
 
 use std::net::SocketAddr;

@@ -28,9 +28,12 @@ pub(crate) fn run(data_dir: &Path, args: Vec<String>) -> i32 {
             _ => rest.push(a),
         }
     }
-    // The broker reads the file: give it a path that does not depend on our directory.
-    if rest.first().map(String::as_str) == Some("import_definitions") {
-        if let Some(p) = rest.get_mut(1) {
+    // The broker reads (writes) the file: give it a path that does not depend on our directory.
+    if matches!(
+        rest.first().map(String::as_str),
+        Some("import_definitions" | "export_definitions")
+    ) {
+        if let Some(p) = rest.get_mut(1).filter(|p| p.as_str() != "-") {
             if let Ok(abs) = std::path::absolute(&*p) {
                 *p = abs.display().to_string();
             }

@@ -471,6 +471,30 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
                 },
             }
         }
+        "export_definitions" => {
+            if let Some(a) = need(1) {
+                return a;
+            }
+            let path = arg(0);
+            let a = Answer::info(format!(
+                "Exporting definitions in JSON to a file at \"{path}\" ..."
+            ));
+            let written = crate::definitions::export(broker, None, crate::definitions::Layout::Ctl)
+                .and_then(|defs| {
+                    let text = serde_json::to_string(&defs).map_err(|e| e.to_string())?;
+                    if path == "-" {
+                        return Ok(Some(text));
+                    }
+                    std::fs::write(&path, text)
+                        .map(|()| None)
+                        .map_err(|e| format!("{path}: {e}"))
+                });
+            match written {
+                Ok(Some(text)) => Answer::default().message(text),
+                Ok(None) => a,
+                Err(e) => a.failed(e, exit::DATA_ERR),
+            }
+        }
         "import_definitions" => {
             if let Some(a) = need(1) {
                 return a;

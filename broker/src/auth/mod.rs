@@ -19,7 +19,7 @@ mod sasl;
 
 pub use external::{CertLogin, LoginFrom, SanType};
 pub(crate) use password::{HashingAlgorithm, PasswordHash};
-pub(crate) use permissions::{Access, Permission, TopicPermission};
+pub(crate) use permissions::{Access, Pattern, Permission, TopicPermission};
 pub(crate) use sasl::{parse as parse_sasl, Credentials};
 
 use crate::error::AmqpResult;
@@ -157,6 +157,10 @@ pub struct VHostInfo {
     pub description: String,
     /// Tags.
     pub tags: Vec<String>,
+    /// Tracing (RabbitMQ's firehose flag: kept and shown; Warren has no firehose yet).
+    pub tracing: bool,
+    /// The default queue type (`classic`, `quorum`, `stream`), if set.
+    pub default_queue_type: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -240,6 +244,8 @@ impl AccessControl {
                     name,
                     description,
                     tags,
+                    tracing,
+                    default_queue_type,
                 } => {
                     st.vhosts.insert(
                         name.clone(),
@@ -247,6 +253,8 @@ impl AccessControl {
                             name,
                             description,
                             tags,
+                            tracing,
+                            default_queue_type,
                         },
                     );
                 }
@@ -464,6 +472,8 @@ impl AccessControl {
             name: info.name.clone(),
             description: info.description.clone(),
             tags: info.tags.clone(),
+            tracing: info.tracing,
+            default_queue_type: info.default_queue_type.clone(),
         })]);
         st.vhosts.insert(info.name.clone(), info);
     }
@@ -478,6 +488,8 @@ impl AccessControl {
             name: info.name,
             description: String::new(),
             tags: Vec::new(),
+            tracing: false,
+            default_queue_type: None,
         })];
         if st.vhost_limits.remove(name).is_some() {
             changes.push(AccessChange::Delete(AccessRecord::VhostLimits {

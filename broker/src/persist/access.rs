@@ -31,6 +31,12 @@ pub enum AccessRecord {
         description: String,
         /// Tags.
         tags: Vec<String>,
+        /// Tracing on (RabbitMQ's firehose flag; kept and shown).
+        #[serde(default)]
+        tracing: bool,
+        /// The default queue type (`classic`, `quorum`, `stream`), if set.
+        #[serde(default)]
+        default_queue_type: Option<String>,
     },
     /// A user's permissions in a vhost.
     Permission {

@@ -29,6 +29,7 @@ pub(crate) use consumer::Consumer;
 pub(crate) use deadletter::is_cycle;
 pub use deadletter::{DeadLetter, Reason};
 pub(crate) use settings::Settings;
+pub(crate) use sink::Take;
 pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
 use crate::message::{now_ms, Message};

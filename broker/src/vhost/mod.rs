@@ -145,6 +145,16 @@ impl VHost {
         self.qs().get(name).cloned()
     }
 
+    /// Every exchange.
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// How many exchanges it has.
     pub fn exchange_count(&self) -> usize {
         self.exchanges

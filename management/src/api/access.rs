@@ -71,13 +71,17 @@ fn put_status(p: Put) -> Response {
 }
 
 fn vhost_json(v: &VHost, node: &str) -> Value {
+    let mut metadata = json!({ "description": v.description, "tags": v.tags });
+    if let Some(t) = &v.default_queue_type {
+        metadata["default_queue_type"] = json!(t);
+    }
     json!({
         "name": v.name,
         "description": v.description,
         "tags": v.tags,
-        "default_queue_type": "undefined",
-        "metadata": { "description": v.description, "tags": v.tags },
-        "tracing": false,
+        "default_queue_type": v.default_queue_type.as_deref().unwrap_or("undefined"),
+        "metadata": metadata,
+        "tracing": v.tracing,
         "cluster_state": { node: "running" },
     })
 }
@@ -142,13 +146,13 @@ async fn put_vhost(
 ) -> ApiResult<Response> {
     who.admin()?;
     let b = json_object(&body)?;
-    if let Some(t) = b.get("tracing") {
-        match t {
-            Value::Bool(_) => {}
-            Value::String(s) if s == "true" || s == "false" => {}
-            other => return Err(ApiError::bad_request(json!(["not_boolean", other]))),
-        }
-    }
+    let tracing = match b.get("tracing") {
+        None => None,
+        Some(Value::Bool(t)) => Some(*t),
+        Some(Value::String(s)) if s == "true" || s == "false" => Some(s == "true"),
+        Some(other) => return Err(ApiError::bad_request(json!(["not_boolean", other]))),
+    };
+    let existing = state.backend.vhosts().into_iter().find(|v| v.name == name);
     // Vhost tags keep empty items (RabbitMQ splits on ',' and trims).
     let tags = match b.get("tags") {
         None | Some(Value::Null) => Vec::new(),
@@ -157,10 +161,29 @@ async fn put_vhost(
         Some(Value::Array(items)) => items.iter().map(text_of).collect(),
         Some(_) => return Err(ApiError::internal()),
     };
+    // On update, description and tags are replaced (or reset), tracing kept unless given, the
+    // default queue type never changed: RabbitMQ 3.10.8's `defaultqueuetype` (sic) applies on
+    // creation only.
+    let default_queue_type = match &existing {
+        Some(v) => v.default_queue_type.clone(),
+        None => match b.get("defaultqueuetype").map(text_of) {
+            None => None,
+            Some(t) if matches!(t.as_str(), "classic" | "quorum" | "stream") => Some(t),
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Error occured while adding vhost",
+                    "invalid_queue_type",
+                ))
+            }
+        },
+    };
     let vhost = VHost {
         description: b.get("description").map(text_of).unwrap_or_default(),
         tags,
         name: name.clone(),
+        tracing: tracing.unwrap_or(existing.as_ref().is_some_and(|v| v.tracing)),
+        default_queue_type,
     };
     let put = state.backend.put_vhost(vhost)?;
     if put == Put::Created {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<State>> {
     Router::new()
+        .route("/api/aliveness-test/{vhost}", get(aliveness))
         .route("/api/healthchecks/node", get(node))
         .route("/api/healthchecks/node/{node}", get(node_named))
         .route("/api/health/checks/alarms", get(alarms))
@@ -47,6 +48,38 @@ async fn ok(_who: Authed) -> Json<Value> {
 
 async fn single_node(_who: Authed) -> Json<Value> {
     Json(json!({ "status": "ok", "reason": "single node cluster" }))
+}
+
+async fn aliveness(
+    S(state): S<Arc<State>>,
+    who: Authed,
+    Path(vhost): Path<String>,
+) -> ApiResult<Response> {
+    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+        return Err(ApiError::not_found());
+    }
+    // Here even monitoring users need a permission record in the vhost (administrators go on
+    // and are refused by the vhost login, as RabbitMQ's direct connection is).
+    let has_record = state
+        .backend
+        .permissions()
+        .iter()
+        .any(|p| p.vhost == vhost && p.user == who.0.name);
+    if !has_record && !who.0.is_admin() {
+        return Err(ApiError::not_authorised(
+            "User not authorised to access virtual host",
+        ));
+    }
+    let backend = state.backend.clone();
+    let user = who.0.name.clone();
+    let alive = tokio::task::spawn_blocking(move || backend.aliveness_test(&vhost, &user))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    Ok(if alive {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        failed(json!({ "status": "failed", "reason": "aliveness-test queue is empty" }))
+    })
 }
 
 async fn node(S(state): S<Arc<State>>, _who: Authed) -> Response {

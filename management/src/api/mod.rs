@@ -1,8 +1,10 @@
 //! The `/api` routes, one module per kind of object, as RabbitMQ's management API lays them out.
 
 mod access;
+mod definitions;
 mod health;
 mod limits;
+mod nodes;
 mod overview;
 
 use crate::error::ApiError;
@@ -22,6 +24,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(access::routes())
         .merge(health::routes())
         .merge(limits::routes())
+        .merge(definitions::routes())
+        .merge(nodes::routes())
         .fallback(|| async { ApiError::not_found() })
         // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.
         .layer(axum::extract::DefaultBodyLimit::max(8_000_000))

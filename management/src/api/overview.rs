@@ -31,8 +31,9 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         "rabbitmq_version": id.rabbitmq_version,
         "cluster_name": id.cluster_name,
         "warren_version": id.warren_version,
-        "erlang_version": "",
-        "erlang_full_version": "",
+        // No Erlang here: what runs instead.
+        "erlang_version": format!("Warren {}", id.warren_version),
+        "erlang_full_version": format!("Warren {} (Rust, tokio)", id.warren_version),
         "release_series_support_status": "supported",
         "disable_stats": false,
         "enable_queue_totals": false,
@@ -43,12 +44,7 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         "churn_rates": {},
         "queue_totals": {},
         "statistics_db_event_queue": 0,
-        "exchange_types": [
-            {"name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true},
-            {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
-            {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
-            {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
-        ],
+        "exchange_types": exchange_types(),
     });
     if who.0.is_monitor() {
         o["object_totals"] = json!(totals);
@@ -72,4 +68,14 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         });
     }
     Ok(Json(o))
+}
+
+/// The exchange types, as RabbitMQ lists them (sorted by name).
+pub(super) fn exchange_types() -> Value {
+    json!([
+        {"name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true},
+        {"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
+        {"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
+        {"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
+    ])
 }
