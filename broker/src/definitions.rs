@@ -330,7 +330,7 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
 
 /// Arguments as JSON become a field table as RabbitMQ's import makes them: strings are long
 /// strings, integers signed 64-bit, booleans, floats doubles, lists arrays, objects tables.
-fn table(v: Option<&Value>) -> FieldTable {
+pub(crate) fn table(v: Option<&Value>) -> FieldTable {
     let mut t = FieldTable::default();
     if let Some(Value::Object(obj)) = v {
         for (k, v) in obj {

@@ -11,9 +11,10 @@ use crate::auth::{Caller, PublishCache};
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
+use crate::vhost::VHost as VHostRef;
 use management::{
     Identity, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal, Put,
-    TopicPermission, User, VHost,
+    QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -60,6 +61,37 @@ impl DeliverySink for OneGet {
 
 /// The broker, as the management API sees it.
 pub(crate) struct Backend(pub(crate) Arc<Broker>);
+
+impl Backend {
+    /// A vhost and the user's standing in it, to run vhost operations as that user.
+    fn as_user(&self, user: &str, vhost: &str) -> Result<(Arc<VHostRef>, Caller), OpError> {
+        let Some(v) = self.0.vhost(vhost) else {
+            return Err(OpError::NotFound);
+        };
+        let grant = self
+            .0
+            .access
+            .grant(user, vhost)
+            .map_err(|_| OpError::Forbidden("Access refused.".into()))?;
+        Ok((
+            v,
+            Caller {
+                connection: None,
+                grant: Some(grant),
+            },
+        ))
+    }
+}
+
+/// An AMQP refusal as RabbitMQ's API reports it: access refused is a 401 with the AMQP text, a
+/// missing object a 404 with its words, anything else a 400 with the text without its code.
+fn amqp_error(e: crate::error::AmqpError) -> OpError {
+    match e.code.code() {
+        403 => OpError::Forbidden(e.reply_text()),
+        404 => OpError::NotFoundReason(e.explanation),
+        _ => OpError::BadRequest(e.explanation),
+    }
+}
 
 fn op_error(e: AdminError) -> OpError {
     match e {
@@ -404,6 +436,80 @@ impl management::Backend for Backend {
             rx.recv_timeout(std::time::Duration::from_secs(10)),
             Ok(Some(_))
         ))
+    }
+
+    fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
+        let vhosts = match vhost {
+            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
+            None => self.0.vhosts(),
+        };
+        let mut out = Vec::new();
+        for v in vhosts {
+            for q in v.queues() {
+                let (ready, unacked, consumers) = q.stats();
+                out.push(QueueInfo {
+                    vhost: v.name.clone(),
+                    name: q.name.clone(),
+                    durable: q.durable,
+                    auto_delete: q.auto_delete,
+                    exclusive: q.exclusive_owner.is_some(),
+                    arguments: crate::definitions::json_table(&q.arguments),
+                    messages_ready: ready,
+                    messages_unacknowledged: unacked,
+                    consumers,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn declare_queue(&self, user: &str, d: QueueDeclare) -> Result<Put, OpError> {
+        let (v, caller) = self.as_user(user, &d.vhost)?;
+        if d.passive {
+            v.usable_queue(&d.name, &caller).map_err(amqp_error)?;
+            return Ok(Put::Updated);
+        }
+        let spec = QueueSpec {
+            name: d.name,
+            durable: d.durable,
+            exclusive_owner: None,
+            auto_delete: d.auto_delete,
+            arguments: crate::definitions::table(Some(&d.arguments)),
+        };
+        let declared = v.declare_queue(spec, &caller).map_err(amqp_error)?;
+        Ok(if declared.created {
+            Put::Created
+        } else {
+            Put::Updated
+        })
+    }
+
+    fn delete_queue(
+        &self,
+        user: &str,
+        vhost: &str,
+        name: &str,
+        if_empty: bool,
+        if_unused: bool,
+    ) -> Result<(), OpError> {
+        let (v, caller) = self.as_user(user, vhost)?;
+        let only_if = crate::vhost::DeleteIf {
+            unused: if_unused,
+            empty: if_empty,
+        };
+        match v.delete_queue_named(name, &caller, only_if) {
+            Ok((Some(_), _)) => Ok(()),
+            Ok((None, _)) => Err(OpError::NotFound),
+            Err(e) => Err(amqp_error(e)),
+        }
+    }
+
+    fn purge_queue(&self, user: &str, vhost: &str, name: &str) -> Result<(), OpError> {
+        let (v, caller) = self.as_user(user, vhost)?;
+        if v.queue(name).is_none() {
+            return Err(OpError::NotFound);
+        }
+        v.purge_queue(name, &caller).map(|_| ()).map_err(amqp_error)
     }
 
     fn export_definitions(&self, vhost: Option<&str>) -> Result<Value, OpError> {

@@ -50,6 +50,9 @@ pub enum OpError {
     /// The object does not exist (404 `Object Not Found`).
     #[error("Not Found")]
     NotFound,
+    /// Not found, with RabbitMQ's words (404 `{"error":"not_found","reason":...}`).
+    #[error("{0}")]
+    NotFoundReason(String),
     /// Bad input (400), with RabbitMQ's reason text.
     #[error("{0}")]
     BadRequest(String),
@@ -178,6 +181,46 @@ pub struct ObjectTotals {
     pub consumers: u64,
 }
 
+/// A queue as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueInfo {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name.
+    pub name: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted with its last consumer.
+    pub auto_delete: bool,
+    /// Owned by a connection.
+    pub exclusive: bool,
+    /// Declared arguments, as JSON.
+    pub arguments: serde_json::Value,
+    /// Ready messages.
+    pub messages_ready: u64,
+    /// Delivered, not yet acknowledged.
+    pub messages_unacknowledged: u64,
+    /// Consumers.
+    pub consumers: u64,
+}
+
+/// A queue.declare asked through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDeclare {
+    /// Vhost.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Durable.
+    pub durable: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Arguments (a JSON object).
+    pub arguments: serde_json::Value,
+    /// Only check that it exists.
+    pub passive: bool,
+}
+
 /// A node's figures for `/api/nodes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -284,6 +327,21 @@ pub trait Backend: Send + Sync + 'static {
     /// (and leaves it), publishes a message to it and gets it back. `Ok(false)`: the message did
     /// not come back. Blocking: called off the runtime's workers.
     fn aliveness_test(&self, vhost: &str, user: &str) -> Result<bool, OpError>;
+    /// The queues of a vhost, or of every vhost (`NotFound` for an unknown vhost).
+    fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError>;
+    /// queue.declare as `user` (its permissions apply).
+    fn declare_queue(&self, user: &str, declare: QueueDeclare) -> Result<Put, OpError>;
+    /// queue.delete as `user` (`NotFound` if there is no such queue).
+    fn delete_queue(
+        &self,
+        user: &str,
+        vhost: &str,
+        name: &str,
+        if_empty: bool,
+        if_unused: bool,
+    ) -> Result<(), OpError>;
+    /// queue.purge as `user`.
+    fn purge_queue(&self, user: &str, vhost: &str, name: &str) -> Result<(), OpError>;
     /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
     fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's

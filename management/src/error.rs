@@ -78,6 +78,7 @@ impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::NotFound => ApiError::not_found(),
+            OpError::NotFoundReason(r) => ApiError::new(StatusCode::NOT_FOUND, "not_found", r),
             OpError::BadRequest(r) | OpError::Amqp(r) => ApiError::bad_request(r),
             OpError::Reason(v) => ApiError::bad_request(v),
             OpError::Forbidden(r) => ApiError::not_authorised(r),

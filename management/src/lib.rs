@@ -11,7 +11,7 @@ mod error;
 
 pub use backend::{
     Backend, Identity, Limits, NewPassword, NodeStats, ObjectTotals, OpError, Permission,
-    Principal, Put, TopicPermission, User, VHost,
+    Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 
 use std::net::SocketAddr;

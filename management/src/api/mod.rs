@@ -6,6 +6,7 @@ mod health;
 mod limits;
 mod nodes;
 mod overview;
+mod queues;
 
 use crate::error::ApiError;
 use crate::State;
@@ -25,6 +26,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(health::routes())
         .merge(limits::routes())
         .merge(definitions::routes())
+        .merge(queues::routes())
         .merge(nodes::routes())
         .fallback(|| async { ApiError::not_found() })
         // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.
