@@ -13,8 +13,8 @@ use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
 use management::{
-    Identity, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal, Put,
-    QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    ExchangeDeclare, ExchangeInfo, Identity, NewPassword, NodeStats, ObjectTotals, OpError,
+    Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -510,6 +510,67 @@ impl management::Backend for Backend {
             return Err(OpError::NotFound);
         }
         v.purge_queue(name, &caller).map(|_| ()).map_err(amqp_error)
+    }
+
+    fn exchanges(&self, vhost: Option<&str>) -> Result<Vec<ExchangeInfo>, OpError> {
+        let vhosts = match vhost {
+            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
+            None => self.0.vhosts(),
+        };
+        let mut out = Vec::new();
+        for v in vhosts {
+            for x in v.exchanges() {
+                let kind = if x.delayed {
+                    crate::exchange::DELAYED_TYPE
+                } else {
+                    x.kind.name()
+                };
+                out.push(ExchangeInfo {
+                    vhost: v.name.clone(),
+                    name: x.name.clone(),
+                    kind: kind.into(),
+                    durable: x.durable,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: crate::definitions::json_table(&x.arguments),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn declare_exchange(&self, user: &str, d: ExchangeDeclare) -> Result<Put, OpError> {
+        let (v, caller) = self.as_user(user, &d.vhost)?;
+        if d.passive {
+            v.check_exchange(&d.name).map_err(amqp_error)?;
+            return Ok(Put::Updated);
+        }
+        let existed = v.exchange(&d.name).is_some();
+        let spec = crate::vhost::ExchangeSpec {
+            name: d.name,
+            kind: d.kind,
+            durable: d.durable,
+            auto_delete: d.auto_delete,
+            internal: d.internal,
+            arguments: crate::definitions::table(Some(&d.arguments)),
+        };
+        v.declare_exchange(&spec, &caller).map_err(amqp_error)?;
+        Ok(if existed { Put::Updated } else { Put::Created })
+    }
+
+    fn delete_exchange(
+        &self,
+        user: &str,
+        vhost: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), OpError> {
+        let (v, caller) = self.as_user(user, vhost)?;
+        if v.exchange(name).is_none() {
+            return Err(OpError::NotFound);
+        }
+        v.delete_exchange_named(name, if_unused, &caller)
+            .map_err(amqp_error)
     }
 
     fn export_definitions(&self, vhost: Option<&str>) -> Result<Value, OpError> {

@@ -221,6 +221,46 @@ pub struct QueueDeclare {
     pub passive: bool,
 }
 
+/// An exchange as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeInfo {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name (`""` for the default exchange).
+    pub name: String,
+    /// Its declared type.
+    pub kind: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted with its last binding.
+    pub auto_delete: bool,
+    /// Not for publishers.
+    pub internal: bool,
+    /// Declared arguments, as JSON.
+    pub arguments: serde_json::Value,
+}
+
+/// An exchange.declare asked through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeDeclare {
+    /// Vhost.
+    pub vhost: String,
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: String,
+    /// Durable.
+    pub durable: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+    /// Internal.
+    pub internal: bool,
+    /// Arguments (a JSON object).
+    pub arguments: serde_json::Value,
+    /// Only check that it exists.
+    pub passive: bool,
+}
+
 /// A node's figures for `/api/nodes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -342,6 +382,18 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), OpError>;
     /// queue.purge as `user`.
     fn purge_queue(&self, user: &str, vhost: &str, name: &str) -> Result<(), OpError>;
+    /// The exchanges of a vhost, or of every vhost (`NotFound` for an unknown vhost).
+    fn exchanges(&self, vhost: Option<&str>) -> Result<Vec<ExchangeInfo>, OpError>;
+    /// exchange.declare as `user`.
+    fn declare_exchange(&self, user: &str, declare: ExchangeDeclare) -> Result<Put, OpError>;
+    /// exchange.delete as `user` (`NotFound` if there is no such exchange).
+    fn delete_exchange(
+        &self,
+        user: &str,
+        vhost: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), OpError>;
     /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
     fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's

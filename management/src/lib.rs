@@ -10,8 +10,8 @@ pub mod backend;
 mod error;
 
 pub use backend::{
-    Backend, Identity, Limits, NewPassword, NodeStats, ObjectTotals, OpError, Permission,
-    Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    Backend, ExchangeDeclare, ExchangeInfo, Identity, Limits, NewPassword, NodeStats, ObjectTotals,
+    OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 
 use std::net::SocketAddr;

@@ -2,6 +2,7 @@
 
 mod access;
 mod definitions;
+mod exchanges;
 mod health;
 mod limits;
 mod nodes;
@@ -27,6 +28,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(limits::routes())
         .merge(definitions::routes())
         .merge(queues::routes())
+        .merge(exchanges::routes())
         .merge(nodes::routes())
         .fallback(|| async { ApiError::not_found() })
         // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.

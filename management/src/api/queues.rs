@@ -113,7 +113,7 @@ async fn get_queue(
 }
 
 /// A boolean of a body: `true`/`false` or their strings (rabbitmqadmin sends strings).
-fn flag(b: &serde_json::Map<String, Value>, key: &str) -> ApiResult<bool> {
+pub(super) fn flag(b: &serde_json::Map<String, Value>, key: &str) -> ApiResult<bool> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(v)) => Ok(*v),
