@@ -13,8 +13,8 @@ use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
 use management::{
-    ExchangeDeclare, ExchangeInfo, Identity, NewPassword, NodeStats, ObjectTotals, OpError,
-    Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    BindingInfo, ExchangeDeclare, ExchangeInfo, Identity, NewPassword, NodeStats, ObjectTotals,
+    OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -571,6 +571,44 @@ impl management::Backend for Backend {
         }
         v.delete_exchange_named(name, if_unused, &caller)
             .map_err(amqp_error)
+    }
+
+    fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError> {
+        let vhosts = match vhost {
+            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
+            None => self.0.vhosts(),
+        };
+        let mut out = Vec::new();
+        for v in vhosts {
+            // The default exchange's implicit binding of every queue, as RabbitMQ lists it.
+            for q in v.queues() {
+                out.push(BindingInfo {
+                    vhost: v.name.clone(),
+                    source: String::new(),
+                    destination: q.name.clone(),
+                    destination_type: "queue".into(),
+                    routing_key: q.name.clone(),
+                    arguments: json!({}),
+                });
+            }
+            for x in v.exchanges().iter().filter(|x| !x.name.is_empty()) {
+                for (dest, key, args) in x.bindings() {
+                    let (destination, kind) = match dest {
+                        crate::exchange::Destination::Queue(q) => (q, "queue"),
+                        crate::exchange::Destination::Exchange(e) => (e, "exchange"),
+                    };
+                    out.push(BindingInfo {
+                        vhost: v.name.clone(),
+                        source: x.name.clone(),
+                        destination,
+                        destination_type: kind.into(),
+                        routing_key: key,
+                        arguments: crate::definitions::json_table(&args),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn export_definitions(&self, vhost: Option<&str>) -> Result<Value, OpError> {

@@ -261,6 +261,23 @@ pub struct ExchangeDeclare {
     pub passive: bool,
 }
 
+/// A binding as the API lists it (the default exchange's implicit ones included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingInfo {
+    /// Its vhost.
+    pub vhost: String,
+    /// The source exchange (`""`: the default exchange).
+    pub source: String,
+    /// The destination's name.
+    pub destination: String,
+    /// `queue` or `exchange`.
+    pub destination_type: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// Its arguments, as JSON.
+    pub arguments: serde_json::Value,
+}
+
 /// A node's figures for `/api/nodes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -394,6 +411,8 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
         if_unused: bool,
     ) -> Result<(), OpError>;
+    /// The bindings of a vhost, or of every vhost (`NotFound` for an unknown vhost).
+    fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError>;
     /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
     fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's

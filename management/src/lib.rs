@@ -10,8 +10,9 @@ pub mod backend;
 mod error;
 
 pub use backend::{
-    Backend, ExchangeDeclare, ExchangeInfo, Identity, Limits, NewPassword, NodeStats, ObjectTotals,
-    OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    Backend, BindingInfo, ExchangeDeclare, ExchangeInfo, Identity, Limits, NewPassword, NodeStats,
+    ObjectTotals, OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission,
+    User, VHost,
 };
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The `/api` routes, one module per kind of object, as RabbitMQ's management API lays them out.
 
 mod access;
+mod bindings;
 mod definitions;
 mod exchanges;
 mod health;
@@ -29,6 +30,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(definitions::routes())
         .merge(queues::routes())
         .merge(exchanges::routes())
+        .merge(bindings::routes())
         .merge(nodes::routes())
         .fallback(|| async { ApiError::not_found() })
         // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.
@@ -60,7 +62,7 @@ pub(crate) struct ListQuery {
     columns: Option<String>,
     sort: Option<String>,
     sort_reverse: Option<String>,
-    page: Option<String>,
+    pub(crate) page: Option<String>,
     page_size: Option<String>,
     name: Option<String>,
     use_regex: Option<String>,
