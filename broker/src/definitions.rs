@@ -459,11 +459,7 @@ pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Res
         for x in &xs {
             let exported = !x.name.is_empty() && !x.name.starts_with("amq.");
             if exported {
-                let kind = if x.delayed {
-                    crate::exchange::DELAYED_TYPE
-                } else {
-                    x.kind.name()
-                };
+                let kind = x.declared_type();
                 let mut item = json!({ "name": x.name, "type": kind, "durable": x.durable,
                                        "auto_delete": x.auto_delete });
                 if layout == Layout::Http {

@@ -63,6 +63,14 @@ impl DeliverySink for OneGet {
 pub(crate) struct Backend(pub(crate) Arc<Broker>);
 
 impl Backend {
+    /// One vhost (`NotFound` if there is none), or all of them.
+    fn vhosts_in(&self, vhost: Option<&str>) -> Result<Vec<Arc<VHostRef>>, OpError> {
+        match vhost {
+            Some(name) => Ok(vec![self.0.vhost(name).ok_or(OpError::NotFound)?]),
+            None => Ok(self.0.vhosts()),
+        }
+    }
+
     /// A vhost and the user's standing in it, to run vhost operations as that user.
     fn as_user(&self, user: &str, vhost: &str) -> Result<(Arc<VHostRef>, Caller), OpError> {
         let Some(v) = self.0.vhost(vhost) else {
@@ -439,10 +447,7 @@ impl management::Backend for Backend {
     }
 
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
-        let vhosts = match vhost {
-            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
-            None => self.0.vhosts(),
-        };
+        let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
         for v in vhosts {
             for q in v.queues() {
@@ -513,18 +518,11 @@ impl management::Backend for Backend {
     }
 
     fn exchanges(&self, vhost: Option<&str>) -> Result<Vec<ExchangeInfo>, OpError> {
-        let vhosts = match vhost {
-            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
-            None => self.0.vhosts(),
-        };
+        let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
         for v in vhosts {
             for x in v.exchanges() {
-                let kind = if x.delayed {
-                    crate::exchange::DELAYED_TYPE
-                } else {
-                    x.kind.name()
-                };
+                let kind = x.declared_type();
                 out.push(ExchangeInfo {
                     vhost: v.name.clone(),
                     name: x.name.clone(),
@@ -574,10 +572,7 @@ impl management::Backend for Backend {
     }
 
     fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError> {
-        let vhosts = match vhost {
-            Some(name) => vec![self.0.vhost(name).ok_or(OpError::NotFound)?],
-            None => self.0.vhosts(),
-        };
+        let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
         for v in vhosts {
             // The default exchange's implicit binding of every queue, as RabbitMQ lists it.

@@ -56,6 +56,17 @@ impl ExchangeKind {
     }
 }
 
+impl Exchange {
+    /// Its type as declared (`x-delayed-message` for a delayed exchange).
+    pub fn declared_type(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind.name()
+        }
+    }
+}
+
 /// The delayed-message exchange's type name.
 pub(crate) const DELAYED_TYPE: &str = "x-delayed-message";
 

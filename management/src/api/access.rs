@@ -86,6 +86,19 @@ fn vhost_json(v: &VHost, node: &str) -> Value {
     })
 }
 
+/// Whether `name` is a vhost.
+pub(crate) fn has_vhost(state: &State, name: &str) -> bool {
+    state.backend.vhosts().iter().any(|v| v.name == name)
+}
+
+/// The names of the vhosts `who` may see (see [`visible_vhosts`]).
+pub(crate) fn visible_names(state: &State, who: &Authed) -> Vec<String> {
+    visible_vhosts(state, who)
+        .into_iter()
+        .map(|v| v.name)
+        .collect()
+}
+
 /// The vhosts `who` may see: all for monitoring users, else those it has a permission record in.
 pub(crate) fn visible_vhosts(state: &State, who: &Authed) -> Vec<VHost> {
     let all = state.backend.vhosts();
@@ -408,7 +421,7 @@ async fn vhost_permissions(
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.admin()?;
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::not_found());
     }
     Ok(Json(Value::Array(
@@ -533,7 +546,7 @@ async fn vhost_topic_permissions(
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.admin()?;
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::not_found());
     }
     Ok(Json(Value::Array(

@@ -3,7 +3,7 @@
 //! exchange's (`/api/exchanges/V/X/bindings/source|destination`), with RabbitMQ's
 //! `properties_key`.
 
-use super::access::visible_vhosts;
+use super::access::visible_names;
 use super::{list_response, ListQuery};
 use crate::auth::Authed;
 use crate::backend::BindingInfo;
@@ -91,10 +91,7 @@ fn visible(
     strict: bool,
     keep: impl Fn(&BindingInfo) -> bool,
 ) -> ApiResult<Vec<Value>> {
-    let mine: Vec<String> = visible_vhosts(state, who)
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
+    let mine = visible_names(state, who);
     let mut list = match state.backend.bindings(vhost) {
         Ok(l) => l,
         Err(e) if strict => return Err(e.into()),

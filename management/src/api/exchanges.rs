@@ -1,7 +1,7 @@
 //! `/api/exchanges`, `/api/exchanges/V`, `/api/exchanges/V/X` (GET, PUT, DELETE): declares and
 //! deletes run as the calling user, with its permissions.
 
-use super::access::visible_vhosts;
+use super::access::{has_vhost, visible_names};
 use super::queues::flag;
 use super::{json_object, list_response, ListQuery};
 use crate::auth::Authed;
@@ -48,10 +48,7 @@ fn exchange_json(x: &ExchangeInfo) -> Value {
 }
 
 fn listed(state: &State, who: &Authed, vhost: Option<&str>) -> ApiResult<Vec<Value>> {
-    let visible: Vec<String> = visible_vhosts(state, who)
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
+    let visible = visible_names(state, who);
     let mut xs = state.backend.exchanges(vhost)?;
     xs.retain(|x| visible.contains(&x.vhost));
     xs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
@@ -113,7 +110,7 @@ async fn put_exchange(
     if name.starts_with("amq.") && !exists {
         return Err(ApiError::not_authorised("Access refused."));
     }
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -1,5 +1,6 @@
 //! Health checks: `/api/healthchecks/node`, `/api/health/checks/*`, and `/api/auth`.
 
+use super::access::has_vhost;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::State;
@@ -55,7 +56,7 @@ async fn aliveness(
     who: Authed,
     Path(vhost): Path<String>,
 ) -> ApiResult<Response> {
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::not_found());
     }
     // Here even monitoring users need a permission record in the vhost (administrators go on

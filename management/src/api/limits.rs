@@ -1,6 +1,6 @@
 //! `/api/vhost-limits` and `/api/user-limits`.
 
-use super::access::visible_vhosts;
+use super::access::{has_vhost, visible_names, visible_vhosts};
 use super::json_object;
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
@@ -50,10 +50,7 @@ fn value_of(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 async fn all_vhost_limits(S(state): S<Arc<State>>, who: Authed) -> ApiResult<Json<Value>> {
-    let visible: Vec<String> = visible_vhosts(&state, &who)
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
+    let visible = visible_names(&state, &who);
     let list = state
         .backend
         .vhost_limits()
@@ -69,7 +66,7 @@ async fn vhost_limits(
     who: Authed,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::not_found());
     }
     if !visible_vhosts(&state, &who).iter().any(|v| v.name == vhost) {
@@ -97,7 +94,7 @@ async fn put_vhost_limit(
     who.admin()?;
     json_content(&headers)?;
     let value = value_of(&body)?;
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -17,10 +17,7 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
     let totals = if who.0.is_monitor() {
         state.backend.object_totals(None)
     } else {
-        let mine: Vec<String> = super::access::visible_vhosts(&state, &who)
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
+        let mine = super::access::visible_names(&state, &who);
         state.backend.object_totals(Some(&mine))
     };
     let mut o = json!({

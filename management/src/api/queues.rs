@@ -2,7 +2,7 @@
 //! `/api/queues/V/Q/contents` (purge). Declares and deletes go through the broker as the calling
 //! user, so its permissions apply as they do over AMQP.
 
-use super::access::visible_vhosts;
+use super::access::{has_vhost, visible_names};
 use super::{json_object, list_response, ListQuery};
 use crate::auth::Authed;
 use crate::backend::{Put, QueueDeclare, QueueInfo};
@@ -63,10 +63,7 @@ fn queue_json(q: &QueueInfo, node: &str) -> Value {
 
 fn listed(state: &State, who: &Authed, vhost: Option<&str>) -> ApiResult<Vec<Value>> {
     let node = state.backend.identity().node;
-    let visible: Vec<String> = visible_vhosts(state, who)
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
+    let visible = visible_names(state, who);
     let mut queues = state.backend.queues(vhost)?;
     queues.retain(|q| visible.contains(&q.vhost));
     queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
@@ -138,7 +135,7 @@ async fn put_queue(
             name.len()
         )));
     }
-    if !state.backend.vhosts().iter().any(|v| v.name == vhost) {
+    if !has_vhost(&state, &vhost) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
