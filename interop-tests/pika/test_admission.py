@@ -84,10 +84,26 @@ def test_connection_max_makes_new_clients_wait_until_one_closes(work):
 def test_handshake_max_closes_connections_beyond_it(work):
     proc, log, port = start(work, "handshake_max = 2\nhandshake_timeout = 30\n", "toml")
     try:
-        # Two clients that connect and say nothing hold both handshake slots.
-        idle = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(2)]
-        for s in idle:
-            s.sendall(PROTOCOL_HEADER[:4])
+        # Two clients that get connection.start and then say nothing hold both handshake slots.
+        # start() probed the port with a connection of its own whose slot is given back only
+        # when the broker reads its EOF, so a client closed at once here met that probe's slot:
+        # it is replaced until two clients hold a handshake each.
+        idle = []
+        deadline = time.monotonic() + WAIT
+        while len(idle) < 2:
+            s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            s.sendall(PROTOCOL_HEADER)
+            raw = RawAMQP.__new__(RawAMQP)
+            raw.sock, raw.buf = s, b""
+            try:
+                m = raw.read_method()
+            except (ConnectionError, EOFError):
+                m = None
+            if m is not None and m[1:3] == (10, 10):
+                idle.append(s)
+            else:
+                s.close()
+                assert time.monotonic() < deadline, "the probe's handshake slot was not given back"
         # A third is closed at once: EOF, nothing sent.
         third = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
         try:
