@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and property tests, the lapin interop suite against an
 # in-process Warren, the pika suite and the amqplib (Node) tests against a freshly started `warren`
-# binary, and the two reference pika scripts run verbatim inside a private network namespace.
+# binary, the web UI in headless Chromium, and the two reference pika scripts run verbatim inside
+# a private network namespace.
 # Installs what it needs (Debian packages, a Python venv with pika, amqplib with npm) on a fresh
 # machine.
 set -euo pipefail
@@ -32,6 +33,9 @@ has_libclang || need+=(libclang-dev)
 # Debian's rabbitmq-server package; only that script is used.
 compgen -G '/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_management-*/priv/www/cli/rabbitmqadmin' >/dev/null ||
   need+=(rabbitmq-server)
+# The web UI test drives Debian's headless Chromium through ChromeDriver.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -76,6 +80,9 @@ AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
 # The management HTTP API through requests and rabbitmqadmin.
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" MGMT_URL="http://127.0.0.1:$MGMT_PORT" \
   "$root/interop-tests/run-http.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
+# The web UI in headless Chromium: log in, declare a queue through the page, see it listed.
+AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" MGMT_URL="http://127.0.0.1:$MGMT_PORT" \
+  UI_SCREENSHOTS="$data/ui-shots" "$root/interop-tests/run-ui.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
 # The amqplib (Node) tests: closing with frames in flight (npm ci on first use).
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   "$root/interop-tests/run-node.sh" || { tail -50 "$WARREN_LOG"; exit 1; }

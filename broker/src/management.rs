@@ -13,8 +13,9 @@ use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
 use management::{
-    BindingInfo, ExchangeDeclare, ExchangeInfo, Identity, NewPassword, NodeStats, ObjectTotals,
-    OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    AckMode, BindingInfo, ExchangeDeclare, ExchangeInfo, GotMessage, Identity, MessageProperties,
+    NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal, Publish, Put,
+    QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -98,6 +99,130 @@ fn amqp_error(e: crate::error::AmqpError) -> OpError {
         403 => OpError::Forbidden(e.reply_text()),
         404 => OpError::NotFoundReason(e.explanation),
         _ => OpError::BadRequest(e.explanation),
+    }
+}
+
+/// An AMQP refusal of an API publish: RabbitMQ answers 400 with the reply code and text
+/// (`404 NOT_FOUND - no exchange 'x' in vhost '/'`).
+fn publish_error(e: crate::error::AmqpError) -> OpError {
+    OpError::Amqp(format!("{} {}", e.code.code(), e.reply_text()))
+}
+
+/// The vhost is unknown or the user may not use it: the API's 401 `Access refused.`.
+fn refused(e: OpError) -> OpError {
+    match e {
+        OpError::NotFound => OpError::Forbidden("Access refused.".into()),
+        other => other,
+    }
+}
+
+/// Typed properties for a message published through the API.
+fn basic_properties(p: &MessageProperties) -> amqp_codec::Properties {
+    use amqp_codec::protocol::basic::AMQPProperties;
+    use amqp_codec::types::ShortString;
+    let short = |s: &String| ShortString::from(s.clone());
+    let mut b = AMQPProperties::default();
+    if let Some(v) = &p.content_type {
+        b = b.with_content_type(short(v));
+    }
+    if let Some(v) = &p.content_encoding {
+        b = b.with_content_encoding(short(v));
+    }
+    if let Some(h) = &p.headers {
+        b = b.with_headers(crate::definitions::table(Some(h)));
+    }
+    if let Some(v) = p.delivery_mode {
+        b = b.with_delivery_mode(v);
+    }
+    if let Some(v) = p.priority {
+        b = b.with_priority(v);
+    }
+    if let Some(v) = &p.correlation_id {
+        b = b.with_correlation_id(short(v));
+    }
+    if let Some(v) = &p.reply_to {
+        b = b.with_reply_to(short(v));
+    }
+    if let Some(v) = &p.expiration {
+        b = b.with_expiration(short(v));
+    }
+    if let Some(v) = &p.message_id {
+        b = b.with_message_id(short(v));
+    }
+    if let Some(v) = p.timestamp {
+        b = b.with_timestamp(v);
+    }
+    if let Some(v) = &p.kind {
+        b = b.with_type(short(v));
+    }
+    if let Some(v) = &p.user_id {
+        b = b.with_user_id(short(v));
+    }
+    if let Some(v) = &p.app_id {
+        b = b.with_app_id(short(v));
+    }
+    amqp_codec::Properties::from_basic(&b)
+}
+
+/// A message's properties as the API's `/get` shows them: the ones set, in RabbitMQ's order
+/// (the wire order reversed), or `[]` when none is.
+fn properties_json(p: &amqp_codec::Properties) -> Value {
+    let b = p.to_basic();
+    let mut m = serde_json::Map::new();
+    let mut text = |key: &str, v: &Option<amqp_codec::types::ShortString>| {
+        if let Some(v) = v {
+            m.insert(key.into(), json!(v.as_str()));
+        }
+    };
+    text("cluster_id", b.cluster_id());
+    text("app_id", b.app_id());
+    text("user_id", b.user_id());
+    text("type", b.kind());
+    if let Some(t) = b.timestamp() {
+        m.insert("timestamp".into(), json!(t));
+    }
+    let mut text = |key: &str, v: &Option<amqp_codec::types::ShortString>| {
+        if let Some(v) = v {
+            m.insert(key.into(), json!(v.as_str()));
+        }
+    };
+    text("message_id", b.message_id());
+    text("expiration", b.expiration());
+    text("reply_to", b.reply_to());
+    text("correlation_id", b.correlation_id());
+    if let Some(v) = b.priority() {
+        m.insert("priority".into(), json!(v));
+    }
+    if let Some(v) = b.delivery_mode() {
+        m.insert("delivery_mode".into(), json!(v));
+    }
+    if let Some(h) = b.headers() {
+        m.insert("headers".into(), crate::definitions::json_table(h));
+    }
+    if let Some(v) = b.content_encoding() {
+        m.insert("content_encoding".into(), json!(v.as_str()));
+    }
+    if let Some(v) = b.content_type() {
+        m.insert("content_type".into(), json!(v.as_str()));
+    }
+    if m.is_empty() {
+        json!([])
+    } else {
+        Value::Object(m)
+    }
+}
+
+/// A binding of the API as the vhost's operations take it.
+fn binding_spec(b: &BindingInfo) -> crate::vhost::BindingSpec {
+    let destination = match b.destination_type.as_str() {
+        "exchange" => crate::exchange::Destination::Exchange(b.destination.clone()),
+        _ => crate::exchange::Destination::Queue(b.destination.clone()),
+    };
+    crate::vhost::BindingSpec {
+        source: b.source.clone(),
+        destination,
+        routing_key: b.routing_key.clone(),
+        arguments: crate::definitions::table(Some(&b.arguments)),
     }
 }
 
@@ -446,6 +571,105 @@ impl management::Backend for Backend {
         ))
     }
 
+    fn get_messages(
+        &self,
+        user: &str,
+        vhost: &str,
+        queue: &str,
+        count: usize,
+        mode: AckMode,
+    ) -> Result<Vec<GotMessage>, OpError> {
+        let (v, caller) = self.as_user(user, vhost).map_err(refused)?;
+        let q = v
+            .readable_queue(queue, &caller)
+            .map_err(|e| match e.code.code() {
+                404 => OpError::NotFoundReason(e.reply_text()),
+                _ => amqp_error(e),
+            })?;
+        let sink_of =
+            |tx| -> Arc<dyn DeliverySink> { Arc::new(OneGet(std::sync::Mutex::new(Some(tx)))) };
+        let mut got = Vec::new();
+        let mut taken = Vec::new();
+        // basic.get without auto-ack, `count` times; the messages are settled together at the
+        // end, so that each get sees the ones before it gone (RabbitMQ's `message_count`).
+        for _ in 0..count {
+            let (tx, rx) = std::sync::mpsc::channel();
+            q.get(&sink_of(tx), false);
+            // A get answered from the store comes back from another thread, soon.
+            let Ok(Some(t)) = rx.recv_timeout(std::time::Duration::from_secs(10)) else {
+                break;
+            };
+            got.push(GotMessage {
+                payload: t.outgoing.body.clone(),
+                redelivered: t.redelivered,
+                exchange: t.outgoing.exchange.clone(),
+                routing_key: t.outgoing.routing_key.clone(),
+                message_count: t.remaining,
+                properties: properties_json(&t.outgoing.properties),
+            });
+            taken.push(t.delivery);
+        }
+        match mode {
+            AckMode::AckRequeueTrue | AckMode::RejectRequeueTrue => q.requeue(&taken),
+            AckMode::AckRequeueFalse => q.acked(&taken),
+            AckMode::RejectRequeueFalse => q.discarded(&taken),
+        }
+        Ok(got)
+    }
+
+    fn publish(&self, user: &str, p: Publish) -> Result<bool, OpError> {
+        let (v, caller) = self.as_user(user, &p.vhost).map_err(refused)?;
+        let name = if p.exchange == "amq.default" {
+            ""
+        } else {
+            p.exchange.as_str()
+        };
+        let mut cache = PublishCache::default();
+        let x = v
+            .publish_target(name, &p.routing_key, &caller, &mut cache)
+            .map_err(publish_error)?;
+        let properties = basic_properties(&p.properties);
+        v.check_message(&x, &properties, user, &caller)
+            .map_err(publish_error)?;
+        let mut message = Message::new(
+            name.to_string(),
+            p.routing_key,
+            properties,
+            bytes::Bytes::from(p.payload),
+        );
+        if message.properties.has_headers() {
+            message = message.with_sender_selected_keys().map_err(|reason| {
+                OpError::Amqp(format!(
+                    "406 PRECONDITION_FAILED - invalid message: {reason}"
+                ))
+            })?;
+        }
+        // As RabbitMQ's API publishes: on a confirm channel, waiting for the confirm.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wait = crate::persist::ConfirmWait::new(move |ok| {
+            let _ = tx.send(ok);
+        });
+        let published = v.publish(
+            &x,
+            Arc::new(message),
+            Some(&wait),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        let confirmed = match wait.release() {
+            Some(ok) => ok,
+            None => rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or(false),
+        };
+        if !confirmed {
+            return Err(OpError::Amqp(
+                "rejected Unable to publish message. Check queue limits.".into(),
+            ));
+        }
+        Ok(published == crate::vhost::Published::Routed)
+    }
+
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
         let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
@@ -569,6 +793,16 @@ impl management::Backend for Backend {
         }
         v.delete_exchange_named(name, if_unused, &caller)
             .map_err(amqp_error)
+    }
+
+    fn bind(&self, user: &str, b: &BindingInfo) -> Result<(), OpError> {
+        let (v, caller) = self.as_user(user, &b.vhost)?;
+        v.bind(&binding_spec(b), &caller).map_err(amqp_error)
+    }
+
+    fn unbind(&self, user: &str, b: &BindingInfo) -> Result<(), OpError> {
+        let (v, caller) = self.as_user(user, &b.vhost)?;
+        v.unbind(&binding_spec(b), &caller).map_err(amqp_error)
     }
 
     fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError> {

@@ -204,6 +204,84 @@ pub struct QueueInfo {
     pub consumers: u64,
 }
 
+/// The properties of a message published through the API (`/api/exchanges/V/E/publish`),
+/// already checked for their types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageProperties {
+    /// `content_type`.
+    pub content_type: Option<String>,
+    /// `content_encoding`.
+    pub content_encoding: Option<String>,
+    /// `headers`, as JSON (no `null` anywhere in it).
+    pub headers: Option<serde_json::Value>,
+    /// `delivery_mode` (2: persistent).
+    pub delivery_mode: Option<u8>,
+    /// `priority`.
+    pub priority: Option<u8>,
+    /// `correlation_id`.
+    pub correlation_id: Option<String>,
+    /// `reply_to`.
+    pub reply_to: Option<String>,
+    /// `expiration`.
+    pub expiration: Option<String>,
+    /// `message_id`.
+    pub message_id: Option<String>,
+    /// `timestamp` (seconds).
+    pub timestamp: Option<u64>,
+    /// `type`.
+    pub kind: Option<String>,
+    /// `user_id`.
+    pub user_id: Option<String>,
+    /// `app_id`.
+    pub app_id: Option<String>,
+}
+
+/// A message published through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    /// Its vhost.
+    pub vhost: String,
+    /// The exchange (`amq.default` is the default exchange).
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Its properties.
+    pub properties: MessageProperties,
+    /// Its body.
+    pub payload: Vec<u8>,
+}
+
+/// What `/api/queues/V/Q/get` does with the messages it took (RabbitMQ's `ackmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Put back, redelivered (`ack_requeue_true`).
+    AckRequeueTrue,
+    /// Acknowledged: gone (`ack_requeue_false`).
+    AckRequeueFalse,
+    /// Rejected and put back (`reject_requeue_true`).
+    RejectRequeueTrue,
+    /// Rejected: dead-lettered if the queue has a dead-letter exchange (`reject_requeue_false`).
+    RejectRequeueFalse,
+}
+
+/// One message `/api/queues/V/Q/get` took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GotMessage {
+    /// The body.
+    pub payload: axum::body::Bytes,
+    /// Delivered before.
+    pub redelivered: bool,
+    /// The exchange it was published to.
+    pub exchange: String,
+    /// Its routing key.
+    pub routing_key: String,
+    /// Ready messages left after it was taken.
+    pub message_count: u32,
+    /// Its properties as RabbitMQ shows them: an object of the ones set (in RabbitMQ's order),
+    /// or `[]` when none is.
+    pub properties: serde_json::Value,
+}
+
 /// A queue.declare asked through the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDeclare {
@@ -399,6 +477,21 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), OpError>;
     /// queue.purge as `user`.
     fn purge_queue(&self, user: &str, vhost: &str, name: &str) -> Result<(), OpError>;
+    /// `/api/queues/V/Q/get`: takes up to `count` messages as `user` (basic.get without
+    /// auto-ack), then settles them all as `mode` says. Blocking: called off the runtime's
+    /// workers.
+    fn get_messages(
+        &self,
+        user: &str,
+        vhost: &str,
+        queue: &str,
+        count: usize,
+        mode: AckMode,
+    ) -> Result<Vec<GotMessage>, OpError>;
+    /// `/api/exchanges/V/E/publish` as `user`, with the checks of an AMQP publish; waits for
+    /// the message to be enqueued (and stored, if persistent). True if a queue took it.
+    /// Blocking: called off the runtime's workers.
+    fn publish(&self, user: &str, publish: Publish) -> Result<bool, OpError>;
     /// The exchanges of a vhost, or of every vhost (`NotFound` for an unknown vhost).
     fn exchanges(&self, vhost: Option<&str>) -> Result<Vec<ExchangeInfo>, OpError>;
     /// exchange.declare as `user`.
@@ -413,6 +506,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), OpError>;
     /// The bindings of a vhost, or of every vhost (`NotFound` for an unknown vhost).
     fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError>;
+    /// queue.bind or exchange.bind as `user` (`NotFound` for an unknown vhost).
+    fn bind(&self, user: &str, binding: &BindingInfo) -> Result<(), OpError>;
+    /// queue.unbind or exchange.unbind as `user`.
+    fn unbind(&self, user: &str, binding: &BindingInfo) -> Result<(), OpError>;
     /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
     fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's

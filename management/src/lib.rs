@@ -8,11 +8,12 @@ mod api;
 mod auth;
 pub mod backend;
 mod error;
+mod ui;
 
 pub use backend::{
-    Backend, BindingInfo, ExchangeDeclare, ExchangeInfo, Identity, Limits, NewPassword, NodeStats,
-    ObjectTotals, OpError, Permission, Principal, Put, QueueDeclare, QueueInfo, TopicPermission,
-    User, VHost,
+    AckMode, Backend, BindingInfo, ExchangeDeclare, ExchangeInfo, GotMessage, Identity, Limits,
+    MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal,
+    Publish, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 
 use std::net::SocketAddr;

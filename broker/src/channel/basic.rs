@@ -224,30 +224,10 @@ impl Channel {
             ctx.caller,
             &mut self.publish_cache,
         )?;
-        if exchange.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{}' in vhost '{}'",
-                exchange.name, ctx.vhost.name
-            )));
-        }
-        if let Some(uid) = a.properties.user_id() {
-            // RabbitMQ lets a user tagged `impersonator` publish as anyone.
-            if uid != ctx.user && !ctx.caller.may_impersonate() {
-                return Err(AmqpError::precondition_failed(format!(
-                    "user_id property set to '{uid}' but authenticated user was '{}'",
-                    ctx.user
-                )));
-            }
-        }
+        ctx.vhost
+            .check_message(&exchange, &a.properties, ctx.user, ctx.caller)?;
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
-        }
-        if let Some(e) = a.properties.expiration() {
-            if let Err(reason) = crate::message::parse_expiration(e) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{e}': {reason}"
-                )));
-            }
         }
         let mut message = Message::new(
             p.exchange.as_str().to_string(),

@@ -4,12 +4,15 @@
 //! delayed messages that fell due.
 
 use super::VHost;
+use crate::auth::Caller;
 use crate::direct_reply::REPLY_PREFIX;
+use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Destination, Exchange};
 use crate::message::Message;
 use crate::persist::ConfirmWait;
 use crate::queue::{DeadLetter, Enqueued, Queue};
 use amqp_codec::types::FieldTable;
+use amqp_codec::Properties;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tracing::debug;
@@ -24,6 +27,40 @@ pub enum Published {
 }
 
 impl VHost {
+    /// The checks a message passes before it is routed, whoever publishes it (a channel, the
+    /// management API): not to an internal exchange (403), a `user_id` that is the publisher's
+    /// own unless it may impersonate (406), an `expiration` that parses (406).
+    pub fn check_message(
+        &self,
+        exchange: &Exchange,
+        properties: &Properties,
+        user: &str,
+        caller: &Caller,
+    ) -> AmqpResult<()> {
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, self.name
+            )));
+        }
+        if let Some(uid) = properties.user_id() {
+            // RabbitMQ lets a user tagged `impersonator` publish as anyone.
+            if uid != user && !caller.may_impersonate() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{user}'"
+                )));
+            }
+        }
+        if let Some(e) = properties.expiration() {
+            if let Err(reason) = crate::message::parse_expiration(e) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{e}': {reason}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes `message` to `exchange`: a direct reply goes straight to its requester, a
     /// message for a delayed exchange is kept until due, anything else is routed and enqueued
     /// (with a completion of `wait` for every store write a confirm waits for; a queue that

@@ -6,6 +6,7 @@ mod definitions;
 mod exchanges;
 mod health;
 mod limits;
+mod messages;
 mod nodes;
 mod overview;
 mod queues;
@@ -29,9 +30,11 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(limits::routes())
         .merge(definitions::routes())
         .merge(queues::routes())
+        .merge(messages::routes())
         .merge(exchanges::routes())
         .merge(bindings::routes())
         .merge(nodes::routes())
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::not_found() })
         // Bodies up to RabbitMQ's limit (8 MB) are read; larger ones are refused.
         .layer(axum::extract::DefaultBodyLimit::max(8_000_000))
