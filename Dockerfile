@@ -43,7 +43,7 @@ WORKDIR /var/lib/warren
 # Numeric, so that runtimes can tell it is not root (runAsNonRoot) without /etc/passwd.
 USER 999:999
 
-EXPOSE 5672
+EXPOSE 5672 15672 15692
 
 # Healthy while something listens on TCP port 5672 (IPv4 or IPv6). This reads
 # /proc instead of connecting, so it adds no connection and no log line per

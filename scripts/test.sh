@@ -66,8 +66,9 @@ WARREN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 export WARREN_PORT
 # Small queue memory budgets, so that the suites' backlogs are mostly paged to the store.
 MGMT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'queue_memory_messages = 64\nqueue_memory_bytes = 65536\nmanagement_port = %s\nmanagement_ip = "127.0.0.1"\n' \
-  "$MGMT_PORT" >"$data/warren.toml"
+PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'queue_memory_messages = 64\nqueue_memory_bytes = 65536\nmanagement_port = %s\nmanagement_ip = "127.0.0.1"\nprometheus_port = %s\nprometheus_ip = "127.0.0.1"\n' \
+  "$MGMT_PORT" "$PROM_PORT" >"$data/warren.toml"
 export WARREN_CONFIG="$data/warren.toml"
 ctl="$root/interop-tests/warren-ctl.sh"
 trap '"$ctl" stop || true; rm -rf "$data"' EXIT
@@ -77,8 +78,9 @@ AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" \
   BROKER_RESTART="$ctl restart" BROKER_KILL_RESTART="$ctl kill-restart" \
   CTL="$WARREN_BIN ctl --data-dir $WARREN_DATA" \
   "$root/interop-tests/run-pika.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
-# The management HTTP API through requests and rabbitmqadmin.
+# The management HTTP API through requests and rabbitmqadmin, and the Prometheus endpoint.
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" MGMT_URL="http://127.0.0.1:$MGMT_PORT" \
+  PROM_URL="http://127.0.0.1:$PROM_PORT" \
   "$root/interop-tests/run-http.sh" || { tail -50 "$WARREN_LOG"; exit 1; }
 # The web UI in headless Chromium: log in, declare a queue through the page, see it listed.
 AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F" MGMT_URL="http://127.0.0.1:$MGMT_PORT" \

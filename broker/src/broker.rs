@@ -159,6 +159,7 @@ impl Broker {
                 channels,
             },
         );
+        crate::metrics::COUNTERS.connections_opened.inc();
         Ok(())
     }
 
@@ -194,7 +195,9 @@ impl Broker {
 
     /// Forgets a connection that ended.
     pub fn unregister_connection(&self, id: u64) {
-        self.conns().remove(&id);
+        if self.conns().remove(&id).is_some() {
+            crate::metrics::COUNTERS.connections_closed.inc();
+        }
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {

@@ -226,6 +226,14 @@ fn binding_spec(b: &BindingInfo) -> crate::vhost::BindingSpec {
     }
 }
 
+fn policy_kind(operator: bool) -> crate::policy::Kind {
+    if operator {
+        crate::policy::Kind::Operator
+    } else {
+        crate::policy::Kind::Policy
+    }
+}
+
 fn op_error(e: AdminError) -> OpError {
     match e {
         AdminError::NoSuchUser(_) | AdminError::NoSuchVHost(_) => OpError::NotFound,
@@ -649,13 +657,22 @@ impl management::Backend for Backend {
         let wait = crate::persist::ConfirmWait::new(move |ok| {
             let _ = tx.send(ok);
         });
+        let mut routed_to = Vec::new();
         let published = v.publish(
             &x,
             Arc::new(message),
             Some(&wait),
-            &mut Vec::new(),
+            &mut routed_to,
             &mut Vec::new(),
         );
+        // Counted as RabbitMQ counts its API's publishes: on a confirm channel.
+        let c = &crate::metrics::COUNTERS;
+        c.received.inc();
+        c.received_confirm.inc();
+        match published {
+            crate::vhost::Published::Routed => c.routed.add(routed_to.len().max(1) as u64),
+            crate::vhost::Published::Unroutable => c.unroutable_dropped.inc(),
+        }
         let confirmed = match wait.release() {
             Some(ok) => ok,
             None => rx
@@ -670,12 +687,17 @@ impl management::Backend for Backend {
         Ok(published == crate::vhost::Published::Routed)
     }
 
+    fn metrics(&self) -> management::metrics::MetricsSnapshot {
+        crate::metrics::snapshot(&self.0)
+    }
+
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
         let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
         for v in vhosts {
             for q in v.queues() {
                 let (ready, unacked, consumers) = q.stats();
+                let (policy, operator) = v.policies_for(&q.name, true);
                 out.push(QueueInfo {
                     vhost: v.name.clone(),
                     name: q.name.clone(),
@@ -686,6 +708,12 @@ impl management::Backend for Backend {
                     messages_ready: ready,
                     messages_unacknowledged: unacked,
                     consumers,
+                    effective_policy_definition: crate::policy::effective_definition(
+                        policy.as_ref(),
+                        operator.as_ref(),
+                    ),
+                    policy: policy.map(|p| p.name),
+                    operator_policy: operator.map(|p| p.name),
                 });
             }
         }
@@ -755,6 +783,7 @@ impl management::Backend for Backend {
                     auto_delete: x.auto_delete,
                     internal: x.internal,
                     arguments: crate::definitions::json_table(&x.arguments),
+                    policy: v.policies_for(&x.name, false).0.map(|p| p.name),
                 });
             }
         }
@@ -793,6 +822,52 @@ impl management::Backend for Backend {
         }
         v.delete_exchange_named(name, if_unused, &caller)
             .map_err(amqp_error)
+    }
+
+    fn policies(&self, operator: bool) -> Vec<Value> {
+        let kind = policy_kind(operator);
+        self.0
+            .vhosts()
+            .iter()
+            .flat_map(|v| v.policies(kind))
+            .map(|p| p.to_json())
+            .collect()
+    }
+
+    fn put_policy(
+        &self,
+        operator: bool,
+        vhost: &str,
+        name: &str,
+        body: &serde_json::Map<String, Value>,
+    ) -> Result<Put, OpError> {
+        let Some(v) = self.0.vhost(vhost) else {
+            return Err(OpError::NotFoundReason("vhost_not_found".into()));
+        };
+        let policy = crate::policy::Policy::new(
+            policy_kind(operator),
+            vhost,
+            name,
+            body.get("pattern").unwrap_or(&Value::Null),
+            body.get("definition").unwrap_or(&Value::Null),
+            body.get("apply-to"),
+            body.get("priority"),
+        )
+        .map_err(|why| OpError::BadRequest(format!("Validation failed\n\n{why}\n")))?;
+        Ok(if v.set_policy(policy_kind(operator), policy) {
+            Put::Created
+        } else {
+            Put::Updated
+        })
+    }
+
+    fn delete_policy(&self, operator: bool, vhost: &str, name: &str) -> Result<(), OpError> {
+        let v = self.0.vhost(vhost).ok_or(OpError::NotFound)?;
+        if v.clear_policy(policy_kind(operator), name) {
+            Ok(())
+        } else {
+            Err(OpError::NotFound)
+        }
     }
 
     fn bind(&self, user: &str, b: &BindingInfo) -> Result<(), OpError> {

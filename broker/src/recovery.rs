@@ -46,6 +46,11 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         .iter()
         .filter_map(|v| AccessRecord::decode(v))
         .collect();
+    let policies: Vec<AccessRecord> = access
+        .iter()
+        .filter(|a| matches!(a, AccessRecord::Policy { .. }))
+        .cloned()
+        .collect();
     if broker.access.restore(access) {
         for info in broker.access.vhosts() {
             broker.add_vhost(info);
@@ -175,6 +180,7 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             stats.bindings += 1;
         }
     }
+    restore_policies(broker, policies);
     info!(
         "recovered {} exchange(s), {} queue(s) with {} message(s), {} binding(s) in {} ms",
         stats.exchanges,
@@ -184,4 +190,45 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
         started.elapsed().as_millis()
     );
     Ok(stats)
+}
+
+/// Puts back the stored policies, then applies them to the recovered queues and exchanges.
+fn restore_policies(broker: &Broker, records: Vec<AccessRecord>) {
+    use crate::policy::{Kind, Policy};
+    for r in records {
+        let AccessRecord::Policy {
+            component,
+            vhost,
+            name,
+            pattern,
+            apply_to,
+            definition,
+            priority,
+        } = r
+        else {
+            continue;
+        };
+        let kind = if component == "operator_policy" {
+            Kind::Operator
+        } else {
+            Kind::Policy
+        };
+        let parsed = Policy::new(
+            kind,
+            &vhost,
+            &name,
+            &serde_json::Value::String(pattern),
+            &definition,
+            Some(&serde_json::Value::String(apply_to)),
+            Some(&priority),
+        );
+        match (broker.vhost(&vhost), parsed) {
+            (Some(v), Ok(p)) => v.restore_policy(kind, p),
+            (_, Err(why)) => warn!("skipping stored policy '{name}' in vhost '{vhost}': {why}"),
+            (None, _) => warn!("skipping stored policy '{name}': unknown vhost '{vhost}'"),
+        }
+    }
+    for v in broker.vhosts() {
+        v.apply_policies();
+    }
 }

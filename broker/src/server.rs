@@ -26,7 +26,41 @@ pub struct Server {
     tls_listeners: Vec<TcpListener>,
     /// The management HTTP API's listeners.
     management_listeners: Vec<TcpListener>,
+    /// The Prometheus endpoint's listeners.
+    prometheus_listeners: Vec<TcpListener>,
     broker: Arc<Broker>,
+}
+
+/// Binds an HTTP listener's addresses. Its IPv6 twin, or its default port when taken (another
+/// broker on this host), is warned about and skipped: AMQP still serves.
+fn bind_http(
+    addrs: Vec<SocketAddr>,
+    what: &str,
+    default_port: bool,
+    any_ip: bool,
+) -> io::Result<Vec<TcpListener>> {
+    let mut bound = Vec::new();
+    for addr in addrs {
+        match bind_one(addr) {
+            Ok(l) => {
+                info!("started HTTP ({what}) listener on {}", l.local_addr()?);
+                bound.push(l);
+            }
+            Err(e) if addr.is_ipv6() && any_ip => {
+                warn!("cannot listen on {addr}: {e}; continuing without it")
+            }
+            Err(e) if default_port && any_ip => {
+                warn!("cannot listen on {addr} for {what}: {e}; continuing without it")
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(bound)
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -135,36 +169,24 @@ impl Server {
                 }
             }
         }
-        let mut management_listeners = Vec::new();
-        for addr in config.management_addrs() {
-            match bind_one(addr) {
-                Ok(l) => {
-                    info!("started HTTP (management) listener on {}", l.local_addr()?);
-                    management_listeners.push(l);
-                }
-                Err(e) if addr.is_ipv6() && config.management_ip.is_none() => {
-                    warn!("cannot listen on {addr}: {e}; continuing without it")
-                }
-                // The default port taken (another broker on this host): AMQP still serves.
-                Err(e)
-                    if config.management_port == Config::default().management_port
-                        && config.management_ip.is_none() =>
-                {
-                    warn!("cannot listen on {addr} for the management API: {e}; continuing without it")
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {addr}: {e}"),
-                    ))
-                }
-            }
-        }
+        let management_listeners = bind_http(
+            config.management_addrs(),
+            "management",
+            config.management_port == Config::default().management_port,
+            config.management_ip.is_none(),
+        )?;
+        let prometheus_listeners = bind_http(
+            config.prometheus_addrs(),
+            "prometheus",
+            config.prometheus_port == Config::default().prometheus_port,
+            config.prometheus_ip.is_none(),
+        )?;
         let mut bound = Vec::new();
         for (protocol, set) in [
             ("amqp", &listeners),
             ("amqp/ssl", &tls_listeners),
             ("http", &management_listeners),
+            ("http/prometheus", &prometheus_listeners),
         ] {
             bound.extend(
                 set.iter()
@@ -180,6 +202,7 @@ impl Server {
             listeners,
             tls_listeners,
             management_listeners,
+            prometheus_listeners,
             broker,
         })
     }
@@ -202,6 +225,13 @@ impl Server {
     /// The first management API listener's address, if it is on.
     pub fn management_local_addr(&self) -> Option<SocketAddr> {
         self.management_listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The first Prometheus listener's address, if it is on.
+    pub fn prometheus_local_addr(&self) -> Option<SocketAddr> {
+        self.prometheus_listeners
             .first()
             .and_then(|l| l.local_addr().ok())
     }
@@ -242,6 +272,14 @@ impl Server {
             accepts.spawn(async move {
                 if let Err(e) = management::serve(listener, backend).await {
                     error!("management API stopped: {e}");
+                }
+            });
+        }
+        for listener in self.prometheus_listeners {
+            let backend = backend.clone();
+            accepts.spawn(async move {
+                if let Err(e) = management::serve_prometheus(listener, backend).await {
+                    error!("Prometheus endpoint stopped: {e}");
                 }
             });
         }

@@ -202,6 +202,12 @@ pub struct QueueInfo {
     pub messages_unacknowledged: u64,
     /// Consumers.
     pub consumers: u64,
+    /// The policy that applies, if any.
+    pub policy: Option<String>,
+    /// The operator policy that applies, if any.
+    pub operator_policy: Option<String>,
+    /// Their definitions merged (RabbitMQ's `effective_policy_definition`).
+    pub effective_policy_definition: serde_json::Value,
 }
 
 /// The properties of a message published through the API (`/api/exchanges/V/E/publish`),
@@ -316,6 +322,8 @@ pub struct ExchangeInfo {
     pub internal: bool,
     /// Declared arguments, as JSON.
     pub arguments: serde_json::Value,
+    /// The policy that applies, if any.
+    pub policy: Option<String>,
 }
 
 /// An exchange.declare asked through the API.
@@ -462,7 +470,8 @@ pub trait Backend: Send + Sync + 'static {
     /// (and leaves it), publishes a message to it and gets it back. `Ok(false)`: the message did
     /// not come back. Blocking: called off the runtime's workers.
     fn aliveness_test(&self, vhost: &str, user: &str) -> Result<bool, OpError>;
-    /// The queues of a vhost, or of every vhost (`NotFound` for an unknown vhost).
+    /// The queues of a vhost, or of every vhost (`NotFound` for an unknown vhost), with the
+    /// policies that apply to them.
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError>;
     /// queue.declare as `user` (its permissions apply).
     fn declare_queue(&self, user: &str, declare: QueueDeclare) -> Result<Put, OpError>;
@@ -506,6 +515,21 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), OpError>;
     /// The bindings of a vhost, or of every vhost (`NotFound` for an unknown vhost).
     fn bindings(&self, vhost: Option<&str>) -> Result<Vec<BindingInfo>, OpError>;
+    /// The policies (`operator`: operator policies) of every vhost, as the API shows them
+    /// (`vhost`, `name`, `pattern`, `apply-to`, `definition`, `priority`).
+    fn policies(&self, operator: bool) -> Vec<serde_json::Value>;
+    /// Creates or replaces a policy from the API's body (`pattern` and `definition` present;
+    /// `apply-to` and `priority` optional). Validation errors are `BadRequest` with RabbitMQ's
+    /// `Validation failed` text; an unknown vhost `NotFoundReason("vhost_not_found")`.
+    fn put_policy(
+        &self,
+        operator: bool,
+        vhost: &str,
+        name: &str,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Put, OpError>;
+    /// Deletes a policy (`NotFound` if there is none).
+    fn delete_policy(&self, operator: bool, vhost: &str, name: &str) -> Result<(), OpError>;
     /// queue.bind or exchange.bind as `user` (`NotFound` for an unknown vhost).
     fn bind(&self, user: &str, binding: &BindingInfo) -> Result<(), OpError>;
     /// queue.unbind or exchange.unbind as `user`.
@@ -515,6 +539,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's
     /// workers.
     fn node_stats(&self) -> NodeStats;
+    /// One snapshot of everything the Prometheus endpoint shows. Blocking (reads /proc):
+    /// called off the runtime's workers.
+    fn metrics(&self) -> crate::metrics::MetricsSnapshot;
     /// The listeners, as (protocol, ip, port): `amqp`, `amqp/ssl`, `http`.
     fn listeners(&self) -> Vec<(String, IpAddr, u16)>;
 }

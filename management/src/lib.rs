@@ -1,5 +1,6 @@
 //! Warren's management plane over HTTP: RabbitMQ's management API (`/api/...`, as
-//! `rabbitmqadmin`, Terraform and the HTTP-API client libraries use it). It knows no broker:
+//! `rabbitmqadmin`, Terraform and the HTTP-API client libraries use it), and the Prometheus
+//! endpoint of RabbitMQ's `rabbitmq_prometheus` plugin ([`serve_prometheus`]). It knows no broker:
 //! everything it shows or changes goes through [`Backend`], which the broker implements, so the
 //! rules (who may do what, what a name may be) stay in the broker, shared with AMQP and
 //! `warren ctl`.
@@ -8,6 +9,8 @@ mod api;
 mod auth;
 pub mod backend;
 mod error;
+pub mod metrics;
+mod prometheus;
 mod ui;
 
 pub use backend::{
@@ -15,6 +18,7 @@ pub use backend::{
     MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal,
     Publish, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
+pub use prometheus::serve_prometheus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -294,6 +294,8 @@ impl AccessControl {
                             .insert(exchange, Arc::new(p));
                     }
                 }
+                // The vhost's: restored by recovery once the vhosts exist.
+                AccessRecord::Policy { .. } => {}
             }
         }
         initialized

@@ -259,6 +259,10 @@ impl Channel {
             return Ok(());
         }
         let confirm = self.start_confirm(ctx.events);
+        crate::metrics::COUNTERS.received.inc();
+        if confirm.is_some() {
+            crate::metrics::COUNTERS.received_confirm.inc();
+        }
         let wait = confirm.as_ref().map(|(_, w)| w);
         self.route_and_enqueue(ctx, &exchange, message, p.mandatory, wait);
         if let Some((seq, wait)) = confirm {
@@ -284,6 +288,12 @@ impl Channel {
             &mut self.route_buf,
             ctx.congested,
         );
+        let c = &crate::metrics::COUNTERS;
+        match published {
+            Published::Routed => c.routed.add(self.route_buf.len().max(1) as u64),
+            Published::Unroutable if mandatory => c.unroutable_returned.inc(),
+            Published::Unroutable => c.unroutable_dropped.inc(),
+        }
         if published == Published::Unroutable && mandatory {
             self.shared.outbox.send(Out::Return {
                 channel: self.shared.id,

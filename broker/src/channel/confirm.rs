@@ -122,7 +122,11 @@ impl Channel {
         let from = c.announced + 1;
         c.announced = frontier;
         let mut out = Vec::new();
-        if c.failed.range(from..=frontier).next().is_none() {
+        let nacked = c.failed.range(from..=frontier).count() as u64;
+        crate::metrics::COUNTERS
+            .confirmed
+            .add(frontier - from + 1 - nacked);
+        if nacked == 0 {
             out.push(b::AMQPMethod::Ack(b::Ack {
                 delivery_tag: frontier,
                 multiple: true,

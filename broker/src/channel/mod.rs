@@ -115,6 +115,7 @@ fn content_error(e: ContentError) -> AmqpError {
 impl Channel {
     /// A newly opened channel.
     pub(crate) fn new(link: ChannelLink, max_message_size: u64) -> Self {
+        crate::metrics::COUNTERS.channels_opened.inc();
         let instance = confirm::next_instance();
         Channel {
             shared: Arc::new(ChannelShared::new(link, instance)),
@@ -359,7 +360,10 @@ impl Channel {
                 j += 1;
             }
             match outcome {
-                Outcome::Ack => q.acked(&entries[i..j]),
+                Outcome::Ack => {
+                    crate::metrics::COUNTERS.acknowledged.add((j - i) as u64);
+                    q.acked(&entries[i..j])
+                }
                 Outcome::Discard => q.discarded(&entries[i..j]),
                 Outcome::Requeue => q.requeue(&entries[i..j]),
             }
@@ -484,5 +488,12 @@ impl Channel {
     /// Finds a queue this connection may use (404 if missing, 405 if another connection's exclusive one).
     fn readable_queue(&self, ctx: &ConnectionContext<'_>, name: &str) -> AmqpResult<Arc<Queue>> {
         ctx.vhost.readable_queue(name, ctx.caller)
+    }
+}
+
+impl Drop for Channel {
+    /// A channel ends once, however it ends (closed, failed, or with its connection).
+    fn drop(&mut self) {
+        crate::metrics::COUNTERS.channels_closed.inc();
     }
 }

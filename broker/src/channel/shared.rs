@@ -157,6 +157,15 @@ impl DeliverySink for ChannelShared {
             return false;
         };
         let tag = d.next_tag();
+        let c = &crate::metrics::COUNTERS;
+        if consumer.no_ack {
+            c.delivered_consume_auto_ack.inc();
+        } else {
+            c.delivered_consume_manual_ack.inc();
+        }
+        if t.redelivered {
+            c.redelivered.inc();
+        }
         if !consumer.no_ack {
             d.unacked.push_back(Unacked {
                 tag,
@@ -190,6 +199,15 @@ impl DeliverySink for ChannelShared {
                 match take() {
                     Some(t) => {
                         let tag = d.next_tag();
+                        let c = &crate::metrics::COUNTERS;
+                        if no_ack {
+                            c.delivered_get_auto_ack.inc();
+                        } else {
+                            c.delivered_get_manual_ack.inc();
+                        }
+                        if t.redelivered {
+                            c.redelivered.inc();
+                        }
                         if !no_ack {
                             d.unacked.push_back(Unacked {
                                 tag,
@@ -207,10 +225,13 @@ impl DeliverySink for ChannelShared {
                             message: t.outgoing,
                         });
                     }
-                    None => self.outbox.method(
-                        self.id,
-                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-                    ),
+                    None => {
+                        crate::metrics::COUNTERS.get_empty.inc();
+                        self.outbox.method(
+                            self.id,
+                            AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                        )
+                    }
                 }
             }
         }

@@ -84,6 +84,10 @@ pub struct Config {
     pub management_port: Option<u16>,
     /// Its address (`management.tcp.ip`); None: every interface (IPv4 and IPv6).
     pub management_ip: Option<IpAddr>,
+    /// The Prometheus endpoint's port (`prometheus.tcp.port`); None: no metrics listener.
+    pub prometheus_port: Option<u16>,
+    /// Its address (`prometheus.tcp.ip`); None: every interface.
+    pub prometheus_ip: Option<IpAddr>,
     /// Most connections in their handshake (TLS and AMQP, before connection.open-ok) at once;
     /// one more is closed at once. Bounds what clients that never log in can hold.
     pub handshake_max: usize,
@@ -125,6 +129,8 @@ impl Default for Config {
             connection_max: None,
             management_port: Some(15672),
             management_ip: None,
+            prometheus_port: Some(15692),
+            prometheus_ip: None,
             handshake_max: 1024,
         }
     }
@@ -143,6 +149,7 @@ impl Config {
             queue_memory_bytes: 64 << 10,
             // No HTTP listener unless a test asks for one.
             management_port: None,
+            prometheus_port: None,
             ..Config::default()
         }
     }
@@ -181,18 +188,30 @@ impl Config {
 
     /// The management API's listener addresses (none when it is off).
     pub fn management_addrs(&self) -> Vec<SocketAddr> {
-        let Some(port) = self.management_port else {
-            return Vec::new();
-        };
-        match self.management_ip {
-            Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => vec![
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            ],
-        }
+        http_addrs(self.management_port, self.management_ip)
     }
 
+    /// The Prometheus endpoint's listener addresses (none when it is off).
+    pub fn prometheus_addrs(&self) -> Vec<SocketAddr> {
+        http_addrs(self.prometheus_port, self.prometheus_ip)
+    }
+}
+
+/// An HTTP listener's addresses: the port on the given address, or on every interface.
+fn http_addrs(port: Option<u16>, ip: Option<IpAddr>) -> Vec<SocketAddr> {
+    let Some(port) = port else {
+        return Vec::new();
+    };
+    match ip {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        ],
+    }
+}
+
+impl Config {
     /// The users restricted to loopback connections.
     pub fn loopback_user_list(&self) -> Vec<String> {
         match &self.loopback_users {

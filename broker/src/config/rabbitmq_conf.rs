@@ -110,6 +110,12 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, String> {
             "management.tcp.ip" => {
                 config.management_ip = Some(value.parse().map_err(|_| bad("an IP address"))?)
             }
+            "prometheus.tcp.port" => {
+                config.prometheus_port = Some(value.parse().map_err(|_| bad("a port"))?)
+            }
+            "prometheus.tcp.ip" => {
+                config.prometheus_ip = Some(value.parse().map_err(|_| bad("an IP address"))?)
+            }
             "default_user" => config.default_user = value.into(),
             "default_pass" => config.default_pass = value.into(),
             "default_vhost" => config.default_vhost = value.into(),

@@ -220,12 +220,22 @@ impl Handshake<'_> {
         let caps = client_capabilities(&start_ok.client_properties);
         let mechanism = start_ok.mechanism.as_str().to_string();
         let user = match self.authenticate(&mechanism, start_ok.response.as_bytes()) {
-            Ok(u) => u,
+            Ok(u) => {
+                crate::metrics::COUNTERS.auth_attempts.inc();
+                crate::metrics::COUNTERS.auth_succeeded.inc();
+                u
+            }
             Err(why @ (AuthError::UnsupportedMechanism(_) | AuthError::NotOffered(_))) => {
                 // RabbitMQ drops the socket without a connection.close here.
                 return Err(Failed::Silent(why.to_string()));
             }
             Err(why) => {
+                // Counted as RabbitMQ counts a refused login: an attempt that failed, and a
+                // connection closed that was never opened.
+                let c = &crate::metrics::COUNTERS;
+                c.auth_attempts.inc();
+                c.auth_failed.inc();
+                c.connections_closed.inc();
                 // The log says why, as RabbitMQ's does; the client learns only "refused".
                 let reason = format!("{mechanism} login refused: {why}");
                 if why == AuthError::Malformed {

@@ -133,6 +133,8 @@ pub struct Exchange {
     /// Declared as `x-delayed-message` (then `kind` is its `x-delayed-type`).
     pub delayed: bool,
     bindings: RwLock<Bindings>,
+    /// The `alternate-exchange` of the policy that applies, if any (the argument wins over it).
+    policy_alternate: std::sync::Mutex<Option<String>>,
 }
 
 /// Identity of a binding: destination, key, and its arguments (encoded, so that they hash).
@@ -194,7 +196,27 @@ impl Exchange {
             arguments,
             alternate,
             bindings: RwLock::new(Bindings::default()),
+            policy_alternate: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The alternate exchange in force: the argument's, else the policy's (read only for
+    /// unroutable messages).
+    pub fn alternate_exchange(&self) -> Option<String> {
+        self.alternate.clone().or_else(|| {
+            self.policy_alternate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    /// Sets the policy's alternate exchange (`None`: no policy names one).
+    pub fn set_policy_alternate(&self, ae: Option<String>) {
+        *self
+            .policy_alternate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ae;
     }
 
     /// The same exchange, declared as `x-delayed-message` routing as its `kind`.

@@ -78,6 +78,23 @@ pub enum AccessRecord {
         /// Read pattern.
         read: String,
     },
+    /// A policy or operator policy of a vhost.
+    Policy {
+        /// `policy` or `operator_policy` (RabbitMQ's runtime parameter components).
+        component: String,
+        /// Vhost.
+        vhost: String,
+        /// Name.
+        name: String,
+        /// Pattern.
+        pattern: String,
+        /// `queues`, `exchanges` or `all`.
+        apply_to: String,
+        /// Definition.
+        definition: serde_json::Value,
+        /// Priority.
+        priority: serde_json::Value,
+    },
 }
 
 impl AccessRecord {
@@ -96,6 +113,12 @@ impl AccessRecord {
                 exchange,
                 ..
             } => (b't', vec![vhost, user, exchange]),
+            AccessRecord::Policy {
+                component,
+                vhost,
+                name,
+                ..
+            } => (b'y', vec![component, vhost, name]),
         };
         storage::access_key(kind, &names)
     }

@@ -91,11 +91,12 @@ impl Queue {
             return;
         };
         st.last_used = now_ms();
-        if !st.expires_timer {
-            st.expires_timer = true;
-            let at = st.last_used + expires;
+        let due = st.last_used + expires;
+        // A timer due later than this (a policy just lowered `expires`) is replaced.
+        if st.expires_timer.is_none_or(|armed| armed > due) {
+            st.expires_timer = Some(due);
             drop(st);
-            self.expires_timer_at(at);
+            self.expires_timer_at(due);
         }
     }
 
@@ -104,17 +105,21 @@ impl Queue {
         let q = Arc::downgrade(self);
         at_time(at, move || {
             if let Some(q) = q.upgrade() {
-                q.on_expires_timer();
+                q.on_expires_timer(at);
             }
         });
     }
 
-    pub(super) fn on_expires_timer(self: &Arc<Self>) {
+    pub(super) fn on_expires_timer(self: &Arc<Self>, at: u64) {
         if self.is_deleted() {
             return;
         }
         let mut st = self.lock();
-        st.expires_timer = false;
+        if st.expires_timer != Some(at) {
+            // Replaced by an earlier timer.
+            return;
+        }
+        st.expires_timer = None;
         // A policy may have lifted `expires` since the timer was set.
         let Some(expires) = st.settings.expires else {
             return;
@@ -125,7 +130,7 @@ impl Queue {
         }
         let due = st.last_used + expires;
         if now_ms() < due {
-            st.expires_timer = true;
+            st.expires_timer = Some(due);
             drop(st);
             self.expires_timer_at(due);
             return;

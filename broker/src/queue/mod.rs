@@ -28,7 +28,7 @@ pub(crate) use backlog::Paged;
 pub(crate) use consumer::Consumer;
 pub(crate) use deadletter::is_cycle;
 pub use deadletter::{DeadLetter, Reason};
-pub(crate) use settings::Settings;
+pub(crate) use settings::{PolicySettings, Settings};
 pub(crate) use sink::Take;
 pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
@@ -114,8 +114,8 @@ pub(crate) struct QueueState {
     first_seq_of_run: u64,
     /// Last use (ms since the epoch), for `x-expires`.
     last_used: u64,
-    /// An `x-expires` timer is pending.
-    expires_timer: bool,
+    /// When the pending `x-expires` timer fires (None: no timer pending).
+    expires_timer: Option<u64>,
     /// Dead letters made under the lock, routed once it is released.
     dead: Vec<DeadLetter>,
     /// The message being published, during the dispatch that follows its arrival: it counts as
@@ -144,7 +144,7 @@ impl QueueState {
             delivered_before_restart: vec![0; lanes],
             first_seq_of_run: 0,
             last_used: now_ms(),
-            expires_timer: false,
+            expires_timer: None,
             dead: Vec::new(),
             arriving: None,
             pending_gets: VecDeque::new(),
@@ -498,6 +498,13 @@ impl Queue {
     /// dead-letter exchange (called locked; routed once the lock is released).
     pub(super) fn dead_letter(&self, st: &mut QueueState, m: &Message, reason: Reason) {
         if let Some(dlx) = &st.settings.dlx {
+            let c = &crate::metrics::COUNTERS;
+            match reason {
+                Reason::Expired => c.dead_lettered_expired.inc(),
+                Reason::Rejected => c.dead_lettered_rejected.inc(),
+                Reason::Maxlen => c.dead_lettered_maxlen.inc(),
+                Reason::DeliveryLimit => c.dead_lettered_delivery_limit.inc(),
+            }
             let letter = deadletter::dead_letter(
                 m,
                 &self.name,
@@ -551,7 +558,9 @@ impl Queue {
     /// and cancels its consumers (their sinks tell clients that asked for
     /// consumer_cancel_notify). Returns the number of ready messages dropped.
     pub fn delete(self: &Arc<Self>) -> u32 {
-        self.deleted.store(true, Ordering::Relaxed);
+        if !self.deleted.swap(true, Ordering::Relaxed) {
+            crate::metrics::COUNTERS.queues_deleted.inc();
+        }
         let (n, consumers) = {
             let mut st = self.lock();
             let n = st.ready_len() as u32;

@@ -137,6 +137,11 @@ impl Queue {
                 st.may_expire = true;
             }
             self.after_arrival(&mut st);
+            // A new lower limit trims what is there at once, whatever the overflow behaviour
+            // (RabbitMQ drops from the head even for reject-publish).
+            if st.settings.is_bounded() {
+                self.drop_head_locked(&mut st);
+            }
             std::mem::take(&mut st.dead)
         };
         self.route_dead(dead);

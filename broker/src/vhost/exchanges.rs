@@ -78,14 +78,16 @@ impl VHost {
                 caller.check(Access::Write, Resource::Exchange, &ae)?;
             }
         }
-        self.create_or_match_exchange(
+        let x = self.create_or_match_exchange(
             name,
             kind,
             spec.durable,
             spec.auto_delete,
             spec.internal,
             &spec.arguments,
-        )
+        )?;
+        self.apply_policies_to_exchange(&x);
+        Ok(x)
     }
 
     /// basic.publish: the exchange to route through, checked in RabbitMQ's order: write on it

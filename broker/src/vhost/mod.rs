@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use storage::Store;
 
 mod exchanges;
+mod policies;
 mod publish;
 mod queues;
 pub(crate) use exchanges::{BindingSpec, ExchangeSpec};
@@ -43,6 +44,8 @@ pub struct VHost {
     pub delayed: Arc<Delayed>,
     /// The `max-queues` limit (`u64::MAX`: none).
     max_queues: std::sync::atomic::AtomicU64,
+    /// Its policies and operator policies.
+    policies: RwLock<policies::PolicySet>,
 }
 
 /// The exchanges every vhost has from the start.
@@ -90,6 +93,7 @@ impl VHost {
             budget,
             replies: ReplyTargets::default(),
             max_queues: std::sync::atomic::AtomicU64::new(u64::MAX),
+            policies: RwLock::default(),
         }
     }
 
@@ -236,6 +240,7 @@ impl VHost {
     /// The vhost was deleted: deletes every queue (with its messages), every exchange (with
     /// its stored definition and bindings) and its delayed messages.
     pub fn delete_everything(&self) {
+        self.forget_policies();
         for q in self.queues() {
             self.delete_queue(&q);
         }

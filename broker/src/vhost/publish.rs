@@ -201,7 +201,8 @@ impl VHost {
                 });
             }
             if !matched {
-                if let Some((name, ae)) = x.alternate.as_deref().and_then(|a| xs.get_key_value(a)) {
+                let ae_name = x.alternate_exchange();
+                if let Some((name, ae)) = ae_name.as_deref().and_then(|a| xs.get_key_value(a)) {
                     if !visited.contains(&name.as_str()) {
                         visited.push(name.as_str());
                         stack.push(ae);

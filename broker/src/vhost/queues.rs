@@ -145,6 +145,7 @@ impl VHost {
             let existing = existing.clone();
             drop(qs);
             Self::check_equivalent(&existing, &spec, caller)?;
+            crate::metrics::COUNTERS.queues_declared.inc();
             return Ok(Declared {
                 queue: existing,
                 created: false,
@@ -172,6 +173,9 @@ impl VHost {
             self.persist(writes);
         }
         drop(qs);
+        self.apply_policies_to_queue(&q);
+        crate::metrics::COUNTERS.queues_declared.inc();
+        crate::metrics::COUNTERS.queues_created.inc();
         Ok(Declared {
             queue: q,
             created: true,

@@ -35,7 +35,7 @@ fn exchange_json(x: &ExchangeInfo) -> Value {
     } else {
         ""
     };
-    json!({
+    let mut v = json!({
         "arguments": x.arguments,
         "auto_delete": x.auto_delete,
         "durable": x.durable,
@@ -44,7 +44,12 @@ fn exchange_json(x: &ExchangeInfo) -> Value {
         "type": x.kind,
         "user_who_performed_action": by,
         "vhost": x.vhost,
-    })
+    });
+    // RabbitMQ shows the key only when a policy applies.
+    if let Some(p) = &x.policy {
+        v["policy"] = json!(p);
+    }
+    v
 }
 
 fn listed(state: &State, who: &Authed, vhost: Option<&str>) -> ApiResult<Vec<Value>> {

@@ -9,6 +9,7 @@ mod limits;
 mod messages;
 mod nodes;
 mod overview;
+mod policies;
 mod queues;
 
 use crate::error::ApiError;
@@ -31,6 +32,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(definitions::routes())
         .merge(queues::routes())
         .merge(messages::routes())
+        .merge(policies::routes())
         .merge(exchanges::routes())
         .merge(bindings::routes())
         .merge(nodes::routes())
