@@ -13,6 +13,7 @@ use crate::auth::{
 };
 use crate::broker::Broker;
 use crate::exchange::Destination;
+use crate::policy::{Kind, Policy};
 use crate::queue::QueueSpec;
 use crate::vhost::{BindingSpec, ExchangeSpec};
 use amqp_codec::types::{AMQPValue, FieldArray, FieldTable, LongString};
@@ -115,7 +116,12 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
                 }
             },
         };
-        let hash = match PasswordHash::from_base64(algorithm, text(u, "password_hash")) {
+        let hash = match u.get("password").and_then(Value::as_str) {
+            // RabbitMQ's import takes a cleartext `password` too (hashed here).
+            Some(clear) => Ok(PasswordHash::new(clear)),
+            None => PasswordHash::from_base64(algorithm, text(u, "password_hash")),
+        };
+        let hash = match hash {
             Ok(h) => h,
             Err(e) => {
                 skip(format!("user '{name}'"), &e, &mut done);
@@ -200,6 +206,20 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
             if let Err(e) = r {
                 skip(format!("limits of vhost '{vhost}'"), &e, &mut done);
             }
+        } else if text(p, "component") == "operator_policy" {
+            match operator_policy(p).and_then(|(v, pol)| {
+                broker
+                    .vhost(&v)
+                    .map(|vh| vh.set_policy(Kind::Operator, pol))
+                    .ok_or_else(|| format!("no vhost '{v}'"))
+            }) {
+                Ok(_) => done.entities += 1,
+                Err(e) => skip(
+                    format!("operator policy '{}'", text(p, "name")),
+                    &e,
+                    &mut done,
+                ),
+            }
         } else {
             skip(
                 format!(
@@ -240,10 +260,16 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
             ),
         }
     }
-    let policies = items(defs, "policies").count();
-    if policies > 0 {
-        warn!("definitions: {policies} polic(ies) not applied: policies are not supported yet");
-        done.skipped += policies;
+    for p in items(defs, "policies") {
+        match policy(p).and_then(|(v, pol)| {
+            broker
+                .vhost(&v)
+                .map(|vh| vh.set_policy(Kind::Policy, pol))
+                .ok_or_else(|| format!("no vhost '{v}'"))
+        }) {
+            Ok(_) => done.entities += 1,
+            Err(e) => skip(format!("policy '{}'", text(p, "name")), &e, &mut done),
+        }
     }
     let caller = Caller::internal();
     for x in items(defs, "exchanges") {
@@ -326,6 +352,232 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
         }
     }
     done
+}
+
+/// A `policies` entry: its vhost and the policy (`apply-to` and `priority` may be left out).
+fn policy(p: &Value) -> Result<(String, Policy), String> {
+    let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+    let made = Policy::new(
+        Kind::Policy,
+        vhost,
+        name,
+        p.get("pattern").unwrap_or(&Value::Null),
+        p.get("definition").unwrap_or(&Value::Null),
+        p.get("apply-to"),
+        p.get("priority"),
+    )
+    .map_err(|why| format!("Validation failed\n\n{why}\n ({vhost}/{name})"))?;
+    Ok((vhost.to_string(), made))
+}
+
+/// A `parameters` entry of component `operator_policy`: its value needs all four keys.
+fn operator_policy(p: &Value) -> Result<(String, Policy), String> {
+    let (vhost, name) = (text(p, "vhost"), text(p, "name"));
+    let value = p.get("value").unwrap_or(&Value::Null);
+    let where_ = format!("({vhost}/operator_policy/{name})");
+    for key in ["pattern", "definition", "priority", "apply-to"] {
+        if value.get(key).is_none() {
+            return Err(format!(
+                "Validation failed\n\nKey \"{key}\" not found in {name}\n {where_}"
+            ));
+        }
+    }
+    let made = Policy::new(
+        Kind::Operator,
+        vhost,
+        name,
+        &value["pattern"],
+        &value["definition"],
+        value.get("apply-to"),
+        value.get("priority"),
+    )
+    .map_err(|why| format!("Validation failed\n\n{why}\n {where_}"))?;
+    Ok((vhost.to_string(), made))
+}
+
+/// Why an import was refused: RabbitMQ's reason, as its API gives it (a text or a JSON term).
+pub(crate) type Refusal = Value;
+
+/// An import through the API or `warren ctl import_definitions`: the whole file is checked
+/// first, so that a bad entry refuses the import with nothing applied (RabbitMQ applies up to
+/// the bad entry; Warren does not half-apply). With `only`, into that vhost: every entity goes
+/// there, and users, vhosts and permissions are ignored.
+pub(crate) fn import(
+    broker: &Broker,
+    defs: &Value,
+    only: Option<&str>,
+) -> Result<Imported, Refusal> {
+    let mut defs = defs.clone();
+    if let Some(target) = only {
+        let Value::Object(m) = &mut defs else {
+            return Ok(Imported::default());
+        };
+        m.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "parameters" | "policies" | "queues" | "exchanges" | "bindings"
+            )
+        });
+        for list in m.values_mut() {
+            if let Value::Array(items) = list {
+                for item in items.iter_mut().filter(|i| i.is_object()) {
+                    item["vhost"] = Value::String(target.to_string());
+                }
+            }
+        }
+    }
+    check(broker, &defs)?;
+    let done = apply(broker, &defs);
+    info!(
+        "imported definitions: {} user(s), {} vhost(s), {} permission(s), {} other item(s), {} skipped",
+        done.users, done.vhosts, done.permissions, done.entities, done.skipped
+    );
+    Ok(done)
+}
+
+/// Checks every entry as RabbitMQ's import would, in its order (users, vhosts, permissions,
+/// topic permissions, parameters, policies, queues, exchanges, bindings), against the broker
+/// plus what the file itself creates; the first bad entry's reason.
+fn check(broker: &Broker, defs: &Value) -> Result<(), Refusal> {
+    use serde_json::json;
+    let access = &broker.access;
+    let mut users: Vec<String> = access.users().iter().map(|u| u.name.clone()).collect();
+    let mut vhosts: Vec<String> = access.vhosts().iter().map(|v| v.name.clone()).collect();
+    for u in items(defs, "users") {
+        let name = text(u, "name");
+        if u.get("password").is_none() {
+            let algorithm = match u.get("hashing_algorithm").and_then(Value::as_str) {
+                None => HashingAlgorithm::Sha256,
+                Some(a) => HashingAlgorithm::from_name(a).ok_or_else(|| {
+                    json!(format!("unknown hashing algorithm {a} of user '{name}'"))
+                })?,
+            };
+            PasswordHash::from_base64(algorithm, text(u, "password_hash"))
+                .map_err(|e| json!(format!("user '{name}': {e}")))?;
+        }
+        users.push(name.to_string());
+    }
+    for v in items(defs, "vhosts") {
+        let name = text(v, "name");
+        if name.is_empty() {
+            return Err(json!("vhost without a name"));
+        }
+        vhosts.push(name.to_string());
+    }
+    let known = |list: &[String], name: &str| list.iter().any(|x| x == name);
+    let pattern_ok = |p: &str| -> Result<(), Refusal> {
+        crate::auth::Pattern::new(p)
+            .map(|_| ())
+            .map_err(|e| json!(["invalid_regexp", p, [e.to_string(), 0]]))
+    };
+    for key in ["permissions", "topic_permissions"] {
+        for p in items(defs, key) {
+            let (user, vhost) = (text(p, "user"), text(p, "vhost"));
+            if !known(&users, user) {
+                return Err(json!(["no_such_user", user]));
+            }
+            if !known(&vhosts, vhost) {
+                return Err(json!(["no_such_vhost", vhost]));
+            }
+            for f in ["configure", "write", "read"] {
+                pattern_ok(text(p, f))?;
+            }
+        }
+    }
+    for p in items(defs, "parameters") {
+        let vhost = text(p, "vhost");
+        match text(p, "component") {
+            "vhost-limits" => {
+                if !known(&vhosts, vhost) {
+                    return Err(json!(["no_such_vhost", vhost]));
+                }
+                limits_from(
+                    p.get("value").unwrap_or(&Value::Null),
+                    &VHOST_LIMITS,
+                    "limits",
+                )
+                .map_err(|e| json!(e.to_string()))?;
+            }
+            "operator_policy" => {
+                if !known(&vhosts, vhost) {
+                    return Err(json!(["no_such_vhost", vhost]));
+                }
+                operator_policy(p).map_err(Value::String)?;
+            }
+            _ => {}
+        }
+    }
+    for p in items(defs, "policies") {
+        let vhost = text(p, "vhost");
+        if !known(&vhosts, vhost) {
+            return Err(json!(["no_such_vhost", vhost]));
+        }
+        policy(p).map_err(Value::String)?;
+    }
+    let amqp = |e: crate::error::AmqpError| {
+        json!([
+            "amqp_error",
+            e.code.name().to_ascii_lowercase(),
+            e.explanation,
+            "none"
+        ])
+    };
+    let mut queues: Vec<(String, String)> = Vec::new();
+    for q in items(defs, "queues") {
+        let (vhost, name) = (text(q, "vhost"), text(q, "name"));
+        if !known(&vhosts, vhost) {
+            return Err(json!(["no_such_vhost", vhost]));
+        }
+        let what = format!("queue '{name}' in vhost '{vhost}'");
+        crate::queue::QueueArgs::parse(&table(q.get("arguments")), &what).map_err(amqp)?;
+        queues.push((vhost.into(), name.into()));
+    }
+    let mut exchanges: Vec<(String, String)> = Vec::new();
+    for x in items(defs, "exchanges") {
+        let (vhost, name) = (text(x, "vhost"), text(x, "name"));
+        if !known(&vhosts, vhost) {
+            return Err(json!(["no_such_vhost", vhost]));
+        }
+        crate::exchange::parse_declared_type(text(x, "type"), &table(x.get("arguments")))
+            .map_err(amqp)?;
+        exchanges.push((vhost.into(), name.into()));
+    }
+    for b in items(defs, "bindings") {
+        let vhost = text(b, "vhost");
+        if !known(&vhosts, vhost) {
+            return Err(json!(["no_such_vhost", vhost]));
+        }
+        let v = broker.vhost(vhost);
+        let has_exchange = |name: &str| {
+            name.is_empty()
+                || exchanges.iter().any(|(vh, n)| vh == vhost && n == name)
+                || v.as_ref().is_some_and(|v| v.exchange(name).is_some())
+        };
+        let source = text(b, "source");
+        if !has_exchange(source) {
+            return Err(json!(format!(
+                "NOT_FOUND - no exchange '{source}' in vhost '{vhost}'"
+            )));
+        }
+        let dest = text(b, "destination");
+        let found = if text(b, "destination_type") == "exchange" {
+            has_exchange(dest)
+        } else {
+            queues.iter().any(|(vh, n)| vh == vhost && n == dest)
+                || v.as_ref().is_some_and(|v| v.queue(dest).is_some())
+        };
+        if !found {
+            let kind = if text(b, "destination_type") == "exchange" {
+                "exchange"
+            } else {
+                "queue"
+            };
+            return Err(json!(format!(
+                "NOT_FOUND - no {kind} '{dest}' in vhost '{vhost}'"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Arguments as JSON become a field table as RabbitMQ's import makes them: strings are long
@@ -428,13 +680,23 @@ pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Res
         }
         item
     };
-    let (mut queues, mut exchanges, mut bindings, mut parameters) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut queues, mut exchanges, mut bindings, mut parameters, mut policies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for v in &vhosts {
         let limits = access.vhost_limits(&v.name);
         if !limits.is_empty() {
             parameters.push(json!({
                 "value": limits, "vhost": v.name, "component": "vhost-limits", "name": "limits",
+            }));
+        }
+        // Policies keep their vhost even in a one-vhost export; operator policies are
+        // exported as runtime parameters (RabbitMQ 3.10 has no key of their own).
+        policies.extend(v.policies(Kind::Policy).iter().map(Policy::to_json));
+        for p in v.policies(Kind::Operator) {
+            parameters.push(json!({
+                "value": { "pattern": p.pattern, "definition": p.definition,
+                           "priority": p.priority, "apply-to": p.apply_to.as_str() },
+                "vhost": v.name, "component": "operator_policy", "name": p.name,
             }));
         }
         let mut qs = v.queues();
@@ -488,7 +750,7 @@ pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Res
     }
     if only.is_some() {
         return Ok(json!({
-            "rabbit_version": version, "parameters": parameters, "policies": [],
+            "rabbit_version": version, "parameters": parameters, "policies": policies,
             "queues": queues, "exchanges": exchanges, "bindings": bindings,
         }));
     }
@@ -549,7 +811,7 @@ pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Res
         "global_parameters": [
             { "name": "internal_cluster_id", "value": format!("warren-{}", broker.node_name()) }
         ],
-        "policies": [],
+        "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,

@@ -915,6 +915,17 @@ impl management::Backend for Backend {
         Ok(out)
     }
 
+    fn import_definitions(&self, vhost: Option<&str>, defs: &Value) -> Result<(), OpError> {
+        if let Some(v) = vhost {
+            if self.0.vhost(v).is_none() {
+                return Err(OpError::NotFoundReason("vhost_not_found".into()));
+            }
+        }
+        crate::definitions::import(&self.0, defs, vhost)
+            .map(|_| ())
+            .map_err(OpError::Reason)
+    }
+
     fn export_definitions(&self, vhost: Option<&str>) -> Result<Value, OpError> {
         crate::definitions::export(&self.0, vhost, crate::definitions::Layout::Http)
             .map_err(OpError::BadRequest)

@@ -17,7 +17,8 @@ import pika
 import pytest
 import requests
 
-from conftest import (ADMIN, AMQP_URL, MGMT_URL, WAIT, Api, amqp, q, rabbitmqadmin, uid)
+from conftest import (ADMIN, AMQP_URL, MGMT_URL, WAIT, Api, _is_rabbitmq, amqp, q,
+                      rabbitmqadmin, uid)
 
 AMQP_PORT = urllib.parse.urlparse(AMQP_URL).port or 5672
 MGMT_PORT = urllib.parse.urlparse(MGMT_URL).port or 15672
@@ -1752,7 +1753,10 @@ def test_definitions_import_needs_json_content_type(api):
     assert_empty(raw(api, "POST", "/api/definitions", "{}", content_type=None), 415)
 
 
-def test_definitions_import_is_not_atomic(api, scratch):
+def test_definitions_import_with_a_bad_entry(api, scratch):
+    """Both brokers refuse the file with the same reason. RabbitMQ has applied the entries
+    before the bad one (its users); Warren applies nothing, as issue 13 asks (an import is
+    all-or-nothing): the one assertion that differs by design."""
     name, missing = uid("iu"), uid("nosuchvhost")
     scratch.users.append(name)
     r = api.post("/api/definitions", {
@@ -1760,7 +1764,8 @@ def test_definitions_import_is_not_atomic(api, scratch):
         "queues": [{"name": "q", "vhost": missing, "durable": True, "auto_delete": False,
                     "arguments": {}}]})
     assert_error(r, 400, {"error": "bad_request", "reason": ["no_such_vhost", missing]})
-    assert api.get(f"/api/users/{q(name)}").status_code == 200  # users were applied first
+    applied = api.get(f"/api/users/{q(name)}").status_code
+    assert applied == (200 if _is_rabbitmq() else 404)
 
 
 def test_definitions_import_errors(api, scratch):

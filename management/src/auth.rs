@@ -52,7 +52,7 @@ enum Credentials {
 /// with 400, except a `Bearer` token, which fails as a login.
 fn basic_credentials(parts: &Parts) -> Credentials {
     let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-        return Credentials::Missing;
+        return query_credentials(parts);
     };
     let Ok(value) = value.to_str() else {
         return Credentials::Malformed;
@@ -67,6 +67,33 @@ fn basic_credentials(parts: &Parts) -> Credentials {
         return Credentials::Malformed;
     };
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim());
+    let text = decoded.ok().and_then(|d| String::from_utf8(d).ok());
+    match text.as_deref().and_then(|t| t.split_once(':')) {
+        Some((user, password)) => Credentials::Basic(user.to_string(), password.to_string()),
+        None => Credentials::Malformed,
+    }
+}
+
+/// `?auth=base64(user:password)`, which RabbitMQ takes on definitions downloads (a browser
+/// link cannot set a header).
+fn query_credentials(parts: &Parts) -> Credentials {
+    if !parts.uri.path().starts_with("/api/definitions") {
+        return Credentials::Missing;
+    }
+    let token = parts.uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "auth")
+            .map(|(_, v)| {
+                v.replace("%2B", "+")
+                    .replace("%2F", "/")
+                    .replace("%3D", "=")
+            })
+    });
+    let Some(token) = token else {
+        return Credentials::Missing;
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim());
     let text = decoded.ok().and_then(|d| String::from_utf8(d).ok());
     match text.as_deref().and_then(|t| t.split_once(':')) {
         Some((user, password)) => Credentials::Basic(user.to_string(), password.to_string()),

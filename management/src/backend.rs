@@ -534,6 +534,14 @@ pub trait Backend: Send + Sync + 'static {
     fn bind(&self, user: &str, binding: &BindingInfo) -> Result<(), OpError>;
     /// queue.unbind or exchange.unbind as `user`.
     fn unbind(&self, user: &str, binding: &BindingInfo) -> Result<(), OpError>;
+    /// Imports definitions (RabbitMQ's format) into the broker, or into one vhost; nothing is
+    /// applied if an entry is bad (`Reason` with RabbitMQ's reason; an unknown target vhost
+    /// `NotFoundReason("vhost_not_found")`). Blocking: called off the runtime's workers.
+    fn import_definitions(
+        &self,
+        vhost: Option<&str>,
+        definitions: &serde_json::Value,
+    ) -> Result<(), OpError>;
     /// The definitions export (RabbitMQ's format), of the broker or of one vhost.
     fn export_definitions(&self, vhost: Option<&str>) -> Result<serde_json::Value, OpError>;
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's

@@ -5,6 +5,7 @@
 //! `Broker`) that definitions import and the HTTP API will.
 
 pub(crate) mod client;
+mod policies;
 pub(crate) mod socket;
 
 use crate::auth::{
@@ -122,6 +123,9 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
             )
         })
     };
+    if let Some(answer) = policies::run(broker, &command, &vhost, &args) {
+        return answer;
+    }
     match command.as_str() {
         "add_user" => {
             if let Some(a) = need(2) {
@@ -503,14 +507,23 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
             let a = Answer::info(format!(
                 "Importing definitions in JSON from a file at \"{path}\" ..."
             ));
-            match crate::definitions::load_file(broker, std::path::Path::new(&path)) {
-                Ok(done) if done.skipped == 0 => a.message(
+            // All or nothing, as through the API: a bad entry refuses the file.
+            let read = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{path}: {e}"))
+                .and_then(|t| {
+                    serde_json::from_str::<Value>(&t)
+                        .ok()
+                        .filter(Value::is_object)
+                        .ok_or_else(|| format!("{path}: not a JSON definitions object"))
+                });
+            match read.map(|defs| crate::definitions::import(broker, &defs, None)) {
+                Ok(Ok(_)) => a.message(
                     "Successfully started definition import. This process is asynchronous and can take some time.",
                 ),
-                Ok(done) => a.message(format!(
-                    "Imported with {} item(s) skipped (see the broker log)",
-                    done.skipped
-                )),
+                Ok(Err(reason)) => {
+                    let text = reason.as_str().map_or_else(|| reason.to_string(), str::to_string);
+                    a.failed(text, exit::DATA_ERR)
+                }
                 Err(e) => a.failed(e, exit::DATA_ERR),
             }
         }
