@@ -42,6 +42,7 @@ struct Registered {
     vhost: String,
     events: EventSender,
     channels: Arc<AtomicUsize>,
+    info: Arc<crate::connection::info::ConnectionInfo>,
 }
 
 impl Broker {
@@ -131,12 +132,11 @@ impl Broker {
     /// connections cannot both take the last place.
     pub fn admit(
         &self,
-        id: u64,
-        user: &str,
-        vhost: &str,
+        info: Arc<crate::connection::info::ConnectionInfo>,
         events: EventSender,
         channels: Arc<AtomicUsize>,
     ) -> Result<(), AmqpError> {
+        let (id, user, vhost) = (info.id, info.user.as_str(), info.vhost.as_str());
         let vhost_max = self.access.vhost_limit(vhost, "max-connections");
         let user_max = self.access.user_limit(user, "max-connections");
         let mut conns = self.conns();
@@ -157,6 +157,7 @@ impl Broker {
                 vhost: vhost.into(),
                 events,
                 channels,
+                info: info.clone(),
             },
         );
         crate::metrics::COUNTERS.connections_opened.inc();
@@ -259,6 +260,26 @@ impl Broker {
         mine.fold((0, 0), |(n, ch), c| {
             (n + 1, ch + c.channels.load(Ordering::Relaxed))
         })
+    }
+
+    /// Every open connection (after its handshake), by id.
+    pub fn connections(&self) -> Vec<Arc<crate::connection::info::ConnectionInfo>> {
+        let mut all: Vec<_> = self.conns().values().map(|c| c.info.clone()).collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// Closes the connection named `name` (RabbitMQ's `peer -> local`) with 320 and `reason`;
+    /// false if there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        let conns = self.conns();
+        let Some(c) = conns.values().find(|c| c.info.name == name) else {
+            return false;
+        };
+        let _ = c
+            .events
+            .send(ConnEvent::Close(AmqpError::connection_forced(reason)));
+        true
     }
 
     /// A fresh connection id.

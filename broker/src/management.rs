@@ -13,9 +13,9 @@ use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
 use management::{
-    AckMode, BindingInfo, ExchangeDeclare, ExchangeInfo, GotMessage, Identity, MessageProperties,
-    NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal, Publish, Put,
-    QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    AckMode, BindingInfo, ChannelRow, ConnectionRow, ConsumerRow, ExchangeDeclare, ExchangeInfo,
+    GotMessage, Identity, MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError,
+    Permission, Principal, Publish, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -592,7 +592,7 @@ impl management::Backend for Backend {
             .readable_queue(queue, &caller)
             .map_err(|e| match e.code.code() {
                 404 => OpError::NotFoundReason(e.reply_text()),
-                _ => amqp_error(e),
+                _ => publish_error(e),
             })?;
         let sink_of =
             |tx| -> Arc<dyn DeliverySink> { Arc::new(OneGet(std::sync::Mutex::new(Some(tx)))) };
@@ -687,11 +687,89 @@ impl management::Backend for Backend {
         Ok(published == crate::vhost::Published::Routed)
     }
 
+    fn connections(&self) -> Vec<ConnectionRow> {
+        self.0
+            .connections()
+            .iter()
+            .map(|c| ConnectionRow {
+                name: c.name.clone(),
+                user: c.user.clone(),
+                vhost: c.vhost.clone(),
+                peer: c.peer,
+                local: c.local,
+                tls: c.tls,
+                auth_mechanism: c.auth_mechanism.clone(),
+                client_properties: crate::definitions::json_table(&c.client_properties),
+                connected_at: c.connected_at,
+                frame_max: c.frame_max,
+                channel_max: c.channel_max,
+                heartbeat: c.heartbeat,
+                channels: c.channels().len() as u64,
+            })
+            .collect()
+    }
+
+    fn channels(&self) -> Vec<ChannelRow> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = Vec::new();
+        for c in self.0.connections() {
+            for ch in c.channels() {
+                let d = ch.deliveries();
+                let mut consumers: Vec<ConsumerRow> = d
+                    .consumers
+                    .values()
+                    .map(|k| ConsumerRow {
+                        tag: k.tag.to_string(),
+                        queue: k.queue.name.clone(),
+                        vhost: k.queue.vhost.clone(),
+                        ack_required: !k.no_ack,
+                        exclusive: k.exclusive,
+                        prefetch_count: k.prefetch,
+                        // The one consumer argument a queue keeps.
+                        arguments: if k.priority != 0 {
+                            json!({ "x-priority": k.priority })
+                        } else {
+                            json!({})
+                        },
+                    })
+                    .collect();
+                consumers.sort_by(|a, b| a.tag.cmp(&b.tag));
+                out.push(ChannelRow {
+                    connection: c.name.clone(),
+                    peer: c.peer,
+                    number: ch.id,
+                    user: c.user.clone(),
+                    vhost: c.vhost.clone(),
+                    prefetch_count: ch.mode.prefetch_count.load(Relaxed),
+                    global_prefetch_count: d.channel_prefetch,
+                    confirm: ch.mode.confirm.load(Relaxed),
+                    transactional: ch.mode.transactional.load(Relaxed),
+                    messages_unacknowledged: d.unacked.len() as u64,
+                    consumers,
+                });
+            }
+        }
+        out
+    }
+
+    fn close_connection(&self, name: &str, reason: &str) -> Result<(), OpError> {
+        if self.0.close_connection(name, reason) {
+            Ok(())
+        } else {
+            Err(OpError::NotFound)
+        }
+    }
+
+    fn global_counters(&self) -> management::metrics::GlobalCounters {
+        crate::metrics::global()
+    }
+
     fn metrics(&self) -> management::metrics::MetricsSnapshot {
         crate::metrics::snapshot(&self.0)
     }
 
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
+        let owners = self.0.connections();
         let vhosts = self.vhosts_in(vhost)?;
         let mut out = Vec::new();
         for v in vhosts {
@@ -713,6 +791,9 @@ impl management::Backend for Backend {
                         operator.as_ref(),
                     ),
                     policy: policy.map(|p| p.name),
+                    owner: q
+                        .exclusive_owner
+                        .and_then(|id| owners.iter().find(|c| c.id == id).map(|c| c.name.clone())),
                     operator_policy: operator.map(|p| p.name),
                 });
             }

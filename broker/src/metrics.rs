@@ -147,10 +147,10 @@ pub(crate) fn max_fds() -> u64 {
         .unwrap_or(1024)
 }
 
-/// Everything a scrape shows. Reads /proc: called off the runtime's workers.
-pub(crate) fn snapshot(broker: &Broker) -> MetricsSnapshot {
+/// The node-wide message counters now.
+pub(crate) fn global() -> GlobalCounters {
     let c = &COUNTERS;
-    let global = GlobalCounters {
+    GlobalCounters {
         received: c.received.get(),
         received_confirm: c.received_confirm.get(),
         routed: c.routed.get(),
@@ -168,7 +168,13 @@ pub(crate) fn snapshot(broker: &Broker) -> MetricsSnapshot {
         dead_lettered_rejected: c.dead_lettered_rejected.get(),
         dead_lettered_maxlen: c.dead_lettered_maxlen.get(),
         dead_lettered_delivery_limit: c.dead_lettered_delivery_limit.get(),
-    };
+    }
+}
+
+/// Everything a scrape shows. Reads /proc: called off the runtime's workers.
+pub(crate) fn snapshot(broker: &Broker) -> MetricsSnapshot {
+    let c = &COUNTERS;
+    let global = global();
     let churn = Churn {
         connections_opened: c.connections_opened.get(),
         connections_closed: c.connections_closed.get(),

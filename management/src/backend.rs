@@ -204,6 +204,8 @@ pub struct QueueInfo {
     pub consumers: u64,
     /// The policy that applies, if any.
     pub policy: Option<String>,
+    /// The name of the connection that owns it (exclusive queues).
+    pub owner: Option<String>,
     /// The operator policy that applies, if any.
     pub operator_policy: Option<String>,
     /// Their definitions merged (RabbitMQ's `effective_policy_definition`).
@@ -286,6 +288,83 @@ pub struct GotMessage {
     /// Its properties as RabbitMQ shows them: an object of the ones set (in RabbitMQ's order),
     /// or `[]` when none is.
     pub properties: serde_json::Value,
+}
+
+/// An open connection, as `/api/connections` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRow {
+    /// RabbitMQ's name: `peer_host:peer_port -> host:port`.
+    pub name: String,
+    /// The logged-in user.
+    pub user: String,
+    /// Its vhost.
+    pub vhost: String,
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// The listener's address.
+    pub local: std::net::SocketAddr,
+    /// Over TLS.
+    pub tls: bool,
+    /// The SASL mechanism.
+    pub auth_mechanism: String,
+    /// The client's properties, as JSON.
+    pub client_properties: serde_json::Value,
+    /// When it connected (ms since the Unix epoch).
+    pub connected_at: u64,
+    /// Negotiated frame_max.
+    pub frame_max: u32,
+    /// Negotiated channel_max.
+    pub channel_max: u16,
+    /// Negotiated heartbeat (s).
+    pub heartbeat: u16,
+    /// Open channels.
+    pub channels: u64,
+}
+
+/// A consumer, as `/api/consumers` and a channel's `consumer_details` list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerRow {
+    /// Its tag.
+    pub tag: String,
+    /// Its queue.
+    pub queue: String,
+    /// The queue's vhost.
+    pub vhost: String,
+    /// Manual acknowledgement.
+    pub ack_required: bool,
+    /// Exclusive consumer.
+    pub exclusive: bool,
+    /// Its prefetch.
+    pub prefetch_count: u32,
+    /// Its arguments, as JSON.
+    pub arguments: serde_json::Value,
+}
+
+/// An open channel, as `/api/channels` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelRow {
+    /// Its connection's name.
+    pub connection: String,
+    /// The connection's client address.
+    pub peer: std::net::SocketAddr,
+    /// Its number.
+    pub number: u16,
+    /// The connection's user.
+    pub user: String,
+    /// The connection's vhost.
+    pub vhost: String,
+    /// basic.qos global=false.
+    pub prefetch_count: u32,
+    /// basic.qos global=true.
+    pub global_prefetch_count: u32,
+    /// In confirm mode.
+    pub confirm: bool,
+    /// In a transaction.
+    pub transactional: bool,
+    /// Deliveries not yet acknowledged.
+    pub messages_unacknowledged: u64,
+    /// Its consumers.
+    pub consumers: Vec<ConsumerRow>,
 }
 
 /// A queue.declare asked through the API.
@@ -547,6 +626,15 @@ pub trait Backend: Send + Sync + 'static {
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's
     /// workers.
     fn node_stats(&self) -> NodeStats;
+    /// Every open connection (after its handshake).
+    fn connections(&self) -> Vec<ConnectionRow>;
+    /// Every open channel.
+    fn channels(&self) -> Vec<ChannelRow>;
+    /// Closes a connection with 320 CONNECTION_FORCED and `reason` (`NotFound` if none is
+    /// named so).
+    fn close_connection(&self, name: &str, reason: &str) -> Result<(), OpError>;
+    /// The node-wide message counters (cheap: the overview's rates are computed from them).
+    fn global_counters(&self) -> crate::metrics::GlobalCounters;
     /// One snapshot of everything the Prometheus endpoint shows. Blocking (reads /proc):
     /// called off the runtime's workers.
     fn metrics(&self) -> crate::metrics::MetricsSnapshot;

@@ -11,12 +11,14 @@ pub mod backend;
 mod error;
 pub mod metrics;
 mod prometheus;
+mod rates;
 mod ui;
 
 pub use backend::{
-    AckMode, Backend, BindingInfo, ExchangeDeclare, ExchangeInfo, GotMessage, Identity, Limits,
-    MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError, Permission, Principal,
-    Publish, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    AckMode, Backend, BindingInfo, ChannelRow, ConnectionRow, ConsumerRow, ExchangeDeclare,
+    ExchangeInfo, GotMessage, Identity, Limits, MessageProperties, NewPassword, NodeStats,
+    ObjectTotals, OpError, Permission, Principal, Publish, Put, QueueDeclare, QueueInfo,
+    TopicPermission, User, VHost,
 };
 pub use prometheus::serve_prometheus;
 
@@ -27,13 +29,18 @@ use tokio::net::TcpListener;
 /// What every handler shares.
 pub(crate) struct State {
     pub(crate) backend: Arc<dyn Backend>,
+    /// Samples of the message counters, for the overview's rates.
+    pub(crate) rates: rates::Rates,
 }
 
 /// Serves the management API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, backend: Arc<dyn Backend>) -> std::io::Result<()> {
     use axum::ServiceExt;
     use tower::Layer;
-    let state = Arc::new(State { backend });
+    let state = Arc::new(State {
+        backend,
+        rates: rates::Rates::default(),
+    });
     // RabbitMQ accepts a trailing slash on every path; trimming it before routing keeps one
     // route per path.
     // The conventions wrap the whole router: they see axum's 405 with its `allow` list.

@@ -32,6 +32,10 @@ impl Channel {
                 } else {
                     // As RabbitMQ 3.10: a per-consumer limit also lifts the channel-wide one.
                     self.consumer_prefetch = qos.prefetch_count as u32;
+                    self.shared
+                        .mode
+                        .prefetch_count
+                        .store(self.consumer_prefetch, std::sync::atomic::Ordering::Relaxed);
                     self.shared.deliveries().channel_prefetch = 0;
                     self.dispatch_consumed_queues();
                 }

@@ -46,6 +46,10 @@ impl Channel {
                 }
                 if self.confirm.is_none() {
                     self.confirm = Some(Confirms::default());
+                    self.shared
+                        .mode
+                        .confirm
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 if !s.nowait {
                     self.send(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(

@@ -83,6 +83,19 @@ pub struct ChannelShared {
     /// The client asked for basic.cancel notifications (capability consumer_cancel_notify).
     pub cancel_notify: bool,
     deliveries: Mutex<Deliveries>,
+    /// What the management API shows of the channel's modes (written by the channel only).
+    pub mode: ChannelMode,
+}
+
+/// A channel's modes, as listed (`prefetch_count`, `confirm`, `transactional`).
+#[derive(Debug, Default)]
+pub struct ChannelMode {
+    /// basic.qos global=false: the prefetch of consumers created from now on.
+    pub prefetch_count: std::sync::atomic::AtomicU32,
+    /// confirm.select was sent.
+    pub confirm: AtomicBool,
+    /// tx.select was sent.
+    pub transactional: AtomicBool,
 }
 
 /// Who a channel is and where it sends: what [`ChannelShared::new`] needs.
@@ -112,6 +125,7 @@ impl ChannelShared {
             active: AtomicBool::new(true),
             cancel_notify: link.cancel_notify,
             deliveries: Mutex::new(Deliveries::default()),
+            mode: ChannelMode::default(),
         }
     }
 

@@ -27,6 +27,10 @@ impl Channel {
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Tx::default());
+                    self.shared
+                        .mode
+                        .transactional
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 self.send(AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
             }

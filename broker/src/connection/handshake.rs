@@ -20,6 +20,8 @@ use tracing::debug;
 
 /// A finished handshake.
 pub(super) struct Done {
+    /// What the broker lists of the connection (registered on admission).
+    pub info: Arc<super::info::ConnectionInfo>,
     pub vhost: Arc<VHost>,
     pub grant: crate::auth::Grant,
     pub user: String,
@@ -49,6 +51,8 @@ pub(super) struct Handshake<'a> {
     pub buf: BytesMut,
     pub outbox: &'a Arc<Outbox>,
     pub peer: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
     /// None on plain TCP; on TLS, the client's certificate if it presented one.
     pub peer_certificate: Option<Option<&'a CertificateDer<'static>>>,
 }
@@ -296,12 +300,21 @@ impl Handshake<'_> {
                 Some(vhost) => Ok((grant, vhost)),
                 None => Err(crate::reply_text::vhost_not_found(vhost_name)),
             });
+        let info = Arc::new(super::info::ConnectionInfo::new(
+            self.id,
+            self.peer,
+            self.local,
+            user.clone(),
+            vhost_name.to_string(),
+            self.peer_certificate.is_some(),
+            mechanism.clone(),
+            start_ok.client_properties.clone(),
+            (frame_max, channel_max, tune_ok.heartbeat),
+        ));
         let found = found.and_then(|(grant, vhost)| {
             self.broker
                 .admit(
-                    self.id,
-                    &user,
-                    vhost_name,
+                    info.clone(),
                     self.events.clone(),
                     self.channel_count.clone(),
                 )
@@ -319,6 +332,7 @@ impl Handshake<'_> {
             AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
         );
         Ok(Done {
+            info,
             vhost,
             grant,
             user,

@@ -6,6 +6,7 @@
 //! [`Outbox`], so replies and deliveries keep their order.
 
 mod handshake;
+pub(crate) mod info;
 pub(crate) use handshake::RABBITMQ_VERSION;
 pub(crate) mod writer;
 
@@ -54,6 +55,8 @@ enum Stop {
 
 /// A connection after the handshake.
 pub(crate) struct Connection {
+    /// What the broker lists of this connection.
+    info: Arc<info::ConnectionInfo>,
     id: u64,
     name: String,
     broker: Arc<Broker>,
@@ -191,6 +194,7 @@ async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
             buf: BytesMut::with_capacity(1024),
             outbox: &outbox,
             peer,
+            local,
             peer_certificate: tls.as_ref().map(|cert| cert.as_ref()),
         };
         let timeout = Duration::from_secs(broker.config.handshake_timeout);
@@ -209,6 +213,7 @@ async fn serve_stream<W: tokio::io::AsyncWrite + Send + Unpin + 'static>(
                 outbox.set_frame_max(done.frame_max);
                 info!(user = %done.user, vhost = %done.vhost.name, "user '{}' authenticated and granted access to vhost '{}'", done.user, done.vhost.name);
                 let mut c = Connection {
+                    info: done.info,
                     id,
                     name,
                     broker: broker.clone(),
@@ -679,7 +684,8 @@ impl Connection {
                     events: self.events_tx.clone(),
                     cancel_notify: self.caps.consumer_cancel_notify,
                 };
-                let ch = Channel::new(link, self.broker.config.max_message_size);
+                let mut ch = Channel::new(link, self.broker.config.max_message_size);
+                ch.register_in(&self.info);
                 self.outbox.method(
                     channel,
                     AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

@@ -2,6 +2,7 @@
 
 mod access;
 mod bindings;
+mod connections;
 mod definitions;
 mod exchanges;
 mod health;
@@ -32,6 +33,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(definitions::routes())
         .merge(queues::routes())
         .merge(messages::routes())
+        .merge(connections::routes())
         .merge(policies::routes())
         .merge(exchanges::routes())
         .merge(bindings::routes())

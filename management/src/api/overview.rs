@@ -37,9 +37,9 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         "sample_retention_policies": {
             "global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600],
         },
-        "message_stats": {},
+        "message_stats": state.rates.message_stats(state.backend.global_counters()),
         "churn_rates": {},
-        "queue_totals": {},
+        "queue_totals": queue_totals(&state, &who),
         "statistics_db_event_queue": 0,
         "exchange_types": exchange_types(),
     });
@@ -65,6 +65,24 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         });
     }
     Ok(Json(o))
+}
+
+/// Messages in the queues `who` may see, as RabbitMQ's `queue_totals`.
+fn queue_totals(state: &State, who: &Authed) -> Value {
+    let visible = super::access::visible_names(state, who);
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for q in state.backend.queues(None).unwrap_or_default() {
+        if visible.contains(&q.vhost) {
+            ready += q.messages_ready;
+            unacked += q.messages_unacknowledged;
+        }
+    }
+    let rate = json!({ "rate": 0.0 });
+    json!({
+        "messages": ready + unacked, "messages_details": rate,
+        "messages_ready": ready, "messages_ready_details": rate,
+        "messages_unacknowledged": unacked, "messages_unacknowledged_details": rate,
+    })
 }
 
 /// The exchange types, as RabbitMQ lists them (sorted by name).

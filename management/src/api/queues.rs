@@ -56,7 +56,7 @@ fn queue_json(q: &QueueInfo, node: &str) -> Value {
         "recoverable_slaves": null,
         "single_active_consumer_tag": null,
         "state": "running",
-        "type": "classic",
+        "type": q.arguments.get("x-queue-type").and_then(Value::as_str).unwrap_or("classic"),
         "vhost": q.vhost,
     })
 }
@@ -103,7 +103,37 @@ async fn get_queue(
     let Some(mut q) = found else {
         return Err(ApiError::not_found());
     };
-    q["consumer_details"] = json!([]);
+    let node = state.backend.identity().node;
+    let mut details = Vec::new();
+    for ch in state.backend.channels() {
+        for k in ch
+            .consumers
+            .iter()
+            .filter(|k| k.queue == name && k.vhost == vhost)
+        {
+            if k.exclusive {
+                q["exclusive_consumer_tag"] = json!(k.tag);
+            }
+            details.push(super::connections::consumer_json(k, &ch, &node));
+        }
+    }
+    q["consumer_details"] = Value::Array(details);
+    let owner = state
+        .backend
+        .queues(Some(&vhost))
+        .ok()
+        .and_then(|qs| qs.into_iter().find(|x| x.name == name))
+        .and_then(|x| x.owner);
+    if let Some(owner) = owner.and_then(|o| {
+        state
+            .backend
+            .connections()
+            .into_iter()
+            .find(|c| c.name == o)
+    }) {
+        q["owner_pid_details"] = json!({ "name": owner.name,
+            "peer_host": owner.peer.ip().to_string(), "peer_port": owner.peer.port() });
+    }
     q["deliveries"] = json!([]);
     q["incoming"] = json!([]);
     Ok(Json(q))
