@@ -5,6 +5,7 @@
 //! `Broker`) that definitions import and the HTTP API will.
 
 pub(crate) mod client;
+mod listings;
 mod policies;
 pub(crate) mod socket;
 
@@ -124,6 +125,9 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
         })
     };
     if let Some(answer) = policies::run(broker, &command, &vhost, &args) {
+        return answer;
+    }
+    if let Some(answer) = listings::run(broker, &command, &vhost, &args) {
         return answer;
     }
     match command.as_str() {
