@@ -687,6 +687,17 @@ impl management::Backend for Backend {
         Ok(published == crate::vhost::Published::Routed)
     }
 
+    fn certificate_expiry(&self) -> Option<(String, Vec<i64>)> {
+        let certs = self.0.tls.get()?;
+        match certs.not_after() {
+            Ok((path, ends)) => Some((path.display().to_string(), ends)),
+            Err(e) => {
+                tracing::warn!("certificate expiration check: {e}");
+                Some((String::new(), vec![0]))
+            }
+        }
+    }
+
     fn connections(&self) -> Vec<ConnectionRow> {
         self.0
             .connections()

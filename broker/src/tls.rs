@@ -43,6 +43,23 @@ impl Certificates {
             .clone()
     }
 
+    /// The certificate file and when each certificate in it stops being valid (seconds since
+    /// the Unix epoch), read from the file now (blocking). For the certificate-expiration
+    /// health check.
+    pub(crate) fn not_after(&self) -> io::Result<(PathBuf, Vec<i64>)> {
+        let path = &self.settings.certfile;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| read_err(path, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| read_err(path, e))?;
+        let ends = chain
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+            .collect();
+        Ok((path.clone(), ends))
+    }
+
     /// Re-reads the files (blocking, as `load`). On an error the certificates in use stay.
     pub(crate) fn reload(&self) -> io::Result<()> {
         let fresh = acceptor(&self.settings)?;

@@ -626,6 +626,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The node's figures. Blocking (reads /proc and the filesystem): called off the runtime's
     /// workers.
     fn node_stats(&self) -> NodeStats;
+    /// The amqps certificate file and when each of its certificates expires (seconds since the
+    /// Unix epoch); `None` without TLS. Blocking (reads the file).
+    fn certificate_expiry(&self) -> Option<(String, Vec<i64>)>;
     /// Every open connection (after its handshake).
     fn connections(&self) -> Vec<ConnectionRow>;
     /// Every open channel.

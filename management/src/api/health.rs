@@ -29,6 +29,10 @@ pub(super) fn routes() -> Router<Arc<State>> {
         )
         .route("/api/health/checks/virtual-hosts", get(ok))
         .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(certificate_expiration),
+        )
+        .route(
             "/api/health/checks/node-is-quorum-critical",
             get(single_node),
         )
@@ -193,4 +197,55 @@ async fn protocol_listener(
 
 async fn auth() -> Json<Value> {
     Json(json!({ "enable_uaa": false, "uaa_client_id": "", "uaa_location": "" }))
+}
+
+/// Fails if an amqps certificate expires within the given time (RabbitMQ's units; a month is
+/// 30 days, a year 365). Without TLS there is nothing to expire.
+async fn certificate_expiration(
+    S(state): S<Arc<State>>,
+    _who: Authed,
+    Path((within, unit)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let Ok(n) = within.parse::<i64>() else {
+        return Err(ApiError::bad_request("Invalid expiration value."));
+    };
+    let day = 86_400i64;
+    let seconds = match unit.as_str() {
+        "days" => n * day,
+        "weeks" => n * 7 * day,
+        "months" => n * 30 * day,
+        "years" => n * 365 * day,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Time unit not recognised. Supported units: days, weeks, months, years.",
+            ))
+        }
+    };
+    let backend = state.backend.clone();
+    let expiry = tokio::task::spawn_blocking(move || backend.certificate_expiry())
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let Some((certfile, ends)) = expiry else {
+        return Ok(Json(json!({ "status": "ok" })).into_response());
+    };
+    let node = state.backend.identity().node;
+    let expiring: Vec<Value> = ends
+        .iter()
+        .filter(|end| **end <= now + seconds)
+        .map(|end| {
+            json!({ "node": node, "protocol": "amqp/ssl", "certfile": certfile,
+                           "expiry_date": end })
+        })
+        .collect();
+    Ok(if expiring.is_empty() {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        failed(
+            json!({ "status": "failed", "reason": "Certificates expiring",
+                       "expired": expiring }),
+        )
+    })
 }

@@ -3,7 +3,7 @@
 use crate::auth::Authed;
 use crate::error::ApiResult;
 use crate::State;
-use axum::extract::State as S;
+use axum::extract::{Query, State as S};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -12,8 +12,22 @@ pub(super) async fn whoami(who: Authed) -> Json<Value> {
     Json(json!({ "name": who.0.name, "tags": who.0.tags }))
 }
 
-pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<Json<Value>> {
+/// `?disable_stats=true`: the overview without statistics (RabbitMQ's lighter answer).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct OverviewQuery {
+    disable_stats: Option<String>,
+}
+
+pub(super) async fn overview(
+    S(state): S<Arc<State>>,
+    who: Authed,
+    Query(q): Query<OverviewQuery>,
+) -> ApiResult<Json<Value>> {
     let id = state.backend.identity();
+    if q.disable_stats.as_deref() == Some("true") {
+        return Ok(Json(without_stats(&state, &who)));
+    }
     let totals = if who.0.is_monitor() {
         state.backend.object_totals(None)
     } else {
@@ -65,6 +79,42 @@ pub(super) async fn overview(S(state): S<Arc<State>>, who: Authed) -> ApiResult<
         });
     }
     Ok(Json(o))
+}
+
+/// The overview with `disable_stats=true`: who the broker is, its node, and the numbers of
+/// queues and exchanges (and, for monitoring users, connections) `who` may see.
+fn without_stats(state: &State, who: &Authed) -> Value {
+    let id = state.backend.identity();
+    let totals = if who.0.is_monitor() {
+        state.backend.object_totals(None)
+    } else {
+        let mine = super::access::visible_names(state, who);
+        state.backend.object_totals(Some(&mine))
+    };
+    let mut object_totals = json!({ "queues": totals.queues, "exchanges": totals.exchanges });
+    if who.0.is_monitor() {
+        object_totals["connections"] = json!(totals.connections);
+    }
+    json!({
+        "management_version": id.rabbitmq_version,
+        "rates_mode": "basic",
+        "sample_retention_policies": {
+            "global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600],
+        },
+        "exchange_types": exchange_types(),
+        "product_version": id.rabbitmq_version,
+        "product_name": "RabbitMQ",
+        "rabbitmq_version": id.rabbitmq_version,
+        "cluster_name": id.cluster_name,
+        "erlang_version": format!("Warren {}", id.warren_version),
+        "erlang_full_version": format!("Warren {} (Rust, tokio)", id.warren_version),
+        "release_series_support_status": "supported",
+        "disable_stats": true,
+        "enable_queue_totals": false,
+        "warren_version": id.warren_version,
+        "node": id.node,
+        "object_totals": object_totals,
+    })
 }
 
 /// Messages in the queues `who` may see, as RabbitMQ's `queue_totals`.
