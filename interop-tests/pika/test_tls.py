@@ -575,3 +575,39 @@ def test_certificates_reload_without_dropping_connections(certs):
             b.stop()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.warren_only
+def test_certificate_expiration_health_check(certs):
+    """The management API's certificate-expiration check reads the amqps certificate: the test
+    CA's server certificate is valid for 2 days, so it expires within a week but not within a
+    day. Warren only: the own RabbitMQ nodes of this suite run without the management plugin."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    mport = free_port()
+    conf = tls_conf(certs, "verify_none",
+                    extra=f"management.tcp.port = {mport}\nmanagement.tcp.ip = 127.0.0.1\n")
+    b = start_own_broker(certs, conf, "certexp")
+    try:
+        token = base64.b64encode(b"guest:guest").decode()
+
+        def check(within):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{mport}/api/health/checks/certificate-expiration/{within}",
+                headers={"Authorization": f"Basic {token}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        assert check("1/days") == (200, {"status": "ok"})
+        status, body = check("1/weeks")
+        assert status == 503
+        assert body["status"] == "failed" and body["reason"] == "Certificates expiring"
+        assert body["expired"][0]["certfile"].endswith("server.pem")
+    finally:
+        b.stop()

@@ -85,6 +85,7 @@ async fn get_exchange(
     S(state): S<Arc<State>>,
     who: Authed,
     Path((vhost, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     // The default exchange is also reachable by its permission name.
     let wanted = if name == "amq.default" { "" } else { &name };
@@ -97,7 +98,7 @@ async fn get_exchange(
     };
     x["incoming"] = json!([]);
     x["outgoing"] = json!([]);
-    Ok(Json(x))
+    Ok(Json(super::with_columns(x, &q)))
 }
 
 async fn put_exchange(

@@ -101,6 +101,17 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// A single object's answer with the `columns` the query asks for (all without it).
+pub(crate) fn with_columns(v: Value, q: &ListQuery) -> Value {
+    match q.columns.as_deref().filter(|c| !c.is_empty()) {
+        Some(cols) => {
+            let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
+            keep_columns(v, &cols)
+        }
+        None => v,
+    }
+}
+
 /// Keeps only `columns` (dotted paths allowed) of an object.
 fn keep_columns(v: Value, columns: &[&str]) -> Value {
     let Value::Object(obj) = v else { return v };
@@ -132,25 +143,61 @@ fn keep_columns(v: Value, columns: &[&str]) -> Value {
     Value::Object(out)
 }
 
-/// Applies a list endpoint's query to `items` (sorted by `default_sort` unless asked).
+/// RabbitMQ's 400 for paging parameters that are not integers, or a name regex that does not
+/// compile.
+fn bad_paging() -> ApiError {
+    ApiError::bad_request("Pagination parameters are invalid")
+}
+
+/// Applies a list endpoint's query to `items` (sorted by `default_sort` unless asked). The
+/// `name` filter (a case-insensitive substring, or with `use_regex=true` a case-insensitive
+/// regex) applies to paged requests only, as in RabbitMQ.
 pub(crate) fn list_response(
     mut items: Vec<Value>,
     q: &ListQuery,
     default_sort: &str,
 ) -> Result<Value, ApiError> {
     let total = items.len();
-    if let Some(name) = q.name.as_deref().filter(|n| !n.is_empty()) {
-        let regex = q.use_regex.as_deref() == Some("true");
-        let re = if regex {
-            Some(regex_lite_or_contains(name)?)
+    let paging = match q.page.as_deref() {
+        None => None,
+        Some(page) => {
+            let page: i64 = page.trim().parse().map_err(|_| bad_paging())?;
+            let size: Option<i64> = match q.page_size.as_deref() {
+                None => None,
+                Some(s) => Some(s.trim().parse().map_err(|_| bad_paging())?),
+            };
+            if page < 1 || size.is_some_and(|n| !(1..=500).contains(&n)) {
+                let shown = size.map_or("undefined".to_string(), |n| n.to_string());
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid_pagination_parameters",
+                    format!("Invalid pagination parameters: page number {page}, page size {shown}"),
+                ));
+            }
+            Some((page as usize, size.unwrap_or(100) as usize))
+        }
+    };
+    if let Some(name) = q
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty() && paging.is_some())
+    {
+        let re = if q.use_regex.as_deref() == Some("true") {
+            Some(
+                regex::RegexBuilder::new(name)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|_| bad_paging())?,
+            )
         } else {
             None
         };
+        let lower = name.to_lowercase();
         items.retain(|v| {
             let n = v.get("name").and_then(Value::as_str).unwrap_or_default();
             match &re {
                 Some(re) => re.is_match(n),
-                None => n.contains(name),
+                None => n.to_lowercase().contains(&lower),
             }
         });
     }
@@ -169,31 +216,16 @@ pub(crate) fn list_response(
         let cols: Vec<&str> = cols.split(',').map(str::trim).collect();
         items = items.into_iter().map(|v| keep_columns(v, &cols)).collect();
     }
-    let Some(page) = q.page.as_deref() else {
+    let Some((page, page_size)) = paging else {
         return Ok(Value::Array(items));
     };
-    let page: usize = page
-        .parse()
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| ApiError::bad_request("Parameter \"page\" must be an integer >= 1"))?;
-    let page_size: usize = match q.page_size.as_deref() {
-        None => 100,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "Parameter \"page_size\" must be an integer between 1 and 500",
-                )
-            })?,
-    };
     let filtered = items.len();
-    let page_count = filtered.div_ceil(page_size).max(1);
-    if page > page_count {
-        return Err(ApiError::bad_request(
-            "Parameter \"page\" must not be greater than the number of pages",
+    let page_count = filtered.div_ceil(page_size);
+    if page > page_count.max(1) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "page_out_of_range",
+            format!("Page out of range, page: {page} page size: {page_size}, len: {filtered}"),
         ));
     }
     let page_items: Vec<Value> = items
@@ -210,9 +242,4 @@ pub(crate) fn list_response(
         "page_size": page_size,
         "total_count": total,
     }))
-}
-
-/// A `use_regex` name filter.
-fn regex_lite_or_contains(pattern: &str) -> Result<regex::Regex, ApiError> {
-    regex::Regex::new(pattern).map_err(|e| ApiError::bad_request(e.to_string()))
 }

@@ -95,6 +95,7 @@ async fn get_queue(
     S(state): S<Arc<State>>,
     who: Authed,
     Path((vhost, name)): Path<(String, String)>,
+    Query(lq): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let found = listed(&state, &who, Some(&vhost))
         .map_err(|_| ApiError::not_found())?
@@ -136,7 +137,7 @@ async fn get_queue(
     }
     q["deliveries"] = json!([]);
     q["incoming"] = json!([]);
-    Ok(Json(q))
+    Ok(Json(super::with_columns(q, &lq)))
 }
 
 /// A boolean of a body: `true`/`false` or their strings (rabbitmqadmin sends strings).
