@@ -140,10 +140,11 @@ async fn get_queue(
     Ok(Json(super::with_columns(q, &lq)))
 }
 
-/// A boolean of a body: `true`/`false` or their strings (rabbitmqadmin sends strings).
+/// A boolean of a body: `true`/`false` or their strings (rabbitmqadmin sends strings); absent
+/// is false, anything else (`null` included) RabbitMQ's `["not_boolean", value]`.
 pub(super) fn flag(b: &serde_json::Map<String, Value>, key: &str) -> ApiResult<bool> {
     match b.get(key) {
-        None | Some(Value::Null) => Ok(false),
+        None => Ok(false),
         Some(Value::Bool(v)) => Ok(*v),
         Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
         Some(other) => Err(ApiError::bad_request(json!(["not_boolean", other]))),
