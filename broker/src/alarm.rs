@@ -203,3 +203,21 @@ pub(crate) async fn monitor(w: Watched) {
         tokio::time::sleep(CHECK_EVERY).await;
     }
 }
+
+/// The process's descriptor limit (`Max open files`), 1024 if it cannot be read.
+pub(crate) fn max_fds() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// The process's open file descriptors.
+pub(crate) fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}

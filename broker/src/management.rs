@@ -12,6 +12,7 @@ use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
+use management::metrics::{Churn, ExchangeFigures, MetricsSnapshot, NodeFigures, QueueFigures};
 use management::{
     AckMode, BindingInfo, ChannelRow, ConnectionRow, ConsumerRow, ExchangeDeclare, ExchangeInfo,
     GotMessage, Identity, MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError,
@@ -168,43 +169,30 @@ fn basic_properties(p: &MessageProperties) -> amqp_codec::Properties {
 /// (the wire order reversed), or `[]` when none is.
 fn properties_json(p: &amqp_codec::Properties) -> Value {
     let b = p.to_basic();
-    let mut m = serde_json::Map::new();
-    let mut text = |key: &str, v: &Option<amqp_codec::types::ShortString>| {
-        if let Some(v) = v {
-            m.insert(key.into(), json!(v.as_str()));
-        }
-    };
-    text("cluster_id", b.cluster_id());
-    text("app_id", b.app_id());
-    text("user_id", b.user_id());
-    text("type", b.kind());
-    if let Some(t) = b.timestamp() {
-        m.insert("timestamp".into(), json!(t));
-    }
-    let mut text = |key: &str, v: &Option<amqp_codec::types::ShortString>| {
-        if let Some(v) = v {
-            m.insert(key.into(), json!(v.as_str()));
-        }
-    };
-    text("message_id", b.message_id());
-    text("expiration", b.expiration());
-    text("reply_to", b.reply_to());
-    text("correlation_id", b.correlation_id());
-    if let Some(v) = b.priority() {
-        m.insert("priority".into(), json!(v));
-    }
-    if let Some(v) = b.delivery_mode() {
-        m.insert("delivery_mode".into(), json!(v));
-    }
-    if let Some(h) = b.headers() {
-        m.insert("headers".into(), crate::definitions::json_table(h));
-    }
-    if let Some(v) = b.content_encoding() {
-        m.insert("content_encoding".into(), json!(v.as_str()));
-    }
-    if let Some(v) = b.content_type() {
-        m.insert("content_type".into(), json!(v.as_str()));
-    }
+    let text = |v: &Option<amqp_codec::types::ShortString>| v.as_ref().map(|v| json!(v.as_str()));
+    let fields = [
+        ("cluster_id", text(b.cluster_id())),
+        ("app_id", text(b.app_id())),
+        ("user_id", text(b.user_id())),
+        ("type", text(b.kind())),
+        ("timestamp", b.timestamp().map(|t| json!(t))),
+        ("message_id", text(b.message_id())),
+        ("expiration", text(b.expiration())),
+        ("reply_to", text(b.reply_to())),
+        ("correlation_id", text(b.correlation_id())),
+        ("priority", b.priority().map(|v| json!(v))),
+        ("delivery_mode", b.delivery_mode().map(|v| json!(v))),
+        (
+            "headers",
+            b.headers().as_ref().map(crate::definitions::json_table),
+        ),
+        ("content_encoding", text(b.content_encoding())),
+        ("content_type", text(b.content_type())),
+    ];
+    let m: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        .collect();
     if m.is_empty() {
         json!([])
     } else {
@@ -699,68 +687,11 @@ impl management::Backend for Backend {
     }
 
     fn connections(&self) -> Vec<ConnectionRow> {
-        self.0
-            .connections()
-            .iter()
-            .map(|c| ConnectionRow {
-                name: c.name.clone(),
-                user: c.user.clone(),
-                vhost: c.vhost.clone(),
-                peer: c.peer,
-                local: c.local,
-                tls: c.tls,
-                auth_mechanism: c.auth_mechanism.clone(),
-                client_properties: crate::definitions::json_table(&c.client_properties),
-                connected_at: c.connected_at,
-                frame_max: c.frame_max,
-                channel_max: c.channel_max,
-                heartbeat: c.heartbeat,
-                channels: c.channels().len() as u64,
-            })
-            .collect()
+        connection_rows(&self.0)
     }
 
     fn channels(&self) -> Vec<ChannelRow> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut out = Vec::new();
-        for c in self.0.connections() {
-            for ch in c.channels() {
-                let d = ch.deliveries();
-                let mut consumers: Vec<ConsumerRow> = d
-                    .consumers
-                    .values()
-                    .map(|k| ConsumerRow {
-                        tag: k.tag.to_string(),
-                        queue: k.queue.name.clone(),
-                        vhost: k.queue.vhost.clone(),
-                        ack_required: !k.no_ack,
-                        exclusive: k.exclusive,
-                        prefetch_count: k.prefetch,
-                        // The one consumer argument a queue keeps.
-                        arguments: if k.priority != 0 {
-                            json!({ "x-priority": k.priority })
-                        } else {
-                            json!({})
-                        },
-                    })
-                    .collect();
-                consumers.sort_by(|a, b| a.tag.cmp(&b.tag));
-                out.push(ChannelRow {
-                    connection: c.name.clone(),
-                    peer: c.peer,
-                    number: ch.id,
-                    user: c.user.clone(),
-                    vhost: c.vhost.clone(),
-                    prefetch_count: ch.mode.prefetch_count.load(Relaxed),
-                    global_prefetch_count: d.channel_prefetch,
-                    confirm: ch.mode.confirm.load(Relaxed),
-                    transactional: ch.mode.transactional.load(Relaxed),
-                    messages_unacknowledged: d.unacked.len() as u64,
-                    consumers,
-                });
-            }
-        }
-        out
+        channel_rows(&self.0)
     }
 
     fn close_connection(&self, name: &str, reason: &str) -> Result<(), OpError> {
@@ -776,7 +707,7 @@ impl management::Backend for Backend {
     }
 
     fn metrics(&self) -> management::metrics::MetricsSnapshot {
-        crate::metrics::snapshot(&self.0)
+        metrics_snapshot(&self.0)
     }
 
     fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, OpError> {
@@ -1026,22 +957,14 @@ impl management::Backend for Backend {
     fn node_stats(&self) -> NodeStats {
         let b = &self.0;
         let alarms = b.alarms.in_effect();
-        let fd_used = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let fd_used = crate::alarm::open_fds();
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let threads = status
             .lines()
             .find_map(|l| l.strip_prefix("Threads:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        let fd_total = std::fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("Max open files"))
-                    .and_then(|l| l.split_whitespace().nth(3))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(1024);
+        let fd_total = crate::alarm::max_fds();
         NodeStats {
             os_pid: std::process::id(),
             mem_used: crate::alarm::resident_memory().unwrap_or(0),
@@ -1082,4 +1005,155 @@ impl management::Backend for Backend {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// Everything a scrape shows. Reads /proc: called off the runtime's workers.
+fn metrics_snapshot(broker: &Broker) -> MetricsSnapshot {
+    let c = &crate::metrics::COUNTERS;
+    let global = crate::metrics::global();
+    let churn = Churn {
+        connections_opened: c.connections_opened.get(),
+        connections_closed: c.connections_closed.get(),
+        channels_opened: c.channels_opened.get(),
+        channels_closed: c.channels_closed.get(),
+        queues_declared: c.queues_declared.get(),
+        queues_created: c.queues_created.get(),
+        queues_deleted: c.queues_deleted.get(),
+        auth_attempts: c.auth_attempts.get(),
+        auth_succeeded: c.auth_succeeded.get(),
+        auth_failed: c.auth_failed.get(),
+    };
+    let alarms = broker.alarms.in_effect();
+    let max_fds = crate::alarm::max_fds();
+    let (connections, channels) = broker.connection_totals(|_| true);
+    let uptime = broker.started.elapsed().as_secs_f64();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let node_figures = NodeFigures {
+        open_fds: crate::alarm::open_fds(),
+        max_fds,
+        open_sockets: connections as u64,
+        max_sockets: broker.config.connection_max.map_or(max_fds, |m| m as u64),
+        resident_memory: crate::alarm::resident_memory().unwrap_or(0),
+        memory_limit: broker.alarms.memory_limit(),
+        disk_free: crate::alarm::free_bytes(&broker.config.data_dir).unwrap_or(0),
+        disk_free_limit: broker.config.disk_free_limit,
+        uptime_seconds: uptime,
+        start_time_seconds: now - uptime,
+        memory_alarm: alarms.contains(&"memory"),
+        disk_alarm: alarms.contains(&"disk"),
+    };
+    let mut queues = Vec::new();
+    let mut exchanges = Vec::new();
+    let mut vhosts = Vec::new();
+    let mut consumers = 0;
+    for v in broker.vhosts() {
+        vhosts.push(v.name.clone());
+        for q in v.queues() {
+            let (ready, unacked, n) = q.stats();
+            consumers += n;
+            queues.push(QueueFigures {
+                vhost: v.name.clone(),
+                name: q.name.clone(),
+                messages_ready: ready,
+                messages_unacked: unacked,
+                consumers: n,
+            });
+        }
+        for x in v.exchanges() {
+            exchanges.push(ExchangeFigures {
+                vhost: v.name.clone(),
+                name: x.name.clone(),
+                kind: x.declared_type().to_string(),
+                bindings: x.bindings().len() as u64,
+            });
+        }
+    }
+    MetricsSnapshot {
+        node: broker.node_name(),
+        cluster: "warren".into(),
+        rabbitmq_version: crate::connection::RABBITMQ_VERSION.into(),
+        warren_version: env!("CARGO_PKG_VERSION").into(),
+        global,
+        churn,
+        node_figures,
+        open_connections: connections as u64,
+        open_channels: channels as u64,
+        consumers,
+        publishers: 0,
+        vhosts,
+        queues,
+        channels: Vec::new(),
+        connections: Vec::new(),
+        exchanges,
+    }
+}
+
+/// Every open connection, as the API and `warren ctl list_connections` show them.
+pub(crate) fn connection_rows(broker: &Broker) -> Vec<ConnectionRow> {
+    broker
+        .connections()
+        .iter()
+        .map(|c| ConnectionRow {
+            name: c.name.clone(),
+            user: c.user.clone(),
+            vhost: c.vhost.clone(),
+            peer: c.peer,
+            local: c.local,
+            tls: c.tls,
+            auth_mechanism: c.auth_mechanism.clone(),
+            client_properties: crate::definitions::json_table(&c.client_properties),
+            connected_at: c.connected_at,
+            frame_max: c.frame_max,
+            channel_max: c.channel_max,
+            heartbeat: c.heartbeat,
+            channels: c.channels().len() as u64,
+        })
+        .collect()
+}
+
+/// Every open channel with its consumers, as the API and `warren ctl list_channels` and
+/// `list_consumers` show them.
+pub(crate) fn channel_rows(broker: &Broker) -> Vec<ChannelRow> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = Vec::new();
+    for c in broker.connections() {
+        for ch in c.channels() {
+            let d = ch.deliveries();
+            let mut consumers: Vec<ConsumerRow> = d
+                .consumers
+                .values()
+                .map(|k| ConsumerRow {
+                    tag: k.tag.to_string(),
+                    queue: k.queue.name.clone(),
+                    vhost: k.queue.vhost.clone(),
+                    ack_required: !k.no_ack,
+                    exclusive: k.exclusive,
+                    prefetch_count: k.prefetch,
+                    // The one consumer argument a queue keeps.
+                    arguments: if k.priority != 0 {
+                        json!({ "x-priority": k.priority })
+                    } else {
+                        json!({})
+                    },
+                })
+                .collect();
+            consumers.sort_by(|a, b| a.tag.cmp(&b.tag));
+            out.push(ChannelRow {
+                connection: c.name.clone(),
+                peer: c.peer,
+                number: ch.id,
+                user: c.user.clone(),
+                vhost: c.vhost.clone(),
+                prefetch_count: ch.mode.prefetch_count.load(Relaxed),
+                global_prefetch_count: d.channel_prefetch,
+                confirm: ch.mode.confirm.load(Relaxed),
+                transactional: ch.mode.transactional.load(Relaxed),
+                messages_unacknowledged: d.unacked.len() as u64,
+                consumers,
+            });
+        }
+    }
+    out
 }

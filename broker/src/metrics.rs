@@ -1,5 +1,6 @@
-//! Node-wide counters (what RabbitMQ's `rabbitmq_global_*` and churn metrics count) and the
-//! snapshot the Prometheus endpoint renders.
+//! Node-wide counters (what RabbitMQ's `rabbitmq_global_*` and churn metrics count). The
+//! snapshot a Prometheus scrape renders from them is the management backend's
+//! (`crate::management`); this module is a leaf, so that any layer may count.
 //!
 //! The counters are process-wide statics, as a node is a process: the code that counts
 //! (channels, queues, the handshake) needs no handle to reach them, and a lower layer (a
@@ -8,10 +9,7 @@
 //! uncontended atomic add, and nothing is ever read on the hot path. In-process test brokers
 //! share them, which no test relies on.
 
-use crate::broker::Broker;
-use management::metrics::{
-    Churn, ExchangeFigures, GlobalCounters, MetricsSnapshot, NodeFigures, QueueFigures,
-};
+use management::metrics::GlobalCounters;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One counter alone on its cache line (128 bytes: adjacent-line prefetching pairs lines).
@@ -134,19 +132,6 @@ pub(crate) static COUNTERS: Counters = Counters {
     auth_failed: Counter::new(),
 };
 
-/// The process's descriptor limit (`Max open files`), 1024 if it cannot be read.
-pub(crate) fn max_fds() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
 /// The node-wide message counters now.
 pub(crate) fn global() -> GlobalCounters {
     let c = &COUNTERS;
@@ -168,88 +153,5 @@ pub(crate) fn global() -> GlobalCounters {
         dead_lettered_rejected: c.dead_lettered_rejected.get(),
         dead_lettered_maxlen: c.dead_lettered_maxlen.get(),
         dead_lettered_delivery_limit: c.dead_lettered_delivery_limit.get(),
-    }
-}
-
-/// Everything a scrape shows. Reads /proc: called off the runtime's workers.
-pub(crate) fn snapshot(broker: &Broker) -> MetricsSnapshot {
-    let c = &COUNTERS;
-    let global = global();
-    let churn = Churn {
-        connections_opened: c.connections_opened.get(),
-        connections_closed: c.connections_closed.get(),
-        channels_opened: c.channels_opened.get(),
-        channels_closed: c.channels_closed.get(),
-        queues_declared: c.queues_declared.get(),
-        queues_created: c.queues_created.get(),
-        queues_deleted: c.queues_deleted.get(),
-        auth_attempts: c.auth_attempts.get(),
-        auth_succeeded: c.auth_succeeded.get(),
-        auth_failed: c.auth_failed.get(),
-    };
-    let alarms = broker.alarms.in_effect();
-    let max_fds = max_fds();
-    let (connections, channels) = broker.connection_totals(|_| true);
-    let uptime = broker.started.elapsed().as_secs_f64();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let node_figures = NodeFigures {
-        open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
-        max_fds,
-        open_sockets: connections as u64,
-        max_sockets: broker.config.connection_max.map_or(max_fds, |m| m as u64),
-        resident_memory: crate::alarm::resident_memory().unwrap_or(0),
-        memory_limit: broker.alarms.memory_limit(),
-        disk_free: crate::alarm::free_bytes(&broker.config.data_dir).unwrap_or(0),
-        disk_free_limit: broker.config.disk_free_limit,
-        uptime_seconds: uptime,
-        start_time_seconds: now - uptime,
-        memory_alarm: alarms.contains(&"memory"),
-        disk_alarm: alarms.contains(&"disk"),
-    };
-    let mut queues = Vec::new();
-    let mut exchanges = Vec::new();
-    let mut vhosts = Vec::new();
-    let mut consumers = 0;
-    for v in broker.vhosts() {
-        vhosts.push(v.name.clone());
-        for q in v.queues() {
-            let (ready, unacked, n) = q.stats();
-            consumers += n;
-            queues.push(QueueFigures {
-                vhost: v.name.clone(),
-                name: q.name.clone(),
-                messages_ready: ready,
-                messages_unacked: unacked,
-                consumers: n,
-            });
-        }
-        for x in v.exchanges() {
-            exchanges.push(ExchangeFigures {
-                vhost: v.name.clone(),
-                name: x.name.clone(),
-                kind: x.declared_type().to_string(),
-                bindings: x.bindings().len() as u64,
-            });
-        }
-    }
-    MetricsSnapshot {
-        node: broker.node_name(),
-        cluster: "warren".into(),
-        rabbitmq_version: crate::connection::RABBITMQ_VERSION.into(),
-        warren_version: env!("CARGO_PKG_VERSION").into(),
-        global,
-        churn,
-        node_figures,
-        open_connections: connections as u64,
-        open_channels: channels as u64,
-        consumers,
-        publishers: 0,
-        vhosts,
-        queues,
-        channels: Vec::new(),
-        connections: Vec::new(),
-        exchanges,
     }
 }

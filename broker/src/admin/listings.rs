@@ -255,55 +255,51 @@ fn rows(broker: &Broker, vhost: &str, kind: Kind) -> Vec<Map<String, Value>> {
                 })));
             }
         }
-        Kind::Connections | Kind::Channels | Kind::Consumers => {
-            // rabbitmqctl lists these for every vhost.
-            for c in broker.connections() {
-                if kind == Kind::Connections {
+        // rabbitmqctl lists these for every vhost (consumers: of `vhost`'s queues); the rows
+        // are the management API's.
+        Kind::Connections => {
+            for c in crate::management::connection_rows(broker) {
+                let props = match &c.client_properties {
+                    Value::Object(m) => m.iter().map(|(k, v)| json!([k, v])).collect(),
+                    _ => Vec::new(),
+                };
+                out.push(obj(json!({
+                    "pid": c.name, "name": c.name, "user": c.user, "vhost": c.vhost,
+                    "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
+                    "host": c.local.ip().to_string(), "port": c.local.port(), "ssl": c.tls,
+                    "auth_mechanism": c.auth_mechanism, "state": "running",
+                    "channels": c.channels, "protocol": "{0,9,1}", "timeout": c.heartbeat,
+                    "frame_max": c.frame_max, "channel_max": c.channel_max,
+                    "connected_at": c.connected_at, "client_properties": props,
+                })));
+            }
+        }
+        Kind::Channels | Kind::Consumers => {
+            for ch in crate::management::channel_rows(broker) {
+                let pid = format!("{} ({})", ch.connection, ch.number);
+                if kind == Kind::Channels {
                     out.push(obj(json!({
-                        "pid": c.name, "name": c.name, "user": c.user, "vhost": c.vhost,
-                        "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
-                        "host": c.local.ip().to_string(), "port": c.local.port(),
-                        "ssl": c.tls, "auth_mechanism": c.auth_mechanism, "state": "running",
-                        "channels": c.channels().len(), "protocol": "{0,9,1}",
-                        "timeout": c.heartbeat, "frame_max": c.frame_max,
-                        "channel_max": c.channel_max, "connected_at": c.connected_at,
-                        "client_properties": arguments(&c.client_properties),
+                        "pid": pid, "name": pid, "connection": ch.connection,
+                        "number": ch.number, "user": ch.user, "vhost": ch.vhost,
+                        "consumer_count": ch.consumers.len(),
+                        "messages_unacknowledged": ch.messages_unacknowledged,
+                        "prefetch_count": ch.prefetch_count,
+                        "global_prefetch_count": ch.global_prefetch_count,
+                        "confirm": ch.confirm, "transactional": ch.transactional,
                     })));
                     continue;
                 }
-                for ch in c.channels() {
-                    let pid = format!("{} ({})", c.name, ch.id);
-                    let d = ch.deliveries();
-                    if kind == Kind::Channels {
-                        use std::sync::atomic::Ordering::Relaxed;
-                        out.push(obj(json!({
-                            "pid": pid, "name": pid, "connection": c.name, "number": ch.id,
-                            "user": c.user, "vhost": c.vhost,
-                            "consumer_count": d.consumers.len(),
-                            "messages_unacknowledged": d.unacked.len(),
-                            "prefetch_count": ch.mode.prefetch_count.load(Relaxed),
-                            "global_prefetch_count": d.channel_prefetch,
-                            "confirm": ch.mode.confirm.load(Relaxed),
-                            "transactional": ch.mode.transactional.load(Relaxed),
-                        })));
-                        continue;
-                    }
-                    let mut consumers: Vec<_> = d.consumers.values().cloned().collect();
-                    consumers.sort_by(|a, b| a.tag.cmp(&b.tag));
-                    for k in consumers.iter().filter(|k| k.queue.vhost == vhost) {
-                        let args = if k.priority != 0 {
-                            json!([["x-priority", k.priority]])
-                        } else {
-                            json!([])
-                        };
-                        out.push(obj(json!({
-                            "queue_name": k.queue.name, "channel_pid": pid,
-                            "consumer_tag": k.tag.as_ref(), "ack_required": !k.no_ack,
-                            "prefetch_count": k.prefetch, "active": true,
-                            "activity_status": "up", "exclusive": k.exclusive,
-                            "arguments": args,
-                        })));
-                    }
+                for k in ch.consumers.iter().filter(|k| k.vhost == vhost) {
+                    let args = match &k.arguments {
+                        Value::Object(m) => m.iter().map(|(k, v)| json!([k, v])).collect(),
+                        _ => Vec::new(),
+                    };
+                    out.push(obj(json!({
+                        "queue_name": k.queue, "channel_pid": pid, "consumer_tag": k.tag,
+                        "ack_required": k.ack_required, "prefetch_count": k.prefetch_count,
+                        "active": true, "activity_status": "up", "exclusive": k.exclusive,
+                        "arguments": args,
+                    })));
                 }
             }
         }

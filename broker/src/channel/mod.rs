@@ -99,8 +99,6 @@ pub(crate) struct Channel {
     held_frames: Vec<Frame>,
     /// The direct reply-to consumer: (consumer tag, reply address).
     reply: Option<(Arc<str>, String)>,
-    /// The connection's listing it is registered in (see [`Channel::register_in`]).
-    registered: Option<std::sync::Weak<crate::connection::info::ConnectionInfo>>,
 }
 
 fn content_error(e: ContentError) -> AmqpError {
@@ -135,14 +133,12 @@ impl Channel {
             commit_pending: false,
             get_pending: false,
             held_frames: Vec::new(),
-            registered: None,
         }
     }
 
-    /// Lists the channel in its connection's info until it ends.
-    pub(crate) fn register_in(&mut self, info: &Arc<crate::connection::info::ConnectionInfo>) {
-        info.add_channel(self.shared.clone());
-        self.registered = Some(Arc::downgrade(info));
+    /// The part of the channel queues deliver to (and listings read).
+    pub(crate) fn shared(&self) -> &Arc<ChannelShared> {
+        &self.shared
     }
 
     fn id(&self) -> u16 {
@@ -504,8 +500,5 @@ impl Drop for Channel {
     /// A channel ends once, however it ends (closed, failed, or with its connection).
     fn drop(&mut self) {
         crate::metrics::COUNTERS.channels_closed.inc();
-        if let Some(info) = self.registered.as_ref().and_then(std::sync::Weak::upgrade) {
-            info.remove_channel(self.shared.id, self.instance);
-        }
     }
 }

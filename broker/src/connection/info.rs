@@ -1,7 +1,8 @@
 //! What the broker shows of an open connection (the management API's `/api/connections` and
 //! `/api/channels`, `warren ctl list_connections`): who it is, what it negotiated, and its open
 //! channels. Made by the handshake when the connection is admitted, registered with the broker
-//! while it runs; each channel adds itself on channel.open and removes itself when it ends.
+//! while it runs; the connection adds a channel on channel.open and removes it where the channel
+//! ends (`Connection::channel_outcome`).
 
 use crate::channel::shared::ChannelShared;
 use amqp_codec::types::FieldTable;
@@ -83,12 +84,9 @@ impl ConnectionInfo {
         self.lock().insert(shared.id, shared);
     }
 
-    /// A channel ended (only this instance: its number may be open again by now).
-    pub(crate) fn remove_channel(&self, id: u16, instance: u64) {
-        let mut chans = self.lock();
-        if chans.get(&id).is_some_and(|c| c.instance == instance) {
-            chans.remove(&id);
-        }
+    /// A channel ended.
+    pub(crate) fn remove_channel(&self, id: u16) {
+        self.lock().remove(&id);
     }
 
     /// The open channels, by number.

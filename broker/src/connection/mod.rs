@@ -645,6 +645,7 @@ impl Connection {
             Ok(crate::channel::After::Remove) => {
                 self.channel_count
                     .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                self.info.remove_channel(channel);
                 Ok(())
             }
             Err(e) if e.closes_connection(channel) => {
@@ -684,8 +685,8 @@ impl Connection {
                     events: self.events_tx.clone(),
                     cancel_notify: self.caps.consumer_cancel_notify,
                 };
-                let mut ch = Channel::new(link, self.broker.config.max_message_size);
-                ch.register_in(&self.info);
+                let ch = Channel::new(link, self.broker.config.max_message_size);
+                self.info.add_channel(ch.shared().clone());
                 self.outbox.method(
                     channel,
                     AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
