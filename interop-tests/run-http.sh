@@ -29,13 +29,4 @@ export MGMT_URL="${MGMT_URL:-http://127.0.0.1:15672}"
 export PYTHONDONTWRITEBYTECODE=1
 
 cd "$repo"
-# Tests of endpoints Warren does not serve yet (interop-tests/http/pending.txt) are deselected,
-# unless HTTP_PENDING=run (to see how far the implementation is).
-deselect=()
-if [[ "${HTTP_PENDING:-}" != run ]]; then
-    while IFS= read -r id; do
-        [[ -z "$id" || "$id" == \#* ]] && continue
-        deselect+=(--deselect "interop-tests/http/$id")
-    done <"$here/http/pending.txt"
-fi
-exec "$venv/bin/python" -m pytest interop-tests/http -q -p no:cacheprovider "${deselect[@]}" "$@"
+exec "$venv/bin/python" -m pytest interop-tests/http -q -p no:cacheprovider "$@"

@@ -97,10 +97,12 @@ impl Broker {
         if let Some(v) = vhosts.get(&name) {
             return (v.clone(), false);
         }
+        let creator = self.access.vhost_creator(&name);
         let v = Arc::new(VHost::new(
             &name,
             self.store.clone(),
             self.config.queue_budget(),
+            &creator,
         ));
         v.set_max_queues(self.access.vhost_limit(&name, "max-queues"));
         vhosts.insert(name, v.clone());

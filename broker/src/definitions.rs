@@ -289,6 +289,7 @@ pub(crate) fn apply(broker: &Broker, defs: &Value) -> Imported {
             auto_delete: flag(x, "auto_delete"),
             internal: flag(x, "internal"),
             arguments: table(x.get("arguments")),
+            declared_by: crate::auth::INTERNAL_USER.into(),
         };
         match vhost.declare_exchange(&spec, &caller) {
             Ok(_) => done.entities += 1,

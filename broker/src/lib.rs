@@ -25,6 +25,7 @@ mod error;
 mod exchange;
 mod management;
 mod message;
+mod message_stats;
 mod metrics;
 mod outbox;
 mod persist;

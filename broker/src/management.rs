@@ -10,13 +10,18 @@ use crate::auth::{
 use crate::auth::{Caller, PublishCache};
 use crate::broker::Broker;
 use crate::message::Message;
+use crate::message_stats::DeliverCounts;
 use crate::queue::{Consumer, DeliverySink, Queue, QueueSpec, Take, Taken};
 use crate::vhost::VHost as VHostRef;
-use management::metrics::{Churn, ExchangeFigures, MetricsSnapshot, NodeFigures, QueueFigures};
+use management::metrics::{
+    ChannelFigures, Churn, ConnectionFigures, ExchangeFigures, MetricsSnapshot, NodeFigures,
+    QueueFigures,
+};
 use management::{
     AckMode, BindingInfo, ChannelRow, ConnectionRow, ConsumerRow, ExchangeDeclare, ExchangeInfo,
-    GotMessage, Identity, MessageProperties, NewPassword, NodeStats, ObjectTotals, OpError,
-    Permission, Principal, Publish, Put, QueueDeclare, QueueInfo, TopicPermission, User, VHost,
+    GotMessage, Identity, MessageCounts, MessageProperties, NewPassword, NodeStats, ObjectTotals,
+    OpError, Permission, Principal, Publish, Put, QueueDeclare, QueueInfo, QueueSizes,
+    TopicPermission, User, VHost,
 };
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -86,12 +91,17 @@ impl Backend {
         Ok((
             v,
             Caller {
-                connection: None,
+                // RabbitMQ's API works through a connection of its own: another connection's
+                // exclusive queue is locked to it.
+                connection: Some(API_CONNECTION),
                 grant: Some(grant),
             },
         ))
     }
 }
+
+/// The connection id the API acts as: no client connection has it (ids count up from 1).
+const API_CONNECTION: u64 = u64::MAX;
 
 /// An AMQP refusal as RabbitMQ's API reports it: access refused is a 401 with the AMQP text, a
 /// missing object a 404 with its words, anything else a 400 with the text without its code.
@@ -314,7 +324,7 @@ impl management::Backend for Backend {
             .collect()
     }
 
-    fn put_vhost(&self, vhost: VHost) -> Result<Put, OpError> {
+    fn put_vhost(&self, user: &str, vhost: VHost) -> Result<Put, OpError> {
         if vhost.name.is_empty() {
             return Err(OpError::BadRequest(
                 "vhost cannot be an empty string".into(),
@@ -326,6 +336,7 @@ impl management::Backend for Backend {
             tags: vhost.tags,
             tracing: vhost.tracing,
             default_queue_type: vhost.default_queue_type,
+            created_by: user.to_string(),
         });
         Ok(if created { Put::Created } else { Put::Updated })
     }
@@ -658,8 +669,14 @@ impl management::Backend for Backend {
         c.received.inc();
         c.received_confirm.inc();
         match published {
-            crate::vhost::Published::Routed => c.routed.add(routed_to.len().max(1) as u64),
-            crate::vhost::Published::Unroutable => c.unroutable_dropped.inc(),
+            crate::vhost::Published::Routed(queues) => {
+                c.routed.inc();
+                x.counts.published(queues as u64);
+            }
+            crate::vhost::Published::Unroutable => {
+                c.unroutable_dropped.inc();
+                x.counts.published(0);
+            }
         }
         let confirmed = match wait.release() {
             Some(ok) => ok,
@@ -672,7 +689,7 @@ impl management::Backend for Backend {
                 "rejected Unable to publish message. Check queue limits.".into(),
             ));
         }
-        Ok(published == crate::vhost::Published::Routed)
+        Ok(matches!(published, crate::vhost::Published::Routed(_)))
     }
 
     fn certificate_expiry(&self) -> Option<(String, Vec<i64>)> {
@@ -716,7 +733,7 @@ impl management::Backend for Backend {
         let mut out = Vec::new();
         for v in vhosts {
             for q in v.queues() {
-                let (ready, unacked, consumers) = q.stats();
+                let f = q.figures();
                 let (policy, operator) = v.policies_for(&q.name, true);
                 out.push(QueueInfo {
                     vhost: v.name.clone(),
@@ -725,9 +742,27 @@ impl management::Backend for Backend {
                     auto_delete: q.auto_delete,
                     exclusive: q.exclusive_owner.is_some(),
                     arguments: crate::definitions::json_table(&q.arguments),
-                    messages_ready: ready,
-                    messages_unacknowledged: unacked,
-                    consumers,
+                    messages_ready: f.ready,
+                    messages_unacknowledged: f.unacked,
+                    consumers: f.consumers,
+                    sizes: QueueSizes {
+                        ready_bytes: f.ready_bytes,
+                        ready_ram: f.ready_ram,
+                        ready_ram_bytes: f.ready_ram_bytes,
+                        paged: f.paged,
+                        paged_bytes: f.paged_bytes,
+                        unacked_bytes: f.unacked_bytes,
+                        persistent: f.persistent,
+                        persistent_bytes: f.persistent_bytes,
+                    },
+                    counts: deliver_counts(
+                        MessageCounts {
+                            publish: f.published,
+                            ..Default::default()
+                        },
+                        &f.counts,
+                        f.counts.ack,
+                    ),
                     effective_policy_definition: crate::policy::effective_definition(
                         policy.as_ref(),
                         operator.as_ref(),
@@ -802,11 +837,24 @@ impl management::Backend for Backend {
                     vhost: v.name.clone(),
                     name: x.name.clone(),
                     kind: kind.into(),
+                    declared_by: if x.declared_by.is_empty() {
+                        crate::auth::INTERNAL_USER.into()
+                    } else {
+                        x.declared_by.clone()
+                    },
                     durable: x.durable,
                     auto_delete: x.auto_delete,
                     internal: x.internal,
                     arguments: crate::definitions::json_table(&x.arguments),
                     policy: v.policies_for(&x.name, false).0.map(|p| p.name),
+                    counts: {
+                        let (publish_in, publish_out) = x.counts.get();
+                        MessageCounts {
+                            publish_in,
+                            publish_out,
+                            ..Default::default()
+                        }
+                    },
                 });
             }
         }
@@ -827,6 +875,7 @@ impl management::Backend for Backend {
             auto_delete: d.auto_delete,
             internal: d.internal,
             arguments: crate::definitions::table(Some(&d.arguments)),
+            declared_by: user.to_string(),
         };
         v.declare_exchange(&spec, &caller).map_err(amqp_error)?;
         Ok(if existed { Put::Updated } else { Put::Created })
@@ -1070,6 +1119,29 @@ fn metrics_snapshot(broker: &Broker) -> MetricsSnapshot {
             });
         }
     }
+    let channel_figures: Vec<ChannelFigures> = channel_rows(broker)
+        .into_iter()
+        .map(|c| ChannelFigures {
+            id: format!("{} ({})", c.connection, c.number),
+            vhost: c.vhost,
+            consumers: c.consumers.len() as u64,
+            messages_unacked: c.messages_unacknowledged,
+            consumer_prefetch: c.prefetch_count as u64,
+            channel_prefetch: c.global_prefetch_count as u64,
+            published: c.counts.publish,
+            confirmed: c.counts.confirm,
+            unroutable_returned: c.counts.return_unroutable,
+            unroutable_dropped: c.counts.drop_unroutable,
+            get_ack: c.counts.get,
+            get: c.counts.get_no_ack,
+            delivered_ack: c.counts.deliver,
+            delivered: c.counts.deliver_no_ack,
+            redelivered: c.counts.redeliver,
+            acked: c.counts.ack,
+            get_empty: c.counts.get_empty,
+            ..Default::default()
+        })
+        .collect();
     MetricsSnapshot {
         node: broker.node_name(),
         cluster: "warren".into(),
@@ -1081,11 +1153,21 @@ fn metrics_snapshot(broker: &Broker) -> MetricsSnapshot {
         open_connections: connections as u64,
         open_channels: channels as u64,
         consumers,
-        publishers: 0,
+        publishers: channel_figures.iter().filter(|c| c.published > 0).count() as u64,
         vhosts,
         queues,
-        channels: Vec::new(),
-        connections: Vec::new(),
+        channels: channel_figures,
+        connections: connection_rows(broker)
+            .into_iter()
+            .map(|c| ConnectionFigures {
+                id: c.name,
+                incoming_bytes: c.recv.0,
+                incoming_packets: c.recv.1,
+                outgoing_bytes: c.send.0,
+                outgoing_packets: c.send.1,
+                channels: c.channels,
+            })
+            .collect(),
         exchanges,
     }
 }
@@ -1109,8 +1191,24 @@ pub(crate) fn connection_rows(broker: &Broker) -> Vec<ConnectionRow> {
             channel_max: c.channel_max,
             heartbeat: c.heartbeat,
             channels: c.channels().len() as u64,
+            recv: (c.received.octets.get(), c.received.operations.get()),
+            send: (c.outbox.sent.octets.get(), c.outbox.sent.operations.get()),
         })
         .collect()
+}
+
+/// `base` with the delivery group of `counts` and `ack` acknowledgements.
+fn deliver_counts(base: MessageCounts, counts: &DeliverCounts, ack: u64) -> MessageCounts {
+    MessageCounts {
+        deliver: counts.deliver,
+        deliver_no_ack: counts.deliver_no_ack,
+        get: counts.get,
+        get_no_ack: counts.get_no_ack,
+        get_empty: counts.get_empty,
+        redeliver: counts.redeliver,
+        ack,
+        ..base
+    }
 }
 
 /// Every open channel with its consumers, as the API and `warren ctl list_channels` and
@@ -1152,6 +1250,20 @@ pub(crate) fn channel_rows(broker: &Broker) -> Vec<ChannelRow> {
                 transactional: ch.mode.transactional.load(Relaxed),
                 messages_unacknowledged: d.unacked.len() as u64,
                 consumers,
+                counts: {
+                    let p = &ch.publishes;
+                    deliver_counts(
+                        MessageCounts {
+                            publish: p.publish.get(),
+                            confirm: p.confirm.get(),
+                            return_unroutable: p.return_unroutable.get(),
+                            drop_unroutable: p.drop_unroutable.get(),
+                            ..Default::default()
+                        },
+                        &d.counts,
+                        p.ack.get(),
+                    )
+                },
             });
         }
     }

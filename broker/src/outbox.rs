@@ -84,6 +84,8 @@ pub struct Outbox {
     pending: AtomicUsize,
     frame_max: AtomicU32,
     waiters: Mutex<Vec<Weak<dyn Resume>>>,
+    /// What the writer sent (written by the writer task only).
+    pub sent: crate::message_stats::Traffic,
 }
 
 impl Outbox {
@@ -95,6 +97,7 @@ impl Outbox {
             pending: AtomicUsize::new(0),
             frame_max: AtomicU32::new(amqp_codec::constants::FRAME_MIN_SIZE),
             waiters: Mutex::new(Vec::new()),
+            sent: Default::default(),
         };
         (Arc::new(o), rx)
     }

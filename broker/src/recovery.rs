@@ -75,7 +75,8 @@ pub(crate) fn recover(broker: &Broker) -> Result<RecoveryStats, StoreError> {
             );
             continue;
         };
-        let mut restored = Exchange::new(x.name, kind, true, x.auto_delete, x.internal, arguments);
+        let mut restored = Exchange::new(x.name, kind, true, x.auto_delete, x.internal, arguments)
+            .with_declarer(&x.declared_by);
         if delayed {
             restored = restored.with_delay();
         }

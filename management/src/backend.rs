@@ -210,6 +210,64 @@ pub struct QueueInfo {
     pub operator_policy: Option<String>,
     /// Their definitions merged (RabbitMQ's `effective_policy_definition`).
     pub effective_policy_definition: serde_json::Value,
+    /// Where its messages are and their sizes.
+    pub sizes: QueueSizes,
+    /// Its message counts (`publish` and the delivery group).
+    pub counts: MessageCounts,
+}
+
+/// A queue's messages by where they are (RabbitMQ's `message_bytes*` and `messages_*` figures);
+/// sizes are body bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSizes {
+    /// Body bytes of the ready messages.
+    pub ready_bytes: u64,
+    /// Ready messages in memory.
+    pub ready_ram: u64,
+    /// Their body bytes.
+    pub ready_ram_bytes: u64,
+    /// Ready messages only in the store.
+    pub paged: u64,
+    /// Their body bytes.
+    pub paged_bytes: u64,
+    /// Body bytes of the unacknowledged messages (all in memory).
+    pub unacked_bytes: u64,
+    /// Persistent messages (kept across restarts), ready or not.
+    pub persistent: u64,
+    /// Their body bytes.
+    pub persistent_bytes: u64,
+}
+
+/// An object's message counts, by RabbitMQ's `message_stats` names; what a kind of object does
+/// not count stays 0 (a queue has no `confirm`, an exchange only `publish_in`/`publish_out`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// Messages published (to a queue: routed to it; on a channel: sent on it).
+    pub publish: u64,
+    /// Publisher confirms sent.
+    pub confirm: u64,
+    /// Unroutable mandatory messages returned.
+    pub return_unroutable: u64,
+    /// Unroutable messages dropped.
+    pub drop_unroutable: u64,
+    /// Deliveries to consumers that acknowledge.
+    pub deliver: u64,
+    /// Deliveries to consumers that do not.
+    pub deliver_no_ack: u64,
+    /// basic.get answers to acknowledge.
+    pub get: u64,
+    /// basic.get answers without ack.
+    pub get_no_ack: u64,
+    /// basic.get answered empty.
+    pub get_empty: u64,
+    /// Acknowledgements.
+    pub ack: u64,
+    /// Redeliveries.
+    pub redeliver: u64,
+    /// Messages published to an exchange.
+    pub publish_in: u64,
+    /// Queue deliveries those made.
+    pub publish_out: u64,
 }
 
 /// The properties of a message published through the API (`/api/exchanges/V/E/publish`),
@@ -319,6 +377,10 @@ pub struct ConnectionRow {
     pub heartbeat: u16,
     /// Open channels.
     pub channels: u64,
+    /// Bytes read from the client, and reads.
+    pub recv: (u64, u64),
+    /// Bytes sent to it, and writes.
+    pub send: (u64, u64),
 }
 
 /// A consumer, as `/api/consumers` and a channel's `consumer_details` list it.
@@ -365,6 +427,8 @@ pub struct ChannelRow {
     pub messages_unacknowledged: u64,
     /// Its consumers.
     pub consumers: Vec<ConsumerRow>,
+    /// Its message counts.
+    pub counts: MessageCounts,
 }
 
 /// A queue.declare asked through the API.
@@ -403,6 +467,10 @@ pub struct ExchangeInfo {
     pub arguments: serde_json::Value,
     /// The policy that applies, if any.
     pub policy: Option<String>,
+    /// Its message counts (`publish_in`, `publish_out`).
+    pub counts: MessageCounts,
+    /// Who declared it (`rmq-internal` for the broker).
+    pub declared_by: String,
 }
 
 /// An exchange.declare asked through the API.
@@ -492,7 +560,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Every vhost.
     fn vhosts(&self) -> Vec<VHost>;
     /// Creates or updates a vhost.
-    fn put_vhost(&self, vhost: VHost) -> Result<Put, OpError>;
+    fn put_vhost(&self, user: &str, vhost: VHost) -> Result<Put, OpError>;
     /// Deletes a vhost and everything in it (its connections are closed).
     fn delete_vhost(&self, name: &str) -> Result<(), OpError>;
     /// Every user.

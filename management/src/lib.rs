@@ -16,9 +16,9 @@ mod ui;
 
 pub use backend::{
     AckMode, Backend, BindingInfo, ChannelRow, ConnectionRow, ConsumerRow, ExchangeDeclare,
-    ExchangeInfo, GotMessage, Identity, Limits, MessageProperties, NewPassword, NodeStats,
-    ObjectTotals, OpError, Permission, Principal, Publish, Put, QueueDeclare, QueueInfo,
-    TopicPermission, User, VHost,
+    ExchangeInfo, GotMessage, Identity, Limits, MessageCounts, MessageProperties, NewPassword,
+    NodeStats, ObjectTotals, OpError, Permission, Principal, Publish, Put, QueueDeclare, QueueInfo,
+    QueueSizes, TopicPermission, User, VHost,
 };
 pub use prometheus::serve_prometheus;
 
@@ -31,6 +31,8 @@ pub(crate) struct State {
     pub(crate) backend: Arc<dyn Backend>,
     /// Samples of the message counters, for the overview's rates.
     pub(crate) rates: rates::Rates,
+    /// Samples of each queue's, channel's and exchange's counts, for their rates.
+    pub(crate) object_rates: rates::ObjectRates,
 }
 
 /// Serves the management API on `listener` until the task is dropped.
@@ -40,6 +42,7 @@ pub async fn serve(listener: TcpListener, backend: Arc<dyn Backend>) -> std::io:
     let state = Arc::new(State {
         backend,
         rates: rates::Rates::default(),
+        object_rates: rates::ObjectRates::default(),
     });
     // RabbitMQ accepts a trailing slash on every path; trimming it before routing keeps one
     // route per path.

@@ -1,11 +1,13 @@
-//! Message rates for `/api/overview` (RabbitMQ's `message_stats` with `*_details.rate`), from the
-//! broker's node-wide counters: each request samples the counters (a handful of atomic loads)
+//! Message rates (RabbitMQ's `message_stats` with `*_details.rate`): the overview's from the
+//! broker's node-wide counters, and each queue's, channel's and exchange's from its own counts
+//! ([`ObjectRates`]). For the overview, each request samples the counters (a handful of atomic loads)
 //! and the rate is the difference to a sample at least [`WINDOW`] old, per second. Nothing runs
 //! between requests, and the hot path only counts.
 
+use crate::backend::MessageCounts;
 use crate::metrics::GlobalCounters;
 use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -90,9 +92,197 @@ impl Rates {
     }
 }
 
+/// The kinds of objects with `message_stats`; a kind says which groups of counts it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A queue: `publish`, then the delivery group.
+    Queue,
+    /// A channel: the publish group, then the delivery group.
+    Channel,
+    /// An exchange: `publish_in`, `publish_out`.
+    Exchange,
+}
+
+/// Count names by group, as RabbitMQ shows them: a group appears once one of its counts moved.
+fn groups(kind: Kind) -> &'static [&'static [&'static str]] {
+    const DELIVER: &[&str] = &[
+        "ack",
+        "deliver",
+        "deliver_get",
+        "deliver_no_ack",
+        "get",
+        "get_empty",
+        "get_no_ack",
+        "redeliver",
+    ];
+    match kind {
+        Kind::Queue => &[&["publish"], DELIVER],
+        Kind::Channel => &[
+            &["confirm", "drop_unroutable", "publish", "return_unroutable"],
+            DELIVER,
+        ],
+        Kind::Exchange => &[&["publish_in"], &["publish_out"]],
+    }
+}
+
+/// The count of `name` in `c`.
+fn count(c: &MessageCounts, name: &str) -> u64 {
+    match name {
+        "publish" => c.publish,
+        "confirm" => c.confirm,
+        "return_unroutable" => c.return_unroutable,
+        "drop_unroutable" => c.drop_unroutable,
+        "deliver" => c.deliver,
+        "deliver_no_ack" => c.deliver_no_ack,
+        "deliver_get" => c.deliver + c.deliver_no_ack + c.get + c.get_no_ack,
+        "get" => c.get,
+        "get_no_ack" => c.get_no_ack,
+        "get_empty" => c.get_empty,
+        "ack" => c.ack,
+        "redeliver" => c.redeliver,
+        "publish_in" => c.publish_in,
+        "publish_out" => c.publish_out,
+        _ => 0,
+    }
+}
+
+/// An object's two latest samples: the rate is measured from the older one, which is at least
+/// [`WINDOW`] old once the object has been looked at for that long.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    older: Option<(Instant, MessageCounts)>,
+    newer: (Instant, MessageCounts),
+}
+
+/// Samples of every object's counts, taken when the object is listed or fetched (nothing runs
+/// between requests). Objects not looked at for [`KEEP`] are forgotten.
+#[derive(Debug)]
+pub(crate) struct ObjectRates {
+    /// The samples by (kind, vhost, name), and when they were last pruned.
+    inner: Mutex<(HashMap<ObjectKey, Pair>, Instant)>,
+}
+
+/// An object's identity: its kind, vhost and name.
+type ObjectKey = (Kind, String, String);
+
+impl Default for ObjectRates {
+    fn default() -> Self {
+        ObjectRates {
+            inner: Mutex::new((HashMap::new(), Instant::now())),
+        }
+    }
+}
+
+impl ObjectRates {
+    /// The `message_stats` of each object (kind, vhost, name, counts), in order: `None` for
+    /// one whose counts never moved (RabbitMQ leaves the key out then).
+    pub(crate) fn message_stats<'a>(
+        &self,
+        objects: impl IntoIterator<Item = (Kind, &'a str, &'a str, &'a MessageCounts)>,
+    ) -> Vec<Option<Value>> {
+        let at = Instant::now();
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (samples, pruned) = &mut *guard;
+        if at.duration_since(*pruned) > KEEP {
+            samples.retain(|_, p| at.duration_since(p.newer.0) <= KEEP);
+            *pruned = at;
+        }
+        let mut out = Vec::new();
+        for (kind, vhost, name, counts) in objects {
+            let shown: Vec<&[&str]> = groups(kind)
+                .iter()
+                .copied()
+                .filter(|g| g.iter().any(|n| count(counts, n) > 0))
+                .collect();
+            if shown.is_empty() {
+                out.push(None);
+                continue;
+            }
+            let key = (kind, vhost.to_string(), name.to_string());
+            let pair = samples.entry(key).or_insert(Pair {
+                older: None,
+                newer: (at, *counts),
+            });
+            if at.duration_since(pair.newer.0) >= WINDOW {
+                pair.older = Some(pair.newer);
+                pair.newer = (at, *counts);
+            }
+            let base = pair
+                .older
+                .or(Some(pair.newer))
+                .filter(|(t, _)| at.duration_since(*t) >= Duration::from_secs(1));
+            let mut m = Map::new();
+            for name in shown.into_iter().flatten() {
+                let now = count(counts, name);
+                let rate = base.map_or(0.0, |(t, b)| {
+                    now.saturating_sub(count(&b, name)) as f64 / at.duration_since(t).as_secs_f64()
+                });
+                m.insert((*name).into(), json!(now));
+                m.insert(format!("{name}_details"), json!({ "rate": rate }));
+            }
+            out.push(Some(Value::Object(m)));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_stats_show_only_groups_that_moved() {
+        let r = ObjectRates::default();
+        let q = MessageCounts {
+            publish: 2,
+            ..Default::default()
+        };
+        let idle = MessageCounts::default();
+        let x = MessageCounts {
+            publish_in: 1,
+            ..Default::default()
+        };
+        let got = r.message_stats([
+            (Kind::Queue, "/", "q", &q),
+            (Kind::Queue, "/", "idle", &idle),
+            (Kind::Exchange, "/", "x", &x),
+        ]);
+        let q = got[0].as_ref().unwrap().as_object().unwrap();
+        let keys: Vec<&str> = q.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["publish", "publish_details"]);
+        assert_eq!(q["publish_details"]["rate"], json!(0.0));
+        assert!(got[1].is_none());
+        let x = got[2].as_ref().unwrap().as_object().unwrap();
+        assert_eq!(x.len(), 2, "{x:?}");
+        assert_eq!(x["publish_in"], json!(1));
+    }
+
+    #[test]
+    fn object_rate_is_measured_from_an_older_sample() {
+        let r = ObjectRates::default();
+        let old = Instant::now() - Duration::from_secs(10);
+        let before = MessageCounts {
+            deliver: 100,
+            ..Default::default()
+        };
+        r.inner.lock().unwrap().0.insert(
+            (Kind::Channel, "/".into(), "c (1)".into()),
+            Pair {
+                older: None,
+                newer: (old, before),
+            },
+        );
+        let now = MessageCounts {
+            deliver: 600,
+            ..Default::default()
+        };
+        let got = r.message_stats([(Kind::Channel, "/", "c (1)", &now)]);
+        let m = got[0].as_ref().unwrap();
+        let rate = m["deliver_details"]["rate"].as_f64().unwrap();
+        assert!((45.0..=55.0).contains(&rate), "{rate}");
+        assert_eq!(m["deliver_get"], json!(600));
+        assert!(m.get("publish").is_none());
+    }
 
     #[test]
     fn first_sample_has_zero_rates_and_counts() {

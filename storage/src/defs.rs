@@ -22,6 +22,9 @@ pub struct ExchangeDef {
     pub internal: bool,
     /// Arguments, AMQP-encoded field table.
     pub arguments: Vec<u8>,
+    /// The user who declared it (RabbitMQ's `user_who_performed_action`); empty in records
+    /// written before it was kept (a trailing field, so older records still decode).
+    pub declared_by: String,
 }
 
 /// A durable queue.
@@ -79,7 +82,8 @@ impl ExchangeDef {
             .short(&self.kind)
             .u8(self.auto_delete as u8)
             .u8(self.internal as u8)
-            .long(&self.arguments);
+            .long(&self.arguments)
+            .short(&self.declared_by);
         e.0
     }
     /// Decodes a stored definition.
@@ -93,6 +97,11 @@ impl ExchangeDef {
             auto_delete: d.u8()? != 0,
             internal: d.u8()? != 0,
             arguments: d.long()?.to_vec(),
+            declared_by: if d.pos() < b.len() {
+                d.short()?
+            } else {
+                String::new()
+            },
         })
     }
 }
@@ -192,8 +201,17 @@ mod tests {
             auto_delete: false,
             internal: true,
             arguments: vec![0, 0, 0, 0],
+            declared_by: "alice".into(),
         };
         assert_eq!(ExchangeDef::decode(&x.encode()).unwrap(), x);
+        // A record from before `declared_by` was kept decodes with it empty.
+        let old = x.encode();
+        let old = &old[..old.len() - 1 - "alice".len()];
+        let decoded = ExchangeDef::decode(old).unwrap();
+        assert_eq!(
+            (decoded.declared_by.as_str(), decoded.name.as_str()),
+            ("", "logs")
+        );
         let q = QueueDef {
             vhost: "/".into(),
             name: "tasks".into(),

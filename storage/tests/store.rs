@@ -102,6 +102,7 @@ fn committed_messages_and_definitions_survive_a_reopen() {
             auto_delete: false,
             internal: false,
             arguments: vec![0, 0, 0, 0],
+            declared_by: "guest".into(),
         };
         let b = BindingDef {
             vhost: "/".into(),

@@ -215,6 +215,7 @@ pub(crate) fn execute(broker: &Broker, mut args: Vec<String>) -> Answer {
             let name = arg(0);
             let mut info = VHostInfo {
                 name: name.clone(),
+                created_by: crate::auth::CLI_USER.into(),
                 ..Default::default()
             };
             let mut i = 1;

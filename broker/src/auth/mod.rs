@@ -161,7 +161,16 @@ pub struct VHostInfo {
     pub tracing: bool,
     /// The default queue type (`classic`, `quorum`, `stream`), if set.
     pub default_queue_type: Option<String>,
+    /// Who created it (its built-in exchanges show it as `user_who_performed_action`); empty
+    /// for [`INTERNAL_USER`].
+    pub created_by: String,
 }
+
+/// RabbitMQ's name for the broker acting on its own (boot-time objects, definitions import).
+pub(crate) const INTERNAL_USER: &str = "rmq-internal";
+
+/// RabbitMQ's name for what the command line tool does.
+pub(crate) const CLI_USER: &str = "rmq-cli";
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -246,6 +255,7 @@ impl AccessControl {
                     tags,
                     tracing,
                     default_queue_type,
+                    created_by,
                 } => {
                     st.vhosts.insert(
                         name.clone(),
@@ -255,6 +265,7 @@ impl AccessControl {
                             tags,
                             tracing,
                             default_queue_type,
+                            created_by,
                         },
                     );
                 }
@@ -465,10 +476,14 @@ impl AccessControl {
     // ---- vhosts (their exchanges and queues are the broker's: see `Broker::add_vhost`)
 
     /// Registers a vhost (idempotent: an existing one keeps its metadata unless `info` differs).
-    pub fn add_vhost(&self, info: VHostInfo) {
+    pub fn add_vhost(&self, mut info: VHostInfo) {
         let mut st = self.write();
-        if st.vhosts.get(&info.name) == Some(&info) {
-            return;
+        if let Some(old) = st.vhosts.get(&info.name) {
+            // An update does not change who created it.
+            info.created_by = old.created_by.clone();
+            if *old == info {
+                return;
+            }
         }
         self.persist([AccessChange::Put(AccessRecord::VHost {
             name: info.name.clone(),
@@ -476,6 +491,7 @@ impl AccessControl {
             tags: info.tags.clone(),
             tracing: info.tracing,
             default_queue_type: info.default_queue_type.clone(),
+            created_by: info.created_by.clone(),
         })]);
         st.vhosts.insert(info.name.clone(), info);
     }
@@ -492,6 +508,7 @@ impl AccessControl {
             tags: Vec::new(),
             tracing: false,
             default_queue_type: None,
+            created_by: String::new(),
         })];
         if st.vhost_limits.remove(name).is_some() {
             changes.push(AccessChange::Delete(AccessRecord::VhostLimits {
@@ -519,6 +536,15 @@ impl AccessControl {
     /// Every vhost, by name.
     pub fn vhosts(&self) -> Vec<VHostInfo> {
         self.read().vhosts.values().cloned().collect()
+    }
+
+    /// Who created vhost `name`: a user, [`CLI_USER`], or [`INTERNAL_USER`] (the broker, or
+    /// not known).
+    pub fn vhost_creator(&self, name: &str) -> String {
+        match self.read().vhosts.get(name) {
+            Some(v) if !v.created_by.is_empty() => v.created_by.clone(),
+            _ => INTERNAL_USER.to_string(),
+        }
     }
 
     /// True if `name` is a vhost.

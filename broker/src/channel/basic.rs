@@ -293,10 +293,23 @@ impl Channel {
             ctx.congested,
         );
         let c = &crate::metrics::COUNTERS;
+        let mine = &self.shared.publishes;
+        mine.publish.add(1);
         match published {
-            Published::Routed => c.routed.add(self.route_buf.len().max(1) as u64),
-            Published::Unroutable if mandatory => c.unroutable_returned.inc(),
-            Published::Unroutable => c.unroutable_dropped.inc(),
+            Published::Routed(queues) => {
+                c.routed.inc();
+                exchange.counts.published(queues as u64);
+            }
+            Published::Unroutable if mandatory => {
+                c.unroutable_returned.inc();
+                mine.return_unroutable.add(1);
+                exchange.counts.published(0);
+            }
+            Published::Unroutable => {
+                c.unroutable_dropped.inc();
+                mine.drop_unroutable.add(1);
+                exchange.counts.published(0);
+            }
         }
         if published == Published::Unroutable && mandatory {
             self.shared.outbox.send(Out::Return {

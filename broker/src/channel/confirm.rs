@@ -127,9 +127,9 @@ impl Channel {
         c.announced = frontier;
         let mut out = Vec::new();
         let nacked = c.failed.range(from..=frontier).count() as u64;
-        crate::metrics::COUNTERS
-            .confirmed
-            .add(frontier - from + 1 - nacked);
+        let acked = frontier - from + 1 - nacked;
+        crate::metrics::COUNTERS.confirmed.add(acked);
+        self.shared.publishes.confirm.add(acked);
         if nacked == 0 {
             out.push(b::AMQPMethod::Ack(b::Ack {
                 delivery_tag: frontier,

@@ -27,6 +27,7 @@ impl Channel {
                         auto_delete: d.auto_delete,
                         internal: d.internal,
                         arguments: d.arguments,
+                        declared_by: ctx.user.to_string(),
                     };
                     ctx.vhost.declare_exchange(&spec, ctx.caller)?;
                 }

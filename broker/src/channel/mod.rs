@@ -367,6 +367,7 @@ impl Channel {
             match outcome {
                 Outcome::Ack => {
                     crate::metrics::COUNTERS.acknowledged.add((j - i) as u64);
+                    self.shared.publishes.ack.add((j - i) as u64);
                     q.acked(&entries[i..j])
                 }
                 Outcome::Discard => q.discarded(&entries[i..j]),

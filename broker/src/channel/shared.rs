@@ -50,6 +50,8 @@ pub struct Deliveries {
     pub consumers: HashMap<Arc<str>, Arc<Consumer>>,
     /// Set when the channel closes: queues must not deliver here any more.
     pub closed: bool,
+    /// Messages handed out here (acks are counted in [`ChannelShared::publishes`]'s `ack`).
+    pub counts: crate::message_stats::DeliverCounts,
 }
 
 impl Deliveries {
@@ -85,6 +87,8 @@ pub struct ChannelShared {
     deliveries: Mutex<Deliveries>,
     /// What the management API shows of the channel's modes (written by the channel only).
     pub mode: ChannelMode,
+    /// The channel's publish, confirm and ack counts (its `message_stats`).
+    pub publishes: crate::message_stats::PublishCounts,
 }
 
 /// A channel's modes, as listed (`prefetch_count`, `confirm`, `transactional`).
@@ -126,6 +130,7 @@ impl ChannelShared {
             cancel_notify: link.cancel_notify,
             deliveries: Mutex::new(Deliveries::default()),
             mode: ChannelMode::default(),
+            publishes: Default::default(),
         }
     }
 
@@ -180,6 +185,7 @@ impl DeliverySink for ChannelShared {
         if t.redelivered {
             c.redelivered.inc();
         }
+        d.counts.handed_out(false, consumer.no_ack, t.redelivered);
         if !consumer.no_ack {
             d.unacked.push_back(Unacked {
                 tag,
@@ -222,6 +228,7 @@ impl DeliverySink for ChannelShared {
                         if t.redelivered {
                             c.redelivered.inc();
                         }
+                        d.counts.handed_out(true, no_ack, t.redelivered);
                         if !no_ack {
                             d.unacked.push_back(Unacked {
                                 tag,
@@ -241,6 +248,7 @@ impl DeliverySink for ChannelShared {
                     }
                     None => {
                         crate::metrics::COUNTERS.get_empty.inc();
+                        d.counts.get_empty += 1;
                         self.outbox.method(
                             self.id,
                             AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),

@@ -310,6 +310,7 @@ impl Handshake<'_> {
             mechanism.clone(),
             start_ok.client_properties.clone(),
             (frame_max, channel_max, tune_ok.heartbeat),
+            self.outbox.clone(),
         ));
         let found = found.and_then(|(grant, vhost)| {
             self.broker

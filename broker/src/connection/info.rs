@@ -5,6 +5,8 @@
 //! ends (`Connection::channel_outcome`).
 
 use crate::channel::shared::ChannelShared;
+use crate::message_stats::Traffic;
+use crate::outbox::Outbox;
 use amqp_codec::types::FieldTable;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +41,10 @@ pub struct ConnectionInfo {
     pub channel_max: u16,
     /// Negotiated heartbeat (s).
     pub heartbeat: u16,
+    /// Where its frames go out (and what was sent).
+    pub outbox: Arc<Outbox>,
+    /// What was read from the client since the handshake (written by the connection's task).
+    pub received: Traffic,
     channels: Mutex<BTreeMap<u16, Arc<ChannelShared>>>,
 }
 
@@ -55,6 +61,7 @@ impl ConnectionInfo {
         auth_mechanism: String,
         client_properties: FieldTable,
         negotiated: (u32, u16, u16),
+        outbox: Arc<Outbox>,
     ) -> Self {
         let (frame_max, channel_max, heartbeat) = negotiated;
         ConnectionInfo {
@@ -71,6 +78,8 @@ impl ConnectionInfo {
             frame_max,
             channel_max,
             heartbeat,
+            outbox,
+            received: Traffic::default(),
             channels: Mutex::new(BTreeMap::new()),
         }
     }

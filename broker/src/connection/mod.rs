@@ -404,7 +404,7 @@ impl Connection {
                 Some(Ok(0)) => {
                     return Stop::Gone("client unexpectedly closed TCP connection".into())
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(n)) => self.info.received.add(n),
                 Some(Err(e)) => return Stop::Gone(format!("socket error: {e}")),
             }
         }

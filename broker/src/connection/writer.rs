@@ -118,6 +118,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
                 Err(_) => {
                     encode_heartbeat(&mut buf);
                     socket.write_all(&buf).await?;
+                    outbox.sent.add(buf.len());
                     buf.clear();
                     continue;
                 }
@@ -140,6 +141,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
         }
         if !buf.is_empty() {
             socket.write_all(&buf).await?;
+            outbox.sent.add(buf.len());
             if buf.capacity() > 4 * MAX_BATCH_BYTES {
                 buf = BytesMut::with_capacity(64 * 1024);
             } else {

@@ -135,6 +135,11 @@ pub struct Exchange {
     bindings: RwLock<Bindings>,
     /// The `alternate-exchange` of the policy that applies, if any (the argument wins over it).
     policy_alternate: std::sync::Mutex<Option<String>>,
+    /// Messages clients published to it, and the queue deliveries they made.
+    pub counts: crate::message_stats::ExchangeCounts,
+    /// The user who declared it (RabbitMQ's `user_who_performed_action`; `rmq-internal` for
+    /// what the broker made itself).
+    pub declared_by: String,
 }
 
 /// Identity of a binding: destination, key, and its arguments (encoded, so that they hash).
@@ -197,6 +202,8 @@ impl Exchange {
             alternate,
             bindings: RwLock::new(Bindings::default()),
             policy_alternate: std::sync::Mutex::new(None),
+            counts: Default::default(),
+            declared_by: String::new(),
         }
     }
 
@@ -222,6 +229,12 @@ impl Exchange {
     /// The same exchange, declared as `x-delayed-message` routing as its `kind`.
     pub fn with_delay(mut self) -> Self {
         self.delayed = true;
+        self
+    }
+
+    /// The same exchange, declared by `user`.
+    pub fn with_declarer(mut self, user: &str) -> Self {
+        self.declared_by = user.to_string();
         self
     }
 

@@ -37,6 +37,9 @@ pub enum AccessRecord {
         /// The default queue type (`classic`, `quorum`, `stream`), if set.
         #[serde(default)]
         default_queue_type: Option<String>,
+        /// Who created it (empty: the broker).
+        #[serde(default)]
+        created_by: String,
     },
     /// A user's permissions in a vhost.
     Permission {

@@ -31,6 +31,7 @@ impl<'a> DefinitionWrites<'a> {
             auto_delete: x.auto_delete,
             internal: x.internal,
             arguments: encode_table(&x.arguments),
+            declared_by: x.declared_by.clone(),
         };
         self.ops.push(Op::PutDef {
             key: ExchangeDef::key(self.vhost, &x.name),

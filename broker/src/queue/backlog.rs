@@ -52,6 +52,8 @@ impl Paged {
 pub(super) struct Backlog {
     memory: VecDeque<Ready>,
     memory_bytes: usize,
+    /// Persistent messages among the in-memory ones, and their body bytes.
+    memory_persistent: (u64, u64),
     paged: Option<Paged>,
     /// A chunk is being read from the store.
     pub loading: bool,
@@ -80,6 +82,33 @@ impl Backlog {
         self.memory_bytes as u64 + self.paged.map_or(0, |p| p.bytes)
     }
 
+    /// Persistent messages among the in-memory ones, and their body bytes.
+    pub(super) fn memory_persistent(&self) -> (u64, u64) {
+        self.memory_persistent
+    }
+
+    /// A message joins the in-memory part.
+    #[inline]
+    fn memory_in(&mut self, r: &Ready) {
+        let size = r.message.size();
+        self.memory_bytes += size;
+        if r.message.is_persistent() {
+            self.memory_persistent.0 += 1;
+            self.memory_persistent.1 += size as u64;
+        }
+    }
+
+    /// A message leaves the in-memory part.
+    #[inline]
+    fn memory_out(&mut self, r: &Ready) {
+        let size = r.message.size();
+        self.memory_bytes -= size;
+        if r.message.is_persistent() {
+            self.memory_persistent.0 -= 1;
+            self.memory_persistent.1 -= size as u64;
+        }
+    }
+
     /// The first in-memory message.
     pub(super) fn front(&self) -> Option<&Ready> {
         self.memory.front()
@@ -89,7 +118,7 @@ impl Backlog {
     pub(super) fn remove_seq(&mut self, seq: u64) -> Option<Ready> {
         let i = self.memory.binary_search_by_key(&seq, |r| r.seq).ok()?;
         let r = self.memory.remove(i)?;
-        self.memory_bytes -= r.message.size();
+        self.memory_out(&r);
         Some(r)
     }
 
@@ -111,7 +140,7 @@ impl Backlog {
             self.paged.is_none(),
             "a message after the paged range must be paged too"
         );
-        self.memory_bytes += r.message.size();
+        self.memory_in(&r);
         self.memory.push_back(r);
     }
 
@@ -144,14 +173,14 @@ impl Backlog {
     /// been loaded).
     pub(super) fn requeue(&mut self, r: Ready) {
         let at = self.memory.partition_point(|m| m.seq < r.seq);
-        self.memory_bytes += r.message.size();
+        self.memory_in(&r);
         self.memory.insert(at, r);
     }
 
     /// Takes the first in-memory message.
     pub(super) fn pop(&mut self) -> Option<Ready> {
         let r = self.memory.pop_front()?;
-        self.memory_bytes -= r.message.size();
+        self.memory_out(&r);
         Some(r)
     }
 
@@ -181,7 +210,12 @@ impl Backlog {
             }
             p.next = r.seq + 1;
             p.take(size, lasting);
-            self.memory_bytes += r.message.size();
+            let size = r.message.size();
+            self.memory_bytes += size;
+            if r.message.is_persistent() {
+                self.memory_persistent.0 += 1;
+                self.memory_persistent.1 += size as u64;
+            }
             self.memory.push_back(r);
         }
         if p.next > p.end || p.count == 0 {
@@ -207,6 +241,7 @@ impl Backlog {
     /// Removes every ready message: the in-memory ones are returned, the paged range too.
     pub(super) fn clear(&mut self) -> (VecDeque<Ready>, Option<Paged>) {
         self.memory_bytes = 0;
+        self.memory_persistent = (0, 0);
         self.generation += 1;
         (std::mem::take(&mut self.memory), self.paged.take())
     }

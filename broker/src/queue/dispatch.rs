@@ -69,11 +69,12 @@ impl Queue {
     #[inline]
     pub(super) fn hand_out(&self, st: &mut QueueState, r: Ready, no_ack: bool, get: bool) -> Taken {
         let outgoing = self.as_delivered(&r, get);
+        st.counts.handed_out(get, no_ack, r.redelivered);
         if no_ack {
             self.unstore_one(&r);
         } else {
             self.mark_delivered(&r);
-            st.unacked += 1;
+            st.unacked_in(r.message.size() as u64, self.lasting(&r.message));
         }
         Taken {
             outgoing,
@@ -137,7 +138,10 @@ impl Queue {
     ) -> bool {
         let mut next = match self.next_ready(st) {
             Next::Ready(r) => Some(r),
-            Next::Empty => None,
+            Next::Empty => {
+                st.counts.get_empty += 1;
+                None
+            }
             Next::Load(lane) => {
                 if !st.lanes[lane].loading {
                     self.start_load(st, lane);

@@ -33,6 +33,7 @@ pub(crate) use sink::Take;
 pub use sink::{Delivery, DeliverySink, QueueOwner, Taken};
 
 use crate::message::{now_ms, Message};
+use crate::message_stats::DeliverCounts;
 use crate::persist::{ConfirmWait, QueueStore, StaleRecord};
 use amqp_codec::types::FieldTable;
 use backlog::Backlog;
@@ -127,6 +128,16 @@ pub(crate) struct QueueState {
     pending_gets: VecDeque<(Arc<dyn DeliverySink>, bool)>,
     /// The settings in force (arguments and policies: `settings.rs`).
     settings: Settings,
+    /// Body bytes of the unacknowledged deliveries.
+    unacked_bytes: u64,
+    /// Unacknowledged deliveries with lasting records (persistent in a durable queue), and
+    /// their body bytes.
+    unacked_lasting: (u64, u64),
+    /// Messages clients published to this queue (dead letters and delayed messages are not
+    /// counted, as in RabbitMQ).
+    published: u64,
+    /// Messages handed out and acknowledged.
+    counts: DeliverCounts,
 }
 
 impl QueueState {
@@ -149,6 +160,10 @@ impl QueueState {
             arriving: None,
             pending_gets: VecDeque::new(),
             settings: Settings::default(),
+            unacked_bytes: 0,
+            unacked_lasting: (0, 0),
+            published: 0,
+            counts: DeliverCounts::default(),
         }
     }
 
@@ -173,6 +188,57 @@ impl QueueState {
             (n + l.in_memory(), b + l.memory_bytes())
         })
     }
+
+    /// A delivery that will be acknowledged left the ready list.
+    fn unacked_in(&mut self, size: u64, lasting: bool) {
+        self.unacked += 1;
+        self.unacked_bytes += size;
+        if lasting {
+            self.unacked_lasting.0 += 1;
+            self.unacked_lasting.1 += size;
+        }
+    }
+
+    /// An unacknowledged delivery was settled (acked, rejected or returned).
+    fn unacked_out(&mut self, size: u64, lasting: bool) {
+        self.unacked = self.unacked.saturating_sub(1);
+        self.unacked_bytes = self.unacked_bytes.saturating_sub(size);
+        if lasting {
+            self.unacked_lasting.0 = self.unacked_lasting.0.saturating_sub(1);
+            self.unacked_lasting.1 = self.unacked_lasting.1.saturating_sub(size);
+        }
+    }
+}
+
+/// A queue's figures at one moment (see [`Queue::figures`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueFigures {
+    /// Ready messages.
+    pub ready: u64,
+    /// Their body bytes.
+    pub ready_bytes: u64,
+    /// Ready messages held in memory.
+    pub ready_ram: u64,
+    /// Their body bytes.
+    pub ready_ram_bytes: u64,
+    /// Ready messages only in the store (paged out).
+    pub paged: u64,
+    /// Their body bytes.
+    pub paged_bytes: u64,
+    /// Delivered, not yet acknowledged (always in memory).
+    pub unacked: u64,
+    /// Their body bytes.
+    pub unacked_bytes: u64,
+    /// Messages with lasting records (persistent, in a durable queue), ready or not.
+    pub persistent: u64,
+    /// Their body bytes.
+    pub persistent_bytes: u64,
+    /// Consumers.
+    pub consumers: u64,
+    /// Messages clients published to the queue.
+    pub published: u64,
+    /// Messages handed out and acknowledged.
+    pub counts: DeliverCounts,
 }
 
 /// A queue.
@@ -307,6 +373,44 @@ impl Queue {
         }
     }
 
+    /// What the management API and Prometheus show of the queue: its messages by where they
+    /// are, and its message counts.
+    pub fn figures(&self) -> QueueFigures {
+        let st = self.lock();
+        let (ram, ram_bytes) = st.in_memory();
+        let (mut paged, mut paged_bytes, mut lasting, mut lasting_bytes) = (0, 0, 0, 0);
+        for l in &st.lanes {
+            if let Some(p) = l.paged() {
+                paged += p.count;
+                paged_bytes += p.bytes;
+                lasting += p.lasting;
+                lasting_bytes += p.lasting_bytes;
+            }
+            let (n, b) = l.memory_persistent();
+            lasting += n;
+            lasting_bytes += b;
+        }
+        if !self.keeps_definition() {
+            // Persistent messages in a transient queue are not kept: not persistent here.
+            (lasting, lasting_bytes) = (0, 0);
+        }
+        QueueFigures {
+            ready: self.reported_len(&st),
+            ready_bytes: st.ready_bytes(),
+            ready_ram: ram as u64,
+            ready_ram_bytes: ram_bytes as u64,
+            paged,
+            paged_bytes,
+            unacked: st.unacked as u64,
+            unacked_bytes: st.unacked_bytes,
+            persistent: lasting + st.unacked_lasting.0,
+            persistent_bytes: lasting_bytes + st.unacked_lasting.1,
+            consumers: st.consumers.len() as u64,
+            published: st.published,
+            counts: st.counts,
+        }
+    }
+
     /// (ready messages, delivered but unacknowledged, consumers), for the management API.
     pub fn stats(&self) -> (u64, u64, u64) {
         let st = self.lock();
@@ -363,7 +467,7 @@ impl Queue {
         message: Arc<Message>,
         wait: Option<&Arc<ConfirmWait>>,
     ) -> Enqueued {
-        let (outcome, dead) = self.enqueue_inner(message, wait);
+        let (outcome, dead) = self.enqueue_inner(message, wait, true);
         self.route_dead(dead);
         outcome
     }
@@ -373,9 +477,13 @@ impl Queue {
         self: &Arc<Self>,
         message: Arc<Message>,
         wait: Option<&Arc<ConfirmWait>>,
+        published: bool,
     ) -> (Enqueued, Vec<DeadLetter>) {
         let lane = self.lane_of(&message);
         let mut st = self.lock();
+        if published {
+            st.published += 1;
+        }
         let expires_at = self.expiry_for(&st, &message);
         if st.settings.is_bounded()
             && st.settings.overflow != Overflow::DropHead

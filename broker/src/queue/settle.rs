@@ -15,7 +15,7 @@ impl Queue {
             let counts = self.args.counts_deliveries();
             for u in returned {
                 let u = u.as_ref();
-                st.unacked = st.unacked.saturating_sub(1);
+                st.unacked_out(u.message.size() as u64, self.lasting(&u.message));
                 let count = if counts {
                     u.delivery_count.saturating_add(1)
                 } else {
@@ -60,7 +60,8 @@ impl Queue {
     pub fn acked<D: AsRef<Delivery>>(&self, settled: &[D]) {
         {
             let mut st = self.lock();
-            st.unacked = st.unacked.saturating_sub(settled.len());
+            st.counts.ack += settled.len() as u64;
+            self.settled_out(&mut st, settled);
         }
         self.unstore_settled(settled);
     }
@@ -70,7 +71,7 @@ impl Queue {
     pub fn discarded<D: AsRef<Delivery>>(&self, settled: &[D]) {
         let dead = {
             let mut st = self.lock();
-            st.unacked = st.unacked.saturating_sub(settled.len());
+            self.settled_out(&mut st, settled);
             for u in settled {
                 self.dead_letter(&mut st, &u.as_ref().message, Reason::Rejected);
             }
@@ -78,6 +79,14 @@ impl Queue {
         };
         self.unstore_settled(settled);
         self.route_dead(dead);
+    }
+
+    /// Takes settled deliveries out of the unacknowledged figures (called locked).
+    fn settled_out<D: AsRef<Delivery>>(&self, st: &mut QueueState, settled: &[D]) {
+        for u in settled {
+            let m = &u.as_ref().message;
+            st.unacked_out(m.size() as u64, self.lasting(m));
+        }
     }
 
     /// Deletes the stored copies of settled deliveries that leave the queue for good.

@@ -26,6 +26,8 @@ pub struct ExchangeSpec {
     pub internal: bool,
     /// Declared arguments.
     pub arguments: FieldTable,
+    /// Who declares it (shown as `user_who_performed_action`).
+    pub declared_by: String,
 }
 
 /// A binding as it is asked for.
@@ -68,24 +70,21 @@ impl VHost {
                     "exchange name '{name}' contains reserved prefix 'amq.*'"
                 )));
             }
-            if let Some(ae) = spec
-                .arguments
-                .inner()
-                .get("alternate-exchange")
-                .and_then(crate::args::as_str)
-            {
+            let ae = spec.arguments.inner().get("alternate-exchange");
+            if let Some(v) = ae.filter(|v| crate::args::as_str(v).is_none()) {
+                // RabbitMQ takes only a string here, and says so before any permission check.
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid type '{}' for arg 'alternate-exchange' in exchange '{name}' in vhost '{}'",
+                    crate::args::type_name(v),
+                    self.name
+                )));
+            }
+            if let Some(ae) = ae.and_then(crate::args::as_str) {
                 caller.check(Access::Read, Resource::Exchange, name)?;
                 caller.check(Access::Write, Resource::Exchange, &ae)?;
             }
         }
-        let x = self.create_or_match_exchange(
-            name,
-            kind,
-            spec.durable,
-            spec.auto_delete,
-            spec.internal,
-            &spec.arguments,
-        )?;
+        let x = self.create_or_match_exchange(spec, kind)?;
         self.apply_policies_to_exchange(&x);
         Ok(x)
     }
@@ -210,13 +209,16 @@ impl VHost {
     /// is (routing kind, declared as x-delayed-message).
     fn create_or_match_exchange(
         &self,
-        name: &str,
+        spec: &ExchangeSpec,
         (kind, delayed): (ExchangeKind, bool),
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        arguments: &FieldTable,
     ) -> AmqpResult<Arc<Exchange>> {
+        let (name, durable, auto_delete, internal, arguments) = (
+            spec.name.as_str(),
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            &spec.arguments,
+        );
         let mut xs = self.xs_mut();
         if let Some(x) = xs.get(name) {
             let mismatch = |arg: &str, got: &str, cur: &str| {
@@ -261,7 +263,8 @@ impl VHost {
             auto_delete,
             internal,
             arguments.clone(),
-        );
+        )
+        .with_declarer(&spec.declared_by);
         if delayed {
             x = x.with_delay();
         }

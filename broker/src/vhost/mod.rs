@@ -68,8 +68,9 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 impl VHost {
-    /// A vhost with the pre-declared exchanges, whose queues keep at most `budget` in memory.
-    pub fn new(name: &str, store: Arc<Store>, budget: Budget) -> Self {
+    /// A vhost with the pre-declared exchanges (declared by `creator`), whose queues keep at
+    /// most `budget` in memory.
+    pub fn new(name: &str, store: Arc<Store>, budget: Budget, creator: &str) -> Self {
         let exchanges = PREDECLARED
             .iter()
             .map(|(n, kind, internal)| {
@@ -80,7 +81,8 @@ impl VHost {
                     false,
                     *internal,
                     FieldTable::default(),
-                );
+                )
+                .with_declarer(creator);
                 (n.to_string(), Arc::new(x))
             })
             .collect();

@@ -20,8 +20,9 @@ use tracing::debug;
 /// What became of a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
-    /// It reached at least one queue (or a reply consumer, or the delayed store).
-    Routed,
+    /// It reached this many queues (at least one; or 0 for a reply consumer or the delayed
+    /// store).
+    Routed(usize),
     /// Nothing took it (a mandatory publish is returned).
     Unroutable,
 }
@@ -77,7 +78,7 @@ impl VHost {
         if exchange.is_default() && message.routing_key.starts_with(REPLY_PREFIX) {
             let address = message.routing_key.clone();
             return if self.replies.deliver(&address, message) {
-                Published::Routed
+                Published::Routed(0)
             } else {
                 Published::Unroutable
             };
@@ -87,7 +88,7 @@ impl VHost {
                 // Kept in the store until due; routed then (no return: the plugin does not
                 // support mandatory).
                 self.delayed.schedule(&exchange.name, &message, delay, wait);
-                return Published::Routed;
+                return Published::Routed(0);
             }
         }
         buf.clear();
@@ -95,8 +96,9 @@ impl VHost {
         if buf.is_empty() {
             return Published::Unroutable;
         }
+        let queues = buf.len();
         let mut dead = Vec::new();
-        self.enqueue_all(&message, buf, wait, |q, outcome, letters| {
+        self.enqueue_all(&message, buf, wait, true, |q, outcome, letters| {
             if outcome == Enqueued::Rejected {
                 // A full queue with x-overflow reject-publish: the publisher's confirm is a nack.
                 if let Some(w) = wait {
@@ -111,22 +113,25 @@ impl VHost {
         if !dead.is_empty() {
             self.publish_dead_letters(dead);
         }
-        Published::Routed
+        Published::Routed(queues)
     }
 
     /// Hands a routed message to its queues (draining `queues`), its body shared by them while
     /// they take it (stored once: see `Message::begin_sharing`). `each` learns what every queue
-    /// did with it and the dead letters that made (routed by the caller).
+    /// did with it and the dead letters that made (routed by the caller). `published`: a client
+    /// published it (queues count it in their `message_stats`, as RabbitMQ's channels do; dead
+    /// letters and delayed messages are not counted there).
     fn enqueue_all(
         &self,
         message: &Arc<Message>,
         queues: &mut Vec<Arc<Queue>>,
         wait: Option<&Arc<ConfirmWait>>,
+        published: bool,
         mut each: impl FnMut(&Arc<Queue>, Enqueued, Vec<DeadLetter>),
     ) {
         message.begin_sharing(queues.len());
         for q in queues.drain(..) {
-            let (outcome, dead) = q.enqueue_inner(message.clone(), wait);
+            let (outcome, dead) = q.enqueue_inner(message.clone(), wait, published);
             each(&q, outcome, dead);
         }
         message.end_sharing(&self.store);
@@ -253,7 +258,7 @@ impl VHost {
                 }
                 !cycle
             });
-            self.enqueue_all(&letter.message, &mut queues, None, |_, _, more| {
+            self.enqueue_all(&letter.message, &mut queues, None, false, |_, _, more| {
                 work.extend(more)
             });
         }
@@ -269,7 +274,7 @@ impl VHost {
         let mut queues = Vec::new();
         self.route(&x, &message, &mut queues);
         let mut dead = Vec::new();
-        self.enqueue_all(&message, &mut queues, None, |_, _, letters| {
+        self.enqueue_all(&message, &mut queues, None, false, |_, _, letters| {
             dead.extend(letters)
         });
         self.publish_dead_letters(dead);

@@ -266,7 +266,7 @@ mod tests {
             ..Default::default()
         };
         let store = Arc::new(Store::open(dir.path(), config).unwrap());
-        (dir, Arc::new(VHost::new("/", store, Budget::default())))
+        (dir, Arc::new(VHost::new("/", store, Budget::default(), "")))
     }
 
     fn durable(name: &str) -> QueueSpec {

@@ -198,7 +198,7 @@ async fn put_vhost(
         tracing: tracing.unwrap_or(existing.as_ref().is_some_and(|v| v.tracing)),
         default_queue_type,
     };
-    let put = state.backend.put_vhost(vhost)?;
+    let put = state.backend.put_vhost(&who.0.name, vhost)?;
     if put == Put::Created {
         // The creator gets every permission in it, as RabbitMQ's API gives it.
         state.backend.set_permission(Permission {

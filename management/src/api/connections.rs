@@ -5,10 +5,12 @@
 //! header's text.
 
 use super::access::has_vhost;
+use super::StatsQuery;
 use super::{list_response, ListQuery};
 use crate::auth::Authed;
 use crate::backend::{ChannelRow, ConnectionRow, ConsumerRow};
 use crate::error::{ApiError, ApiResult};
+use crate::rates::Kind;
 use crate::State;
 use axum::extract::{Path, Query, State as S};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,14 +36,8 @@ pub(super) fn routes() -> Router<Arc<State>> {
 }
 
 /// RabbitMQ refuses these lists when asked to leave statistics out.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct StatsQuery {
-    disable_stats: Option<String>,
-}
-
 fn stats_refused(q: &StatsQuery) -> ApiResult<()> {
-    if q.disable_stats.as_deref() == Some("true") {
+    if q.disabled() {
         return Err(ApiError::bad_request(
             "Stats in management UI are disabled on this node",
         ));
@@ -90,13 +86,13 @@ fn connection_json(c: &ConnectionRow, node: &str, single: bool) -> Value {
         "peer_port": c.peer.port(),
         "port": c.local.port(),
         "protocol": "AMQP 0-9-1",
-        "recv_cnt": 0,
-        "recv_oct": 0,
+        "recv_cnt": c.recv.1,
+        "recv_oct": c.recv.0,
         "recv_oct_details": rate(),
         "reductions": 0,
         "reductions_details": rate(),
-        "send_cnt": 0,
-        "send_oct": 0,
+        "send_cnt": c.send.1,
+        "send_oct": c.send.0,
         "send_oct_details": rate(),
         "send_pend": 0,
         "ssl": c.tls,
@@ -122,6 +118,26 @@ fn connection_json(c: &ConnectionRow, node: &str, single: bool) -> Value {
 
 fn channel_name(c: &ChannelRow) -> String {
     format!("{} ({})", c.connection, c.number)
+}
+
+/// Channels as RabbitMQ lists them, each with its `message_stats` once it has counted any.
+fn channels_json<'a>(state: &State, rows: impl Iterator<Item = &'a ChannelRow>) -> Vec<Value> {
+    let node = state.backend.identity().node;
+    let rows: Vec<(&ChannelRow, String)> = rows.map(|c| (c, channel_name(c))).collect();
+    let stats = state.object_rates.message_stats(
+        rows.iter()
+            .map(|(c, n)| (Kind::Channel, c.vhost.as_str(), n.as_str(), &c.counts)),
+    );
+    rows.iter()
+        .zip(stats)
+        .map(|((c, _), s)| {
+            let mut v = channel_json(c, &node);
+            if let Some(s) = s {
+                v["message_stats"] = s;
+            }
+            v
+        })
+        .collect()
 }
 
 fn channel_json(c: &ChannelRow, node: &str) -> Value {
@@ -268,12 +284,8 @@ async fn connection_channels(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     one_connection(&state, &who, &name)?;
-    let node = state.backend.identity().node;
-    let items = visible_channels(&state, &who)
-        .iter()
-        .filter(|c| c.connection == name)
-        .map(|c| channel_json(c, &node))
-        .collect();
+    let rows = visible_channels(&state, &who);
+    let items = channels_json(&state, rows.iter().filter(|c| c.connection == name));
     Ok(Json(list_response(items, &q, "")?))
 }
 
@@ -284,11 +296,8 @@ async fn channels(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     stats_refused(&s)?;
-    let node = state.backend.identity().node;
-    let items = visible_channels(&state, &who)
-        .iter()
-        .map(|c| channel_json(c, &node))
-        .collect();
+    let rows = visible_channels(&state, &who);
+    let items = channels_json(&state, rows.iter());
     Ok(Json(list_response(items, &q, "")?))
 }
 
@@ -303,12 +312,8 @@ async fn vhost_channels(
     if !has_vhost(&state, &vhost) {
         return Err(ApiError::not_found());
     }
-    let node = state.backend.identity().node;
-    let items = visible_channels(&state, &who)
-        .iter()
-        .filter(|c| c.vhost == vhost)
-        .map(|c| channel_json(c, &node))
-        .collect();
+    let rows = visible_channels(&state, &who);
+    let items = channels_json(&state, rows.iter().filter(|c| c.vhost == vhost));
     Ok(Json(list_response(items, &q, "")?))
 }
 
@@ -327,7 +332,9 @@ async fn channel(
     if !sees_all(&who) && ch.user != who.0.name {
         return Err(not_object());
     }
-    let mut v = channel_json(&ch, &node);
+    let mut v = channels_json(&state, std::iter::once(&ch))
+        .pop()
+        .unwrap_or_default();
     v["consumer_details"] = Value::Array(
         ch.consumers
             .iter()

@@ -3,10 +3,11 @@
 
 use super::access::{has_vhost, visible_names};
 use super::queues::flag;
-use super::{json_object, list_response, ListQuery};
+use super::{json_object, list_response, ListQuery, StatsQuery};
 use crate::auth::Authed;
 use crate::backend::{ExchangeDeclare, ExchangeInfo, Put};
 use crate::error::{ApiError, ApiResult};
+use crate::rates::Kind;
 use crate::State;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as S};
@@ -29,12 +30,7 @@ pub(super) fn routes() -> Router<Arc<State>> {
 }
 
 fn exchange_json(x: &ExchangeInfo) -> Value {
-    // Who declared it is not kept: the built-in ones are the broker's.
-    let by = if x.name.is_empty() || x.name.starts_with("amq.") {
-        "rmq-internal"
-    } else {
-        ""
-    };
+    let by = &x.declared_by;
     let mut v = json!({
         "arguments": x.arguments,
         "auto_delete": x.auto_delete,
@@ -52,30 +48,58 @@ fn exchange_json(x: &ExchangeInfo) -> Value {
     v
 }
 
-fn listed(state: &State, who: &Authed, vhost: Option<&str>) -> ApiResult<Vec<Value>> {
+fn listed(
+    state: &State,
+    who: &Authed,
+    vhost: Option<&str>,
+    stats: &StatsQuery,
+) -> ApiResult<Vec<Value>> {
     let visible = visible_names(state, who);
     let mut xs = state.backend.exchanges(vhost)?;
     xs.retain(|x| visible.contains(&x.vhost));
     xs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-    Ok(xs.iter().map(exchange_json).collect())
+    if stats.disabled() {
+        return Ok(xs.iter().map(exchange_json).collect());
+    }
+    let counts = state.object_rates.message_stats(
+        xs.iter()
+            .map(|x| (Kind::Exchange, x.vhost.as_str(), x.name.as_str(), &x.counts)),
+    );
+    Ok(xs
+        .iter()
+        .zip(counts)
+        .map(|(x, s)| {
+            let mut v = exchange_json(x);
+            if let Some(s) = s {
+                v["message_stats"] = s;
+            }
+            v
+        })
+        .collect())
 }
 
 async fn list_all(
     S(state): S<Arc<State>>,
     who: Authed,
+    Query(s): Query<StatsQuery>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(list_response(listed(&state, &who, None)?, &q, "")?))
+    Ok(Json(list_response(
+        listed(&state, &who, None, &s)?,
+        &q,
+        "",
+    )?))
 }
 
 async fn list_vhost(
     S(state): S<Arc<State>>,
     who: Authed,
     Path(vhost): Path<String>,
+    Query(s): Query<StatsQuery>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(list_response(
-        listed(&state, &who, Some(&vhost))?,
+        listed(&state, &who, Some(&vhost), &s)?,
         &q,
         "",
     )?))
@@ -85,11 +109,12 @@ async fn get_exchange(
     S(state): S<Arc<State>>,
     who: Authed,
     Path((vhost, name)): Path<(String, String)>,
+    Query(s): Query<StatsQuery>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     // The default exchange is also reachable by its permission name.
     let wanted = if name == "amq.default" { "" } else { &name };
-    let found = listed(&state, &who, Some(&vhost))
+    let found = listed(&state, &who, Some(&vhost), &s)
         .map_err(|_| ApiError::not_found())?
         .into_iter()
         .find(|x| x["name"] == json!(wanted));

@@ -101,6 +101,28 @@ fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
+/// `disable_stats` and `enable_queue_totals` of a request: the lighter answers RabbitMQ gives
+/// without statistics.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct StatsQuery {
+    disable_stats: Option<String>,
+    enable_queue_totals: Option<String>,
+}
+
+impl StatsQuery {
+    /// `disable_stats=true`.
+    pub(crate) fn disabled(&self) -> bool {
+        self.disable_stats.as_deref() == Some("true")
+    }
+
+    /// None: with statistics; Some(totals): without them, with a queue's message totals or not.
+    pub(crate) fn bare(&self) -> Option<bool> {
+        self.disabled()
+            .then(|| self.enable_queue_totals.as_deref() == Some("true"))
+    }
+}
+
 /// A single object's answer with the `columns` the query asks for (all without it).
 pub(crate) fn with_columns(v: Value, q: &ListQuery) -> Value {
     match q.columns.as_deref().filter(|c| !c.is_empty()) {
