@@ -657,26 +657,22 @@ impl management::Backend for Backend {
             let _ = tx.send(ok);
         });
         let mut routed_to = Vec::new();
+        let message = Arc::new(message);
         let published = v.publish(
             &x,
-            Arc::new(message),
+            message.clone(),
             Some(&wait),
             &mut routed_to,
             &mut Vec::new(),
         );
+        v.count_publish(&x, &message, published);
         // Counted as RabbitMQ counts its API's publishes: on a confirm channel.
         let c = &crate::metrics::COUNTERS;
         c.received.inc();
         c.received_confirm.inc();
         match published {
-            crate::vhost::Published::Routed(queues) => {
-                c.routed.inc();
-                x.counts.published(queues as u64);
-            }
-            crate::vhost::Published::Unroutable => {
-                c.unroutable_dropped.inc();
-                x.counts.published(0);
-            }
+            crate::vhost::Published::Routed(_) => c.routed.inc(),
+            crate::vhost::Published::Unroutable => c.unroutable_dropped.inc(),
         }
         let confirmed = match wait.release() {
             Some(ok) => ok,
@@ -1100,14 +1096,15 @@ fn metrics_snapshot(broker: &Broker) -> MetricsSnapshot {
     for v in broker.vhosts() {
         vhosts.push(v.name.clone());
         for q in v.queues() {
-            let (ready, unacked, n) = q.stats();
-            consumers += n;
+            let f = q.figures();
+            consumers += f.consumers;
             queues.push(QueueFigures {
                 vhost: v.name.clone(),
                 name: q.name.clone(),
-                messages_ready: ready,
-                messages_unacked: unacked,
-                consumers: n,
+                messages_ready: f.ready,
+                messages_unacked: f.unacked,
+                consumers: f.consumers,
+                published: f.published,
             });
         }
         for x in v.exchanges() {

@@ -109,6 +109,8 @@ pub struct QueueFigures {
     pub messages_unacked: u64,
     /// Consumers.
     pub consumers: u64,
+    /// Messages clients published to it.
+    pub published: u64,
 }
 
 /// One channel's figures (per-object `{channel}`; counters are the channel's own totals).

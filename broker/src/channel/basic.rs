@@ -292,23 +292,19 @@ impl Channel {
             &mut self.route_buf,
             ctx.congested,
         );
+        ctx.vhost.count_publish(exchange, &message, published);
         let c = &crate::metrics::COUNTERS;
         let mine = &self.shared.publishes;
         mine.publish.add(1);
         match published {
-            Published::Routed(queues) => {
-                c.routed.inc();
-                exchange.counts.published(queues as u64);
-            }
+            Published::Routed(_) => c.routed.inc(),
             Published::Unroutable if mandatory => {
                 c.unroutable_returned.inc();
                 mine.return_unroutable.add(1);
-                exchange.counts.published(0);
             }
             Published::Unroutable => {
                 c.unroutable_dropped.inc();
                 mine.drop_unroutable.add(1);
-                exchange.counts.published(0);
             }
         }
         if published == Published::Unroutable && mandatory {

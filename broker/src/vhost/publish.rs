@@ -116,6 +116,25 @@ impl VHost {
         Published::Routed(queues)
     }
 
+    /// Counts a client's publish in `exchange`'s `message_stats`: `publish_in` once, and
+    /// `publish_out` per queue it reached. RabbitMQ's default exchange routes to the queue each
+    /// key names whether or not it exists, and counts those as `publish_out` too.
+    pub fn count_publish(&self, exchange: &Exchange, message: &Message, published: Published) {
+        let out = if exchange.is_default() {
+            // The distinct keys (CC and BCC ones included), without allocating.
+            let more = &message.extra_keys;
+            1 + (0..more.len())
+                .filter(|&i| more[i] != message.routing_key && !more[..i].contains(&more[i]))
+                .count()
+        } else {
+            match published {
+                Published::Routed(queues) => queues,
+                Published::Unroutable => 0,
+            }
+        };
+        exchange.counts.published(out as u64);
+    }
+
     /// Hands a routed message to its queues (draining `queues`), its body shared by them while
     /// they take it (stored once: see `Message::begin_sharing`). `each` learns what every queue
     /// did with it and the dead letters that made (routed by the caller). `published`: a client

@@ -860,8 +860,9 @@ const CONN: [ConnFam; 4] = [
     ),
 ];
 
-/// Group `channel_queue_exchange_metrics`: per (channel, queue, exchange) publishes, which
-/// Warren does not keep: no per-object series, 0 on `/metrics`.
+/// Group `channel_queue_exchange_metrics`. RabbitMQ: per (channel, queue, exchange) publishes;
+/// Warren keeps them per queue, so its series are `{queue_vhost, queue}` (sums over the missing
+/// labels, as dashboards take them, are the same).
 const QUEUE_PUBLISHED: Fam = counter(
     "queue_messages_published_total",
     "Total number of messages published to queues",
@@ -956,6 +957,30 @@ impl Out {
             self.s
                 .push_str(if line == "# TYPE " { kind } else { f.help });
             self.s.push('\n');
+        }
+    }
+
+    /// `queue_messages_published_total`: the sum on `/metrics`, a series per queue (those
+    /// `keep` takes) otherwise.
+    fn queue_published(
+        &mut self,
+        prefix: &str,
+        snap: &MetricsSnapshot,
+        aggregated: bool,
+        keep: &dyn Fn(&QueueFigures) -> bool,
+    ) {
+        self.head(prefix, &QUEUE_PUBLISHED);
+        if aggregated {
+            let total = snap.queues.iter().map(|q| q.published).sum();
+            self.sample(prefix, QUEUE_PUBLISHED.name, &[], Val::Int(total));
+            return;
+        }
+        for q in snap.queues.iter().filter(|q| keep(q)) {
+            let labels = [
+                ("queue_vhost", q.vhost.as_str()),
+                ("queue", q.name.as_str()),
+            ];
+            self.sample(prefix, QUEUE_PUBLISHED.name, &labels, Val::Int(q.published));
         }
     }
 
@@ -1520,10 +1545,7 @@ fn main(out: &mut Out, snap: &MetricsSnapshot, aggregated: bool) {
     out.channels(PREFIX, &CHANNEL_QUEUE, snap, aggregated, has_queue_activity);
     out.connections(PREFIX, &CONN_COARSE, snap, aggregated);
     out.connections(PREFIX, &CONN, snap, aggregated);
-    out.head(PREFIX, &QUEUE_PUBLISHED);
-    if aggregated {
-        out.sample(PREFIX, QUEUE_PUBLISHED.name, &[], Val::Int(0));
-    }
+    out.queue_published(PREFIX, snap, aggregated, &every_queue);
     out.scalars(PREFIX, &TOTALS, snap, true);
     out.build_and_identity(snap);
     out.global(snap);
@@ -1566,7 +1588,7 @@ fn detailed(out: &mut Out, snap: &MetricsSnapshot, query: &DetailedQuery) {
             "channel_queue_metrics" => {
                 out.channels(DETAILED, &CHANNEL_QUEUE, snap, false, has_queue_activity)
             }
-            "channel_queue_exchange_metrics" => out.head(DETAILED, &QUEUE_PUBLISHED),
+            "channel_queue_exchange_metrics" => out.queue_published(DETAILED, snap, false, &keep),
             "vhost_status" => {
                 let f = gauge("vhost_status", "Whether a given vhost is running");
                 out.head(CLUSTER, &f);
@@ -1629,6 +1651,7 @@ mod tests {
             messages_ready: ready,
             messages_unacked: unacked,
             consumers,
+            published: ready + unacked,
         }
     }
 
@@ -1819,7 +1842,7 @@ mod tests {
             "rabbitmq_channel_messages_delivered_ack_total 10",
             "rabbitmq_connection_incoming_bytes_total 1261",
             "rabbitmq_connection_channels 2",
-            "rabbitmq_queue_messages_published_total 0",
+            "rabbitmq_queue_messages_published_total 41",
             "rabbitmq_connections 1",
             "rabbitmq_channels 2",
             "rabbitmq_consumers 1",
@@ -1939,11 +1962,12 @@ mod tests {
         // Channels without publishes / queue activity have no series in those groups.
         assert!(!text.contains("rabbitmq_channel_messages_published_total{channel=\"c1 (2)\"}"));
         assert!(!text.contains("rabbitmq_channel_get_total{channel=\"c1 (1)\"}"));
-        // Raft and queue_messages_published: TYPE/HELP only.
+        // Raft: TYPE/HELP only; queue_messages_published: a series per queue.
         assert!(!text.lines().any(|l| l.starts_with("rabbitmq_raft_")));
-        assert!(!text
-            .lines()
-            .any(|l| l.starts_with("rabbitmq_queue_messages_published_total")));
+        assert!(has_line(
+            &text,
+            "rabbitmq_queue_messages_published_total{queue_vhost=\"pv\",queue=\"q3\"} 5"
+        ));
         assert!(has_line(
             &text,
             "# TYPE rabbitmq_auth_attempts_detailed_total counter"
@@ -2120,9 +2144,24 @@ mod tests {
         );
         assert_eq!(detailed(&text).len(), 18);
         // No-series groups.
-        let text = render_query(&snap, "family=ra_metrics&family=channel_queue_exchange_metrics&family=auth_attempt_detailed_metrics");
-        assert_eq!(detailed(&text).len(), 10);
+        let text = render_query(
+            &snap,
+            "family=ra_metrics&family=auth_attempt_detailed_metrics",
+        );
+        assert_eq!(detailed(&text).len(), 9);
         assert!(!text.lines().any(|l| l.starts_with("rabbitmq_detailed_")));
+        // Publishes per queue, with the vhost filter.
+        let text = render_query(&snap, "family=channel_queue_exchange_metrics&vhost=pv");
+        assert!(has_line(
+            &text,
+            "rabbitmq_detailed_queue_messages_published_total{queue_vhost=\"pv\",queue=\"q3\"} 5"
+        ));
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("rabbitmq_detailed_queue_messages_published_total"))
+                .count(),
+            1
+        );
     }
 
     #[test]
