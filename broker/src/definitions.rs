@@ -36,9 +36,9 @@ pub(crate) struct Imported {
     pub skipped: usize,
 }
 
-/// Reads and applies a definitions file. A file that cannot be read or is not a JSON object is
-/// an error (start-up stops, as RabbitMQ's does); an item that cannot be applied is skipped
-/// with a warning naming it.
+/// Reads and applies a definitions file at start-up, as RabbitMQ's `load_definitions`: a file
+/// that cannot be read, is not a JSON object, or has an entry the import refuses stops start-up
+/// with the reason (checked whole first, as [`import`] does: nothing is half-applied).
 pub(crate) fn load_file(broker: &Broker, path: &Path) -> Result<Imported, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let defs: Value =
@@ -46,16 +46,14 @@ pub(crate) fn load_file(broker: &Broker, path: &Path) -> Result<Imported, String
     if !defs.is_object() {
         return Err(format!("{}: not a definitions object", path.display()));
     }
-    let done = apply(broker, &defs);
-    info!(
-        "imported definitions from {}: {} user(s), {} vhost(s), {} permission(s), {} exchange(s)/queue(s)/binding(s), {} skipped",
-        path.display(),
-        done.users,
-        done.vhosts,
-        done.permissions,
-        done.entities,
-        done.skipped
-    );
+    let done = import(broker, &defs, None).map_err(|why| {
+        let why = match why {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        format!("{}: refused: {why}", path.display())
+    })?;
+    info!("imported definitions from {}", path.display());
     Ok(done)
 }
 

@@ -109,4 +109,39 @@ async fn warren_only_bad_definitions_file_stops_start_up() {
     let missing = dir.join("missing.json");
     let err = start(&dir, &missing).await.expect_err("refused");
     assert!(err.to_string().contains("missing.json"), "{err}");
+    // A bad entry refuses the whole file, as the API's import does: the queue before it is
+    // not declared either (nothing is half-applied), and start-up stops with the reason.
+    let bad_entry = dir.join("bad-entry.json");
+    std::fs::write(
+        &bad_entry,
+        r#"{"queues": [{"name": "before-bad", "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}}],
+            "exchanges": [{"name": "x-bad", "vhost": "/", "type": "no-such-type", "durable": true,
+                           "auto_delete": false, "internal": false, "arguments": {}}]}"#,
+    )
+    .expect("write");
+    let err = start(&dir, &bad_entry).await.expect_err("refused");
+    assert!(err.to_string().contains("refused"), "{err}");
+    let clean = dir.join("clean.json");
+    std::fs::write(&clean, "{}").expect("write");
+    let addr = start(&dir, &clean)
+        .await
+        .expect("starts with an empty file");
+    let conn = Connection::connect(
+        &format!("amqp://guest:guest@{addr}/%2F"),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = ch
+        .queue_declare(
+            "before-bad".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert!(passive.is_err(), "the refused file declared nothing");
 }
