@@ -108,3 +108,47 @@ def test_unknown_queue_and_vhost():
     assert ctl_json("list_queues", "-p", uid("nosuchvhost")) == []
     r = ctl("list_queues", "name", "bogus", check=False)
     assert r.returncode == 64 and "Info key(s) bogus are not supported" in r.stderr
+
+
+def test_close_connection_by_its_listed_pid():
+    """`list_connections pid client_properties`, then `close_connection PID REASON`: the
+    client is closed with 320 and the reason. (rabbitmqctl's pid is an Erlang pid; Warren's is
+    the connection's name: a script that lists then closes works on both.)"""
+    name = uid("ctl-close")
+    p = params()
+    p.client_properties = {"connection_name": name}
+    conn = pika.BlockingConnection(p)
+    try:
+        def mine():
+            rows = ctl_json("list_connections", "pid", "client_properties")
+            return [r for r in rows
+                    if ["connection_name", "longstr", name] in r["client_properties"]]
+        poll(mine, "the connection listed with its typed client properties")
+        # The text listing (what a shell script reads) gives the pid first on the line.
+        text = ctl("list_connections", "pid", "client_properties", "--no-table-headers").stdout
+        (line,) = [ln for ln in text.splitlines() if name in ln]
+        pid = line.split("\t")[0]
+        out = ctl("close_connection", pid, "maintenance window")
+        assert out.stdout.startswith(f"Closing connection {pid}, reason: maintenance window")
+        end = time.monotonic() + DEADLINE
+        try:
+            while time.monotonic() < end:
+                conn.process_data_events(time_limit=0.2)
+            raise AssertionError("the connection was not closed")
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            assert (e.reply_code, e.reply_text) == (320, "CONNECTION_FORCED - maintenance window")
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_close_connection_of_an_unknown_pid_fails():
+    out = ctl("close_connection", "no-such-connection", "x", check=False)
+    assert out.returncode == 69
+
+
+def test_status_ping_and_await_startup():
+    status = ctl("status")
+    assert status.stdout.startswith("Status of node ")
+    assert "Ping succeeded" in ctl("ping").stdout
+    assert ctl("await_startup").returncode == 0

@@ -258,11 +258,14 @@ fn rows(broker: &Broker, vhost: &str, kind: Kind) -> Vec<Map<String, Value>> {
         // rabbitmqctl lists these for every vhost (consumers: of `vhost`'s queues); the rows
         // are the management API's.
         Kind::Connections => {
+            // rabbitmqctl's JSON gives client properties with their types.
+            let typed: std::collections::HashMap<String, Value> = broker
+                .connections()
+                .iter()
+                .map(|c| (c.name.clone(), typed_table(&c.client_properties)))
+                .collect();
             for c in crate::management::connection_rows(broker) {
-                let props = match &c.client_properties {
-                    Value::Object(m) => m.iter().map(|(k, v)| json!([k, v])).collect(),
-                    _ => Vec::new(),
-                };
+                let props = typed.get(&c.name).cloned().unwrap_or_else(|| json!([]));
                 out.push(obj(json!({
                     "pid": c.name, "name": c.name, "user": c.user, "vhost": c.vhost,
                     "peer_host": c.peer.ip().to_string(), "peer_port": c.peer.port(),
@@ -405,6 +408,32 @@ fn delete(broker: &Broker, vhost: &str, args: &[String]) -> Answer {
     }
 }
 
+/// A field table as rabbitmqctl's JSON lists it: `[[key, type, value], ...]`, tables nested
+/// the same way, arrays as `[[type, value], ...]`.
+fn typed_table(t: &amqp_codec::types::FieldTable) -> Value {
+    Value::Array(
+        t.inner()
+            .iter()
+            .map(|(k, v)| json!([k.as_str(), crate::args::type_name(v), typed_value(v)]))
+            .collect(),
+    )
+}
+
+fn typed_value(v: &amqp_codec::types::AMQPValue) -> Value {
+    use amqp_codec::types::AMQPValue;
+    match v {
+        AMQPValue::FieldTable(t) => typed_table(t),
+        AMQPValue::FieldArray(items) => Value::Array(
+            items
+                .as_slice()
+                .iter()
+                .map(|i| json!([crate::args::type_name(i), typed_value(i)]))
+                .collect(),
+        ),
+        other => crate::definitions::json_value(other),
+    }
+}
+
 fn close(broker: &Broker, args: &[String]) -> Answer {
     let (Some(name), reason) = (args.first(), args.get(1)) else {
         return Answer::default().failed(
@@ -417,7 +446,8 @@ fn close(broker: &Broker, args: &[String]) -> Answer {
     if broker.close_connection(name, reason) {
         a
     } else {
-        a.failed(format!("No connection named '{name}'"), exit::DATA_ERR)
+        // rabbitmqctl: 69 for a pid it cannot reach.
+        a.failed(format!("No connection named '{name}'"), exit::UNAVAILABLE)
     }
 }
 
