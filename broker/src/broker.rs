@@ -42,7 +42,7 @@ struct Registered {
     vhost: String,
     events: EventSender,
     channels: Arc<AtomicUsize>,
-    info: Arc<crate::connection::info::ConnectionInfo>,
+    info: Arc<crate::connection_info::ConnectionInfo>,
 }
 
 impl Broker {
@@ -134,7 +134,7 @@ impl Broker {
     /// connections cannot both take the last place.
     pub fn admit(
         &self,
-        info: Arc<crate::connection::info::ConnectionInfo>,
+        info: Arc<crate::connection_info::ConnectionInfo>,
         events: EventSender,
         channels: Arc<AtomicUsize>,
     ) -> Result<(), AmqpError> {
@@ -265,7 +265,7 @@ impl Broker {
     }
 
     /// Every open connection (after its handshake), by id.
-    pub fn connections(&self) -> Vec<Arc<crate::connection::info::ConnectionInfo>> {
+    pub fn connections(&self) -> Vec<Arc<crate::connection_info::ConnectionInfo>> {
         let mut all: Vec<_> = self.conns().values().map(|c| c.info.clone()).collect();
         all.sort_by_key(|c| c.id);
         all

@@ -18,6 +18,7 @@ mod broker;
 mod channel;
 mod config;
 mod connection;
+mod connection_info;
 mod definitions;
 mod delayed;
 mod direct_reply;

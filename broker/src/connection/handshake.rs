@@ -21,7 +21,7 @@ use tracing::debug;
 /// A finished handshake.
 pub(super) struct Done {
     /// What the broker lists of the connection (registered on admission).
-    pub info: Arc<super::info::ConnectionInfo>,
+    pub info: Arc<crate::connection_info::ConnectionInfo>,
     pub vhost: Arc<VHost>,
     pub grant: crate::auth::Grant,
     pub user: String,
@@ -300,7 +300,7 @@ impl Handshake<'_> {
                 Some(vhost) => Ok((grant, vhost)),
                 None => Err(crate::reply_text::vhost_not_found(vhost_name)),
             });
-        let info = Arc::new(super::info::ConnectionInfo::new(
+        let info = Arc::new(crate::connection_info::ConnectionInfo::new(
             self.id,
             self.peer,
             self.local,

@@ -6,7 +6,6 @@
 //! [`Outbox`], so replies and deliveries keep their order.
 
 mod handshake;
-pub(crate) mod info;
 pub(crate) use handshake::RABBITMQ_VERSION;
 pub(crate) mod writer;
 
@@ -56,7 +55,7 @@ enum Stop {
 /// A connection after the handshake.
 pub(crate) struct Connection {
     /// What the broker lists of this connection.
-    info: Arc<info::ConnectionInfo>,
+    info: Arc<crate::connection_info::ConnectionInfo>,
     id: u64,
     name: String,
     broker: Arc<Broker>,
