@@ -673,11 +673,19 @@ pub(crate) fn export(broker: &Broker, only: Option<&str>, layout: Layout) -> Res
         }
         vhosts.retain(|v| v.name == name);
     }
-    let with_vhost = |mut item: Value, vhost: &str| {
-        if only.is_none() {
-            item["vhost"] = json!(vhost);
+    // RabbitMQ puts `vhost` second, after the name (or the source of a binding).
+    let with_vhost = |item: Value, vhost: &str| match item {
+        Value::Object(m) if only.is_none() => {
+            let mut out = serde_json::Map::with_capacity(m.len() + 1);
+            for (i, (k, v)) in m.into_iter().enumerate() {
+                out.insert(k, v);
+                if i == 0 {
+                    out.insert("vhost".into(), json!(vhost));
+                }
+            }
+            Value::Object(out)
         }
-        item
+        other => other,
     };
     let (mut queues, mut exchanges, mut bindings, mut parameters, mut policies) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -1640,6 +1640,15 @@ def test_definitions_export_shape(api, scratch):
     assert [b for b in d["bindings"] if b["vhost"] == v] == [
         {"source": "dx", "vhost": v, "destination": "dq", "destination_type": "queue",
          "routing_key": "rk.#", "arguments": {}}]
+    # keys in RabbitMQ's order (vhost second), as tools that diff export files see them
+    dq = next(x for x in d["queues"] if x["vhost"] == v and x["name"] == "dq")
+    assert list(dq) == ["name", "vhost", "durable", "auto_delete", "arguments"]
+    dx = next(x for x in d["exchanges"] if x["vhost"] == v and x["name"] == "dx")
+    assert list(dx) == ["name", "vhost", "type", "durable", "auto_delete", "internal",
+                        "arguments"]
+    b = next(b for b in d["bindings"] if b["vhost"] == v)
+    assert list(b) == ["source", "vhost", "destination", "destination_type", "routing_key",
+                       "arguments"]
     # exclusive queues, default and amq.* exchanges are not exported
     assert not [x for x in d["queues"] if x["vhost"] == v and x["name"] == "excl"]
     assert not [x for x in d["exchanges"] if x["name"] == "" or x["name"].startswith("amq.")]
