@@ -266,8 +266,15 @@ pub struct Queue {
     deleted: AtomicBool,
     /// Publisher flow control (`flow.rs`).
     pub flow: flow::Flow,
+    /// The consumer timeout of `state.settings` (ms; `NO_TIMEOUT` for none), mirrored so that
+    /// a channel reads it without the queue lock: it asks while holding its deliveries lock,
+    /// and queues take that lock under theirs (the other order would deadlock).
+    consumer_timeout: std::sync::atomic::AtomicU64,
     state: Mutex<QueueState>,
 }
+
+/// `Queue::consumer_timeout`'s "none".
+const NO_TIMEOUT: u64 = u64::MAX;
 
 /// What a consume attempt needs from the queue's side.
 pub enum ConsumeCheck {
@@ -326,6 +333,7 @@ impl Queue {
         let mut state = QueueState::new(lanes);
         state.settings = Settings::from_args(&args);
         state.may_expire = state.settings.message_ttl.is_some();
+        let consumer_timeout = state.settings.consumer_timeout.unwrap_or(NO_TIMEOUT);
         Queue {
             name: spec.name,
             vhost,
@@ -338,6 +346,7 @@ impl Queue {
             owner,
             deleted: AtomicBool::new(false),
             flow: flow::Flow::default(),
+            consumer_timeout: consumer_timeout.into(),
             state: Mutex::new(state),
         }
     }

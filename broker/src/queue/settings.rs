@@ -13,7 +13,7 @@
 //! first: where both set a numeric key, the lower value.
 
 use super::args::{Overflow, QueueArgs};
-use super::Queue;
+use super::{Queue, NO_TIMEOUT};
 use std::sync::Arc;
 
 /// What a policy definition sets for a queue (`None`: not set by it).
@@ -133,6 +133,10 @@ impl Queue {
                 return;
             }
             st.settings = settings;
+            self.consumer_timeout.store(
+                st.settings.consumer_timeout.unwrap_or(NO_TIMEOUT),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if st.settings.message_ttl.is_some() {
                 st.may_expire = true;
             }
@@ -150,8 +154,12 @@ impl Queue {
 }
 
 impl Queue {
-    /// The consumer timeout in force (ms), if the queue sets one.
+    /// The consumer timeout in force (ms), if the queue sets one. Takes no lock: channels ask
+    /// while holding their deliveries lock (see the field's doc).
     pub fn consumer_timeout(&self) -> Option<u64> {
-        self.lock().settings.consumer_timeout
+        let t = self
+            .consumer_timeout
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (t != NO_TIMEOUT).then_some(t)
     }
 }

@@ -783,3 +783,35 @@ fn a_length_limit_policy_trims_an_existing_queue_at_once() {
     }
     assert_eq!(q.counts().0, 12);
 }
+
+/// A channel reads a queue's consumer timeout while holding its deliveries lock, and a queue
+/// that delivers holds its own lock while it takes that one: reading the timeout must not wait
+/// for the queue lock, or the two deadlock (seen in a backlog drain: the consumer-timeout check
+/// and a chunk load each held one lock and waited for the other).
+#[test]
+fn the_consumer_timeout_is_read_without_the_queue_lock() {
+    let f = Fixture::new();
+    let mut t = FieldTable::default();
+    t.insert(
+        "x-consumer-timeout".into(),
+        amqp_codec::types::AMQPValue::LongInt(60_000),
+    );
+    let q = f.queue(1000, t);
+    let held = q.lock();
+    let (tx, rx) = mpsc::channel();
+    let reader = q.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(reader.consumer_timeout());
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    assert_eq!(got, Ok(Some(60_000)), "blocked on the queue lock");
+    // A policy's timeout is seen the same way, and so is its removal.
+    q.apply_policies(Some(&PolicySettings {
+        consumer_timeout: Some(5_000),
+        ..Default::default()
+    }));
+    assert_eq!(q.consumer_timeout(), Some(5_000));
+    let plain = f.queue(1000, FieldTable::default());
+    assert_eq!(plain.consumer_timeout(), None);
+}
