@@ -921,6 +921,19 @@ def test_vhost_max_connections(access):
     assert_vhost_refused(user, password, vhost, "connection limit (0) is reached")
 
 
+def test_vhost_max_connections_room_again_once_closed(access):
+    """A connection closed (close-ok received) no longer counts: reconnecting at once under
+    max-connections 1 is admitted, cycle after cycle (Warren released the place only after its
+    connection task ended, a moment after close-ok, and a quick reconnect was sometimes
+    refused)."""
+    user, password, vhost = access.setup()
+    ctl("set_vhost_limits", "-p", vhost, '{"max-connections": 1}')
+    for _ in range(40):
+        conn = access.connect(user, password, vhost)
+        conn.channel()
+        conn.close()
+
+
 def test_vhost_max_queues(access):
     """RabbitMQ: a new queue beyond max-queues gets channel.close 406
     "PRECONDITION_FAILED - cannot declare queue 'Q': queue limit in vhost 'V' (N)

@@ -288,6 +288,23 @@ async fn linger(mut reader: Reader, limit: Duration) {
     .await;
 }
 
+/// What a channel's handlers get from their connection, built from the connection's fields
+/// one by one, so that a channel borrowed from `channels` can be handed it (`Connection::context`
+/// borrows the whole connection).
+macro_rules! context {
+    ($c:expr) => {
+        ConnectionContext {
+            vhost: &$c.vhost,
+            id: $c.id,
+            user: &$c.user,
+            caller: &$c.caller,
+            exclusive_queues: &mut $c.exclusive_queues,
+            events: &$c.events_tx,
+            congested: &mut $c.congested,
+        }
+    };
+}
+
 impl Connection {
     /// Runs the connection until it ends; hands back the socket's read half if the client may
     /// still be sending (see [`linger`]), with how long to wait for it.
@@ -615,17 +632,26 @@ impl Connection {
                 "type 8, all octets = <<>>",
             )));
         }
-        if !self.channels.contains_key(&channel) {
-            return self.handle_unopened_channel(channel, frame);
+        // Handled in place: taking the channel out of the map and putting it back cost two
+        // hashes and two moves of the whole channel per frame (15 % of a persistent publish's
+        // instructions). Only an outcome other than "keep" takes it out (`channel_outcome`).
+        let result = {
+            let Some(ch) = self.channels.get_mut(&channel) else {
+                return self.handle_unopened_channel(channel, frame);
+            };
+            if ch.is_waiting() {
+                ch.hold(frame);
+                return Ok(());
+            }
+            ch.handle_frame(&mut context!(self), frame)
+        };
+        match result {
+            Ok(crate::channel::After::Keep) => Ok(()),
+            other => {
+                let ch = self.channels.remove(&channel).expect("present");
+                self.channel_outcome(channel, ch, other)
+            }
         }
-        let mut ch = self.channels.remove(&channel).expect("present");
-        if ch.is_waiting() {
-            ch.hold(frame);
-            self.channels.insert(channel, ch);
-            return Ok(());
-        }
-        let result = ch.handle_frame(&mut self.context(), frame);
-        self.channel_outcome(channel, ch, result)
     }
 
     /// Puts a channel back after it handled something, turning an error into channel.close or
@@ -710,6 +736,11 @@ impl Connection {
         match m {
             conn::AMQPMethod::Close(c) => {
                 debug!(code = c.reply_code, text = %c.reply_text.as_str(), "client closed the connection");
+                // Released before close-ok goes out, as RabbitMQ has by then: a client that
+                // reconnects at once finds its place under the connection limits free, its
+                // exclusive queues gone and its unacked messages back in their queues.
+                self.cleanup();
+                self.broker.unregister_connection(self.id);
                 self.outbox.method(
                     0,
                     AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
@@ -747,15 +778,7 @@ impl Connection {
 
     /// What channel handlers need from the connection.
     fn context(&mut self) -> ConnectionContext<'_> {
-        ConnectionContext {
-            vhost: &self.vhost,
-            id: self.id,
-            user: &self.user,
-            caller: &self.caller,
-            exclusive_queues: &mut self.exclusive_queues,
-            events: &self.events_tx,
-            congested: &mut self.congested,
-        }
+        context!(self)
     }
 
     /// Releases everything the connection holds: channels (requeueing their unacked messages and
