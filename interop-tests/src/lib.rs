@@ -40,8 +40,7 @@ fn start_warren() -> String {
                 .build()
                 .expect("runtime for the broker under test");
             rt.block_on(async move {
-                let dir =
-                    std::env::temp_dir().join(format!("warren-interop-{}", std::process::id()));
+                let dir = in_process_data_dir();
                 // A fresh store: nothing left over from an earlier run with the same pid.
                 let _ = std::fs::remove_dir_all(&dir);
                 let server = warren::Server::bind(warren::Config::for_test(dir))
@@ -56,6 +55,72 @@ fn start_warren() -> String {
         .recv_timeout(Duration::from_secs(30))
         .expect("broker started");
     format!("amqp://guest:guest@{addr}/%2F")
+}
+
+/// The data directory of the in-process Warren (its admin socket is there).
+fn in_process_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("warren-interop-{}", std::process::id()))
+}
+
+/// Why [`ctl`] cannot reach the broker under test, if it cannot: against an external broker
+/// (`AMQP_URL`) it needs `CTL`, the broker's `rabbitmqctl`-compatible command prefix.
+pub fn ctl_unavailable() -> Option<String> {
+    if in_process() || std::env::var("CTL").is_ok_and(|c| !c.trim().is_empty()) {
+        None
+    } else {
+        Some(
+            "AMQP_URL is set but CTL is not: give the broker's rabbitmqctl-compatible command \
+             prefix, e.g. CTL=\"rabbitmqctl -n rabbit@localhost\" or \
+             CTL=\"warren ctl --data-dir DIR\""
+                .to_string(),
+        )
+    }
+}
+
+/// Runs a `rabbitmqctl` subcommand (`add_user`, `set_permissions`, ...) on the broker under
+/// test: `warren::ctl` on the in-process Warren's data directory, or else the `CTL` command
+/// prefix (split on whitespace) with `args`. Returns an error describing a non-zero exit.
+/// Call [`ctl_unavailable`] first to skip when neither is possible.
+pub async fn ctl(args: &[&str]) -> Result<(), String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let shown = args.join(" ");
+    tokio::task::spawn_blocking(move || ctl_blocking(&args))
+        .await
+        .map_err(|e| format!("ctl {shown}: {e}"))?
+}
+
+/// [`ctl`] for synchronous callers (a `Drop` cleaning up after a failed test).
+pub fn ctl_blocking(args: &[String]) -> Result<(), String> {
+    if in_process() {
+        amqp_url(); // the in-process broker (and its admin socket) is up
+        let code = warren::ctl(&in_process_data_dir(), args.to_vec());
+        return if code == 0 {
+            Ok(())
+        } else {
+            Err(format!("warren ctl {} exited with {code}", args.join(" ")))
+        };
+    }
+    let prefix = std::env::var("CTL").unwrap_or_default();
+    let mut words = prefix.split_whitespace();
+    let program = words
+        .next()
+        .ok_or_else(|| ctl_unavailable().unwrap_or_default())?;
+    let out = std::process::Command::new(program)
+        .args(words)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {prefix}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{prefix} {}` exited with {}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// Host and port of the broker, for raw-socket tests.

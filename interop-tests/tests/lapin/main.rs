@@ -6,6 +6,7 @@
 // Test code: helpers fail the test by panicking, as the tests themselves do.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod acks;
 mod bad_input;
 mod basic;
