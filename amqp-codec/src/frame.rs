@@ -10,6 +10,8 @@ use amq_protocol::frame::WriteContext;
 use amq_protocol::protocol::{gen_class, parse_class, AMQPClass};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+mod hot_methods;
+
 /// The protocol header a 0-9-1 client sends first, and that the server sends back when it refuses
 /// another header.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -181,7 +183,21 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     }))
 }
 
+/// Parses a method frame's payload (at least 4 bytes: class and method ids).
+///
+/// The methods of every message (basic.publish, basic.ack, basic.nack, basic.reject) are tried on
+/// the hand-written [`hot_methods::parse`] first; anything it does not fully handle, including every
+/// malformed payload, goes to [`parse_method_generic`], so errors keep their form.
 fn parse_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
+    if let Some(method) = hot_methods::parse(payload) {
+        return Ok(method);
+    }
+    parse_method_generic(channel, payload)
+}
+
+/// Parses a method frame's payload with `amq-protocol`'s generic parsers, after the checks they lack
+/// (basic.qos's prefetch_size, field tables without recursion). `payload` must be at least 4 bytes.
+fn parse_method_generic(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> {
     if payload.len() >= 8 && payload[..4] == [0, 60, 0, 10] {
         let size = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
         if size != 0 {
