@@ -6,7 +6,7 @@ use crate::cf::{ALL_CFS, CF_BODIES, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
 use crate::keys;
 use crate::ops::Op;
 use crate::slot::DbSlot;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -79,10 +79,10 @@ impl Compactor {
 #[derive(Default)]
 struct Deleted {
     /// Per queue id: deletes since its last compaction, and the highest sequence deleted.
-    queues: HashMap<u64, (u64, u64)>,
+    queues: FxHashMap<u64, (u64, u64)>,
     /// Per queue id: records written in this run (a dropped queue is compacted only if it had
     /// some, so deleting the many queues that never stored anything costs nothing).
-    stored: HashMap<u64, u64>,
+    stored: FxHashMap<u64, u64>,
     /// Shared bodies deleted since the last compaction: count, lowest and highest id.
     bodies: (u64, u64, u64),
     /// Something was deleted since the last idle flush.
