@@ -69,7 +69,7 @@ impl Inbox {
     }
 
     /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
-    pub(crate) fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
+    pub(crate) fn submit(&self, ops: impl IntoIterator<Item = Op>, done: Option<Completion>) {
         let mut st = self.lock();
         if st.closed {
             drop(st);
@@ -81,8 +81,10 @@ impl Inbox {
         if st.first_at.is_none() {
             st.first_at = Some(Instant::now());
         }
-        st.bytes += ops.iter().map(op_bytes).sum::<usize>();
-        st.ops.extend(ops);
+        for op in ops {
+            st.bytes += op_bytes(&op);
+            st.ops.push(op);
+        }
         let wake = match done {
             Some(done) => {
                 st.dones.push(done);

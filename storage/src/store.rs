@@ -238,7 +238,7 @@ impl Store {
     ///
     /// Changes are written in the order submitted. A submission without `done` may wait a
     /// little (see `inbox::Inbox`) to be written with others.
-    pub fn submit(&self, ops: Vec<Op>, done: Option<Completion>) {
+    pub fn submit(&self, ops: impl IntoIterator<Item = Op>, done: Option<Completion>) {
         self.inbox.submit(ops, done);
     }
 

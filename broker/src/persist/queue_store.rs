@@ -79,12 +79,14 @@ impl QueueStore {
             shared,
             transient: !lasting,
         };
-        self.store.submit(vec![op], done);
+        // An array, not a Vec: one allocation fewer per stored message.
+        self.store.submit([op], done);
     }
 
     /// Deletes messages that left the queue for good: (lane, seq, message, lasting).
     pub fn delete<'a>(&self, gone: impl Iterator<Item = (usize, u64, &'a Message, bool)>) {
-        let ops: Vec<Op> = gone
+        // Handed over as they are made (no Vec per ack).
+        let mut ops = gone
             .map(|(lane, seq, m, lasting)| Op::DeleteMessage {
                 queue: self.lane_id(lane),
                 seq,
@@ -92,8 +94,8 @@ impl QueueStore {
                 shared: m.shared_id().filter(|_| lasting),
                 transient: !lasting,
             })
-            .collect();
-        if !ops.is_empty() {
+            .peekable();
+        if ops.peek().is_some() {
             self.store.submit(ops, None);
         }
     }
@@ -155,7 +157,7 @@ impl QueueStore {
     /// Notes that a lasting message was delivered (it comes back redelivered after a restart).
     pub fn mark_delivered(&self, lane: usize, seq: u64) {
         self.store.submit(
-            vec![Op::MarkDelivered {
+            [Op::MarkDelivered {
                 queue: self.lane_id(lane),
                 seq,
             }],
