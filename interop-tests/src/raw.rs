@@ -87,13 +87,18 @@ impl Raw {
 
     /// Like [`Raw::open`], to the broker at `addr` (host:port).
     pub async fn open_at(addr: &str) -> (Raw, Handshake) {
+        let (user, pass, vhost) = crate::credentials();
+        Raw::open_as(addr, &user, &pass, &vhost).await
+    }
+
+    /// Like [`Raw::open_at`], logging in as `user` with `pass` to `vhost`.
+    pub async fn open_as(addr: &str, user: &str, pass: &str, vhost: &str) -> (Raw, Handshake) {
         let mut r = Raw::connect_to(addr).await;
         r.send(PROTOCOL_HEADER).await;
         let start = match r.read_method().await {
             Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => s,
             other => panic!("expected connection.start, got {other:?}"),
         };
-        let (user, pass, vhost) = crate::credentials();
         r.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
@@ -120,7 +125,7 @@ impl Raw {
         r.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: vhost.as_str().into(),
+                virtual_host: vhost.into(),
             })),
         )
         .await;

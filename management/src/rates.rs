@@ -226,6 +226,29 @@ impl ObjectRates {
     }
 }
 
+impl ObjectRates {
+    /// Each object's JSON (with its vhost, name and counts) with its `message_stats` added once
+    /// it has counted any.
+    pub(crate) fn with_message_stats<'a>(
+        &self,
+        kind: Kind,
+        objects: impl IntoIterator<Item = (&'a str, &'a str, &'a MessageCounts, Value)>,
+    ) -> Vec<Value> {
+        let objects: Vec<_> = objects.into_iter().collect();
+        let stats = self.message_stats(objects.iter().map(|(v, n, c, _)| (kind, *v, *n, *c)));
+        objects
+            .into_iter()
+            .zip(stats)
+            .map(|((_, _, _, mut json), s)| {
+                if let Some(s) = s {
+                    json["message_stats"] = s;
+                }
+                json
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,7 +188,8 @@ fn rows(broker: &Broker, vhost: &str, kind: Kind) -> Vec<Map<String, Value>> {
             let mut qs = v.queues();
             qs.sort_by(|a, b| a.name.cmp(&b.name));
             for q in qs {
-                let (ready, unacked, consumers) = q.stats();
+                let f = q.figures();
+                let (ready, unacked, consumers) = (f.ready, f.unacked, f.consumers);
                 let (policy, _) = v.policies_for(&q.name, true);
                 out.push(obj(json!({
                     "name": q.name, "durable": q.durable, "auto_delete": q.auto_delete,

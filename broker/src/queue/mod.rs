@@ -420,16 +420,6 @@ impl Queue {
         }
     }
 
-    /// (ready messages, delivered but unacknowledged, consumers), for the management API.
-    pub fn stats(&self) -> (u64, u64, u64) {
-        let st = self.lock();
-        (
-            self.reported_len(&st),
-            st.unacked as u64,
-            st.consumers.len() as u64,
-        )
-    }
-
     /// Number of consumers.
     pub fn consumer_count(&self) -> usize {
         self.lock().consumers.len()

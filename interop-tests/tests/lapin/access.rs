@@ -108,50 +108,11 @@ async fn closed_or_reset(
 /// A raw-frame connection (no channel) as `account`: it reads the broker's connection.close
 /// exactly as sent, whatever the broker does with the socket afterwards.
 async fn raw_open_as(account: &Account) -> interop_tests::raw::Raw {
-    use interop_tests::raw::{Raw, PROTOCOL_HEADER};
-    use lapin::types::LongString;
-    let mut r = Raw::connect().await;
-    r.send(PROTOCOL_HEADER).await;
-    match r.read_method().await {
-        Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(_)))) => {}
-        other => panic!("expected connection.start, got {other:?}"),
-    }
-    let response = format!("\0{}\0{}", account.user, account.password);
-    r.send_method(
-        0,
-        &AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: FieldTable::default(),
-            mechanism: "PLAIN".into(),
-            response: LongString::from(response),
-            locale: "en_US".into(),
-        })),
-    )
-    .await;
-    let tune = match r.read_method().await {
-        Some((0, AMQPClass::Connection(connection::AMQPMethod::Tune(t)))) => t,
-        other => panic!("expected connection.tune, got {other:?}"),
-    };
-    r.send_method(
-        0,
-        &AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: tune.channel_max,
-            frame_max: tune.frame_max,
-            heartbeat: 0,
-        })),
-    )
-    .await;
-    r.send_method(
-        0,
-        &AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-            virtual_host: account.vhost.as_str().into(),
-        })),
-    )
-    .await;
-    match r.read_method().await {
-        Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => {}
-        other => panic!("expected connection.open-ok, got {other:?}"),
-    }
-    r
+    let addr = interop_tests::broker_addr();
+    let (user, pass, vhost) = (&account.user, &account.password, &account.vhost);
+    interop_tests::raw::Raw::open_as(&addr, user, pass, vhost)
+        .await
+        .0
 }
 
 /// A lower-case name (permission tests put upper-case letters in names on purpose).

@@ -124,20 +124,13 @@ fn channel_name(c: &ChannelRow) -> String {
 fn channels_json<'a>(state: &State, rows: impl Iterator<Item = &'a ChannelRow>) -> Vec<Value> {
     let node = state.backend.identity().node;
     let rows: Vec<(&ChannelRow, String)> = rows.map(|c| (c, channel_name(c))).collect();
-    let stats = state.object_rates.message_stats(
-        rows.iter()
-            .map(|(c, n)| (Kind::Channel, c.vhost.as_str(), n.as_str(), &c.counts)),
-    );
-    rows.iter()
-        .zip(stats)
-        .map(|((c, _), s)| {
-            let mut v = channel_json(c, &node);
-            if let Some(s) = s {
-                v["message_stats"] = s;
-            }
-            v
-        })
-        .collect()
+    state.object_rates.with_message_stats(
+        Kind::Channel,
+        rows.iter().map(|(c, n)| {
+            let json = channel_json(c, &node);
+            (c.vhost.as_str(), n.as_str(), &c.counts, json)
+        }),
+    )
 }
 
 fn channel_json(c: &ChannelRow, node: &str) -> Value {

@@ -61,21 +61,17 @@ fn listed(
     if stats.disabled() {
         return Ok(xs.iter().map(exchange_json).collect());
     }
-    let counts = state.object_rates.message_stats(
-        xs.iter()
-            .map(|x| (Kind::Exchange, x.vhost.as_str(), x.name.as_str(), &x.counts)),
-    );
-    Ok(xs
-        .iter()
-        .zip(counts)
-        .map(|(x, s)| {
-            let mut v = exchange_json(x);
-            if let Some(s) = s {
-                v["message_stats"] = s;
-            }
-            v
-        })
-        .collect())
+    Ok(state.object_rates.with_message_stats(
+        Kind::Exchange,
+        xs.iter().map(|x| {
+            (
+                x.vhost.as_str(),
+                x.name.as_str(),
+                &x.counts,
+                exchange_json(x),
+            )
+        }),
+    ))
 }
 
 async fn list_all(

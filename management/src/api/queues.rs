@@ -143,22 +143,13 @@ fn rendered(state: &State, queues: &[QueueInfo], stats: &StatsQuery) -> Vec<Valu
             .map(|q| queue_bare(q, &node, totals))
             .collect();
     }
-    let counts = state.object_rates.message_stats(
-        queues
-            .iter()
-            .map(|q| (Kind::Queue, q.vhost.as_str(), q.name.as_str(), &q.counts)),
-    );
-    queues
-        .iter()
-        .zip(counts)
-        .map(|(q, s)| {
-            let mut v = queue_json(q, &node);
-            if let Some(s) = s {
-                v["message_stats"] = s;
-            }
-            v
-        })
-        .collect()
+    state.object_rates.with_message_stats(
+        Kind::Queue,
+        queues.iter().map(|q| {
+            let json = queue_json(q, &node);
+            (q.vhost.as_str(), q.name.as_str(), &q.counts, json)
+        }),
+    )
 }
 
 async fn list_all(
