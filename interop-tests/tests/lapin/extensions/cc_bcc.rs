@@ -202,11 +202,14 @@ async fn dead_lettering_reroutes_with_cc_and_bcc_and_records_cc_in_x_death() {
         table(vec![("x-dead-letter-exchange", lstr(&dlx))]),
     )
     .await;
+    // A direct exchange of its own: tests run in parallel, and another one binding "k1" on a
+    // shared exchange would route its messages here too.
+    let via = exchange(&ch, ExchangeKind::Direct).await;
     for k in ["k1", "cc1", "bcc1"] {
-        bind(&ch, &src, "amq.direct", k, FieldTable::default()).await;
+        bind(&ch, &src, &via, k, FieldTable::default()).await;
     }
     let props = with_headers(vec![("CC", keys(&["cc1"])), ("BCC", keys(&["bcc1"]))]);
-    publish_confirmed(&ch, "amq.direct", "k1", b"cc", props, false).await;
+    publish_confirmed(&ch, &via, "k1", b"cc", props, false).await;
     let m = poll_get(&ch, &src, false).await;
     assert_eq!(header_keys(&m.delivery), ["CC"]);
     ch.basic_reject(
@@ -227,6 +230,7 @@ async fn dead_lettering_reroutes_with_cc_and_bcc_and_records_cc_in_x_death() {
         assert_eq!(deaths(&d)[0].routing_keys, ["k1", "cc1"]);
     }
     delete_exchange(&ch, &dlx).await;
+    delete_exchange(&ch, &via).await;
     close(conn).await;
 }
 
@@ -278,9 +282,11 @@ async fn dead_letter_routing_key_drops_the_cc_keys_and_header() {
         ]),
     )
     .await;
-    bind(&ch, &src, "amq.direct", "k1", FieldTable::default()).await;
+    // A direct exchange of its own (see dead_lettering_reroutes_with_cc_and_bcc_...).
+    let via = exchange(&ch, ExchangeKind::Direct).await;
+    bind(&ch, &src, &via, "k1", FieldTable::default()).await;
     let props = with_headers(vec![("CC", keys(&["cc1"])), ("h", int(1))]);
-    publish_confirmed(&ch, "amq.direct", "k1", b"cc", props, false).await;
+    publish_confirmed(&ch, &via, "k1", b"cc", props, false).await;
     let m = poll_get(&ch, &src, false).await;
     ch.basic_reject(
         m.delivery.delivery_tag,
@@ -301,6 +307,7 @@ async fn dead_letter_routing_key_drops_the_cc_keys_and_header() {
     assert!(get(&ch, &qs[0]).await.is_none());
     assert!(get(&ch, &qs[1]).await.is_none());
     delete_exchange(&ch, &dlx).await;
+    delete_exchange(&ch, &via).await;
     close(conn).await;
 }
 
