@@ -1,8 +1,19 @@
 //! The inbox: where submissions queue up, in order, until the writer thread takes them, and
 //! when a submission wakes that thread.
+//!
+//! A message that leaves its queue while its put still waits here costs nothing: the delete
+//! cancels the put (and the put's delivered mark), neither reaches RocksDB, and the put's
+//! completion (a publisher confirm) runs at once, on the deleting thread. That is the common case
+//! of consumers that keep up, and RabbitMQ's rule too: a message consumed before it was written
+//! is confirmed without being written. So that it is, a put whose message was already delivered
+//! (its delivered mark came in) is *held*: it does not wake the writer, and a batch taken less
+//! than [`HOLD`] after the delivery leaves it here, for its ack to cancel it. A held put that is
+//! not acked within that time is written like any other, so its confirm waits at most about
+//! `HOLD + LAZY_DELAY` plus one sync.
 
 use crate::ops::{Completion, Op};
 use crate::StoreError;
+use rustc_hash::FxHashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +21,8 @@ use std::time::{Duration, Instant};
 const MAX_BATCH_BYTES: usize = 64 << 20;
 /// How long a change that nobody waits for may wait for others before it is written.
 const LAZY_DELAY: Duration = Duration::from_millis(2);
+/// How long a delivered message's put is kept back for its ack to cancel it.
+const HOLD: Duration = LAZY_DELAY;
 
 /// Changes waiting for the writer thread, in submission order (one queue, so the order of all
 /// changes is kept), and the completions of the submissions among them.
@@ -17,16 +30,53 @@ const LAZY_DELAY: Duration = Duration::from_millis(2);
 /// A submission with a completion (a publisher confirm, a barrier) wakes the writer. One without
 /// (an ack's delete, a delivery mark, a page-out) does not, unless the writer is idle: it is
 /// written with whatever comes next, at most [`LAZY_DELAY`] later. So a delivery and its ack cost
-/// no wakeup of the writer, and batches are larger.
+/// no wakeup of the writer, and batches are larger. A message put with [`Inbox::put`] wakes the
+/// writer only at [`Inbox::nudge`], once its queue knows whether it was delivered at once.
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     cv: Condvar,
+    /// [`LAZY_DELAY`] and [`HOLD`] (tests change them).
+    lazy_delay: Duration,
+    hold: Duration,
+}
+
+/// One submitted change as it waits.
+struct Slot {
+    /// `None` once cancelled.
+    op: Option<Op>,
+    /// A put's own completion (from [`Inbox::put`]).
+    done: Option<Completion>,
+    /// When the message of this put was delivered (its delivered mark came in).
+    held_since: Option<Instant>,
+    /// The slot of this put's delivered mark, cancelled with it.
+    mark: Option<usize>,
+    /// A put whose submission's completion waits for it: never held.
+    pinned: bool,
+}
+
+impl Slot {
+    fn new(op: Op) -> Self {
+        Slot {
+            op: Some(op),
+            done: None,
+            held_since: None,
+            mark: None,
+            pinned: false,
+        }
+    }
 }
 
 #[derive(Default)]
 struct InboxState {
-    ops: Vec<Op>,
+    slots: Vec<Slot>,
+    /// Slots not cancelled.
+    live: usize,
+    /// Puts still waiting (not cancelled, not rewritten since), by (queue, seq): their slots.
+    puts: FxHashMap<(u64, u64), usize>,
+    /// Completions of whole submissions.
     dones: Vec<Completion>,
+    /// Completions that want a write soon: `dones`, and the puts' own that are not held.
+    waking: usize,
     /// When the oldest change waiting arrived.
     first_at: Option<Instant>,
     bytes: usize,
@@ -56,11 +106,165 @@ pub(crate) enum Taken {
     Closed,
 }
 
+/// Completions to run once the inbox is unlocked (usually none or one: no allocation then).
+#[derive(Default)]
+struct Fire {
+    one: Option<Completion>,
+    more: Vec<Completion>,
+}
+
+impl Fire {
+    fn push(&mut self, done: Completion) {
+        if self.one.is_none() {
+            self.one = Some(done);
+        } else {
+            self.more.push(done);
+        }
+    }
+
+    fn run(self) {
+        for done in self.one.into_iter().chain(self.more) {
+            done(Ok(()));
+        }
+    }
+}
+
+impl InboxState {
+    fn push(&mut self, op: Op) -> usize {
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        self.bytes += op_bytes(&op);
+        self.live += 1;
+        self.slots.push(Slot::new(op));
+        self.slots.len() - 1
+    }
+
+    /// Files one change (the submission's completion is the caller's; `pin`: it waits for this
+    /// change): a delete cancels its put, a delivered mark holds it, and a rewrite or a range
+    /// delete ends holding.
+    fn file(&mut self, op: Op, pin: bool, fire: &mut Fire) {
+        match op {
+            Op::PutMessage { queue, seq, .. } => {
+                let i = self.push(op);
+                self.slots[i].pinned = pin;
+                if let Some(old) = self.puts.insert((queue, seq), i) {
+                    self.release(old);
+                }
+            }
+            Op::DeleteMessage { queue, seq, .. } => match self.puts.remove(&(queue, seq)) {
+                Some(i) => self.cancel(i, fire),
+                None => {
+                    self.push(op);
+                }
+            },
+            Op::MarkDelivered { queue, seq } => {
+                let put = self.puts.get(&(queue, seq)).copied();
+                let j = self.push(op);
+                if let Some(i) = put {
+                    let slot = &mut self.slots[i];
+                    slot.mark = Some(j);
+                    // A record pointing at a shared body is never held: written after the
+                    // body's own ops, it could find the body gone (put and released unwritten).
+                    let shared = matches!(
+                        slot.op,
+                        Some(Op::PutMessage {
+                            shared: Some(_),
+                            ..
+                        })
+                    );
+                    if slot.held_since.is_none() && !slot.pinned && !shared {
+                        slot.held_since = Some(Instant::now());
+                        if slot.done.is_some() {
+                            self.waking -= 1;
+                        }
+                    }
+                }
+            }
+            Op::UpdateMessage { queue, seq, .. } => {
+                // The record changes after its put: the batch code must see them together (it
+                // cancels all of them against a delete in the same batch).
+                if let Some(i) = self.puts.remove(&(queue, seq)) {
+                    self.release(i);
+                }
+                self.push(op);
+            }
+            Op::DeleteRange { .. } | Op::DropQueueMessages { .. } => {
+                // Written after everything before it: nothing may stay behind.
+                self.release_all();
+                self.push(op);
+            }
+            _ => {
+                self.push(op);
+            }
+        }
+    }
+
+    /// A put and its delivered mark are gone before being written; its completion is due now.
+    fn cancel(&mut self, i: usize, fire: &mut Fire) {
+        let slot = &mut self.slots[i];
+        let (done, held, mark) = (slot.done.take(), slot.held_since.is_some(), slot.mark);
+        if let Some(op) = slot.op.take() {
+            self.bytes = self.bytes.saturating_sub(op_bytes(&op));
+            self.live -= 1;
+        }
+        if let Some(m) = mark {
+            if self.slots[m].op.take().is_some() {
+                self.live -= 1;
+            }
+        }
+        if let Some(done) = done {
+            if !held {
+                self.waking -= 1;
+            }
+            fire.push(done);
+        }
+        if self.live == 0 {
+            // Everything waiting was cancelled: start afresh (the writer need not wake).
+            debug_assert!(self.puts.is_empty());
+            self.slots.clear();
+            self.first_at = None;
+            self.bytes = 0;
+        }
+    }
+
+    /// A held put is no longer held: it goes with the next batch.
+    fn release(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.held_since.take().is_some() && slot.done.is_some() {
+            self.waking += 1;
+        }
+    }
+
+    fn release_all(&mut self) {
+        let held: Vec<usize> = self.puts.values().copied().collect();
+        for i in held {
+            self.release(i);
+        }
+    }
+
+    /// Wakes the writer if something waits for a write and it sleeps.
+    fn wake_for_waiting(&mut self) -> bool {
+        if self.waking > 0 && self.waiting != Waiting::No {
+            self.waiting = Waiting::No;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl Inbox {
     pub(crate) fn new() -> Self {
+        Self::with_delays(LAZY_DELAY, HOLD)
+    }
+
+    fn with_delays(lazy_delay: Duration, hold: Duration) -> Self {
         Inbox {
             state: Mutex::new(InboxState::default()),
             cv: Condvar::new(),
+            lazy_delay,
+            hold,
         }
     }
 
@@ -78,26 +282,77 @@ impl Inbox {
             }
             return;
         }
-        if st.first_at.is_none() {
-            st.first_at = Some(Instant::now());
-        }
+        let mut fire = Fire::default();
+        // Puts that `done` waits for are written before it runs, delivered or not.
+        let pin = done.is_some();
+        let mut any = false;
         for op in ops {
-            st.bytes += op_bytes(&op);
-            st.ops.push(op);
+            any = true;
+            st.file(op, pin, &mut fire);
         }
         let wake = match done {
             Some(done) => {
+                if !any {
+                    // A barrier: everything before it is written first.
+                    st.release_all();
+                }
                 st.dones.push(done);
-                st.waiting != Waiting::No
+                st.waking += 1;
+                st.wake_for_waiting()
             }
             None => {
-                st.waiting == Waiting::Idle
-                    || (st.waiting == Waiting::Lazy && st.bytes >= MAX_BATCH_BYTES)
+                let wake = st.live > 0
+                    && (st.waiting == Waiting::Idle
+                        || (st.waiting == Waiting::Lazy && st.bytes >= MAX_BATCH_BYTES));
+                if wake {
+                    st.waiting = Waiting::No;
+                }
+                wake
             }
         };
+        drop(st);
+        if wake {
+            self.cv.notify_one();
+        }
+        fire.run();
+    }
+
+    /// Queues a message's put with its own completion, which runs once it is durable, or at once
+    /// if the message is deleted before the put is written. Wakes the writer only if it is idle
+    /// (as a change without a completion does); [`Inbox::nudge`] wakes it for the completion.
+    pub(crate) fn put(&self, op: Op, done: Option<Completion>) {
+        debug_assert!(matches!(op, Op::PutMessage { .. }));
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            if let Some(done) = done {
+                done(Err(StoreError::Closed));
+            }
+            return;
+        }
+        let mut fire = Fire::default();
+        st.file(op, false, &mut fire);
+        if done.is_some() {
+            let i = st.slots.len() - 1;
+            st.slots[i].done = done;
+            st.waking += 1;
+        }
+        let wake = st.waiting == Waiting::Idle;
         if wake {
             st.waiting = Waiting::No;
-            drop(st);
+        }
+        drop(st);
+        if wake {
+            self.cv.notify_one();
+        }
+        fire.run();
+    }
+
+    /// Wakes the writer if a completion waits for a write (a put's, once its queue has delivered
+    /// what it could).
+    pub(crate) fn nudge(&self) {
+        let wake = self.lock().wake_for_waiting();
+        if wake {
             self.cv.notify_one();
         }
     }
@@ -108,8 +363,8 @@ impl Inbox {
         self.cv.notify_one();
     }
 
-    /// Waits for work and swaps it into `ops` and `dones` (which must be empty); [`Taken::Idle`]
-    /// once nothing has come for `idle`.
+    /// Waits for work and moves it into `ops` and `dones` (which must be empty); [`Taken::Idle`]
+    /// once nothing has come for `idle`. Held puts younger than [`HOLD`] stay (unless closing).
     pub(crate) fn take(
         &self,
         ops: &mut Vec<Op>,
@@ -118,14 +373,11 @@ impl Inbox {
     ) -> Taken {
         let mut st = self.lock();
         loop {
-            if !st.dones.is_empty()
-                || st.bytes >= MAX_BATCH_BYTES
-                || (st.closed && !st.ops.is_empty())
-            {
+            if st.waking > 0 || st.bytes >= MAX_BATCH_BYTES || (st.closed && st.live > 0) {
                 break;
             }
-            if !st.ops.is_empty() {
-                let due = st.first_at.unwrap_or_else(Instant::now) + LAZY_DELAY;
+            if st.live > 0 {
+                let due = st.first_at.unwrap_or_else(Instant::now) + self.lazy_delay;
                 let now = Instant::now();
                 if now >= due {
                     break;
@@ -149,14 +401,51 @@ impl Inbox {
                 .unwrap_or_else(|e| e.into_inner());
             st = guard;
             st.waiting = Waiting::No;
-            if timeout.timed_out() && st.ops.is_empty() && st.dones.is_empty() {
+            if timeout.timed_out() && st.live == 0 && st.waking == 0 {
                 return Taken::Idle;
             }
         }
-        std::mem::swap(ops, &mut st.ops);
-        std::mem::swap(dones, &mut st.dones);
-        st.bytes = 0;
-        st.first_at = None;
+        let st = &mut *st;
+        let now = Instant::now();
+        let hold = !st.closed && st.bytes < MAX_BATCH_BYTES;
+        st.puts.clear();
+        let mut kept = Vec::new();
+        let mut kept_bytes = 0;
+        let mut oldest: Option<Instant> = None;
+        for slot in st.slots.drain(..) {
+            let Some(op) = slot.op else { continue };
+            match slot.held_since {
+                Some(t) if hold && now.duration_since(t) < self.hold => {
+                    if let Op::PutMessage { queue, seq, .. } = &op {
+                        st.puts.insert((*queue, *seq), kept.len());
+                    }
+                    kept_bytes += op_bytes(&op);
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    // Its mark goes now: a mark without its message changes nothing.
+                    kept.push(Slot {
+                        op: Some(op),
+                        done: slot.done,
+                        held_since: Some(t),
+                        mark: None,
+                        pinned: false,
+                    });
+                }
+                _ => {
+                    ops.push(op);
+                    if let Some(done) = slot.done {
+                        dones.push(done);
+                    }
+                }
+            }
+        }
+        dones.append(&mut st.dones);
+        st.live = kept.len();
+        st.waking = 0;
+        st.bytes = kept_bytes;
+        st.first_at = oldest;
+        if !kept.is_empty() {
+            st.slots = kept;
+        }
         Taken::Work
     }
 }
@@ -167,5 +456,172 @@ fn op_bytes(op: &Op) -> usize {
         Op::PutBody { value, .. } => value.len(),
         Op::PutDef { value, .. } => value.len(),
         _ => 16,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn put(seq: u64) -> Op {
+        Op::PutMessage {
+            queue: 1,
+            seq,
+            record: Bytes::from_static(b"record"),
+            size: 6,
+            shared: None,
+            transient: false,
+        }
+    }
+
+    fn delete(seq: u64) -> Op {
+        Op::DeleteMessage {
+            queue: 1,
+            seq,
+            size: 6,
+            shared: None,
+            transient: false,
+        }
+    }
+
+    fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Completion) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (n, move || {
+            let m = m.clone();
+            Box::new(move |r: Result<(), StoreError>| {
+                assert!(r.is_ok());
+                m.fetch_add(1, Ordering::SeqCst);
+            }) as Completion
+        })
+    }
+
+    fn take_now(inbox: &Inbox) -> (Vec<Op>, Vec<Completion>) {
+        let (mut ops, mut dones) = (Vec::new(), Vec::new());
+        // Whatever waits is due within the lazy delay.
+        match inbox.take(&mut ops, &mut dones, Duration::from_millis(50)) {
+            Taken::Work | Taken::Idle => (ops, dones),
+            Taken::Closed => panic!("closed"),
+        }
+    }
+
+    #[test]
+    fn a_put_deleted_before_it_is_taken_is_confirmed_at_once_and_never_written() {
+        let inbox = Inbox::new();
+        let (confirmed, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 0);
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        let st = inbox.lock();
+        assert_eq!((st.live, st.waking, st.slots.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_delivered_put_stays_for_its_ack() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        let (confirmed, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.put(put(1), Some(done()));
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        // Put 1 is not delivered: it is taken with the mark; put 0 stays.
+        let (ops, dones) = take_now(&inbox);
+        assert!(matches!(
+            ops[..],
+            [Op::PutMessage { seq: 1, .. }, Op::MarkDelivered { .. }]
+        ));
+        assert_eq!(dones.len(), 1);
+        // Its ack cancels it: confirmed, and nothing is left to write.
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        assert_eq!(inbox.lock().live, 0);
+    }
+
+    #[test]
+    fn a_delivered_put_not_acked_within_the_hold_is_written() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::ZERO);
+        let (confirmed, done) = counter();
+        inbox.put(put(2), Some(done()));
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 2 }], None);
+        let (ops, dones) = take_now(&inbox);
+        assert!(matches!(
+            ops[..],
+            [Op::PutMessage { seq: 2, .. }, Op::MarkDelivered { .. }]
+        ));
+        assert_eq!(dones.len(), 1);
+        // A later ack is an ordinary delete.
+        inbox.submit([delete(2)], None);
+        let (ops, _) = take_now(&inbox);
+        assert!(matches!(ops[..], [Op::DeleteMessage { seq: 2, .. }]));
+        assert_eq!(confirmed.load(Ordering::SeqCst), 0, "the writer runs it");
+    }
+
+    #[test]
+    fn a_rewrite_or_a_barrier_ends_holding() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        inbox.put(put(0), None);
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        let update = Op::UpdateMessage {
+            queue: 1,
+            seq: 0,
+            record: Bytes::from_static(b"count 1"),
+            transient: false,
+        };
+        inbox.submit([update], None);
+        // The delete no longer cancels the put in the inbox (the batch code does, with the
+        // rewrite between them).
+        inbox.submit([delete(0)], None);
+        let (ops, _) = take_now(&inbox);
+        assert_eq!(ops.len(), 4);
+
+        inbox.put(put(1), None);
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 1 }], None);
+        let (fired, done) = counter();
+        inbox.submit([], Some(done()));
+        let (ops, dones) = take_now(&inbox);
+        assert_eq!(ops.len(), 2, "the barrier takes the held put with it");
+        assert_eq!(dones.len(), 1);
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_record_of_a_shared_body_is_not_held() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        inbox.submit(
+            [Op::PutBody {
+                id: 9,
+                value: Bytes::from_static(b"body"),
+            }],
+            None,
+        );
+        inbox.put(
+            Op::PutMessage {
+                queue: 1,
+                seq: 0,
+                record: Bytes::from_static(b"record"),
+                size: 4,
+                shared: Some(9),
+                transient: false,
+            },
+            None,
+        );
+        inbox.submit([Op::ReleaseBody { id: 9 }], None);
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        let (ops, _) = take_now(&inbox);
+        assert_eq!(ops.len(), 4, "the record goes with its body");
+    }
+
+    #[test]
+    fn closing_takes_held_puts() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        inbox.put(put(0), None);
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        inbox.close();
+        let (ops, _) = take_now(&inbox);
+        assert_eq!(ops.len(), 2);
     }
 }

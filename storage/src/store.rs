@@ -242,6 +242,20 @@ impl Store {
         self.inbox.submit(ops, done);
     }
 
+    /// Queues a message's put ([`Op::PutMessage`]); `done` runs once it is durable, or at once if
+    /// the message is deleted before the put was written (it was consumed: nothing is owed to the
+    /// disk, and nothing is written). Call [`Store::nudge`] after delivering what could be
+    /// delivered: a put whose message went to a consumer is kept back a moment for its ack, and
+    /// one that did not is written with the next group commit.
+    pub fn put_message(&self, op: Op, done: Option<Completion>) {
+        self.inbox.put(op, done);
+    }
+
+    /// Wakes the writer for the completions that wait for a write (see [`Store::put_message`]).
+    pub fn nudge(&self) {
+        self.inbox.nudge();
+    }
+
     /// Queues changes and waits until they are durable (for async callers: the wait is a oneshot).
     pub async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -9,6 +9,11 @@
 //!
 //! A range delete (purge, queue deletion) must see what is already written, so the ops before it
 //! are written first (without a sync; the last write of the group syncs the WAL).
+//!
+//! A batch that no completion waits for (acks' deletes of written messages, delivered marks,
+//! page-outs) is written without a sync: the next synced write, or the one at close, syncs it
+//! along, since the WAL is one sequential log. A crash of the process keeps it (it is in the
+//! kernel's page cache); only a power loss could take it, and what it holds is then redelivered.
 
 use crate::batch::{range_delete, segment};
 use crate::compactor::{Compactor, COMPACT_WHEN_IDLE};
@@ -24,8 +29,11 @@ use tracing::{debug, error, info};
 
 /// The writer thread's body: runs until the inbox is closed and everything in it is written.
 pub(crate) fn run(slot: Arc<DbSlot>, inbox: Arc<Inbox>, sync: bool, failures: Arc<AtomicU64>) {
-    let mut wo = WriteOptions::default();
-    wo.set_sync(sync);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(sync);
+    let unsynced = WriteOptions::default();
+    // Written since the last sync (a barrier or the close must sync it).
+    let mut owed = false;
     let mut ops: Vec<Op> = Vec::new();
     let mut dones: Vec<Completion> = Vec::new();
     let mut broken = false;
@@ -42,9 +50,21 @@ pub(crate) fn run(slot: Arc<DbSlot>, inbox: Arc<Inbox>, sync: bool, failures: Ar
         let started = Instant::now();
         // After a failure RocksDB refuses every write until it is reopened.
         let reopened = if broken { slot.reopen() } else { Ok(()) };
-        let result = reopened
-            .and_then(|()| slot.get())
-            .and_then(|db| write_batch(&db, &wo, &ops));
+        // Only a batch that someone waits for pays for a sync.
+        let want_sync = sync && !dones.is_empty();
+        let wo = if want_sync { &synced } else { &unsynced };
+        let result = reopened.and_then(|()| slot.get()).and_then(|db| {
+            let wrote = write_batch(&db, wo, want_sync, &ops)?;
+            if want_sync {
+                if !wrote && owed {
+                    db.flush_wal(true)?;
+                }
+                owed = false;
+            } else {
+                owed |= wrote;
+            }
+            Ok(())
+        });
         match &result {
             Err(e) => {
                 if !broken {
@@ -79,14 +99,20 @@ pub(crate) fn run(slot: Arc<DbSlot>, inbox: Arc<Inbox>, sync: bool, failures: Ar
             ops = Vec::new();
         }
     }
+    if owed && sync {
+        if let Err(e) = slot.get().and_then(|db| Ok(db.flush_wal(true)?)) {
+            error!("store sync at close failed: {e}");
+        }
+    }
     // The compactor holds the database too: it must be gone before the store is closed.
     compactor.stop();
     debug!("store writer stopped");
 }
 
 /// Writes what was taken: each range delete together with the ops before it (no sync), then the
-/// rest with `wo` (the sync), or only a synced WAL flush if nothing is left.
-fn write_batch(db: &DB, wo: &WriteOptions, ops: &[Op]) -> Result<(), StoreError> {
+/// rest with `wo` (the sync), or only a WAL flush with `wo`'s sync if nothing is left. True if
+/// anything was written.
+fn write_batch(db: &DB, wo: &WriteOptions, sync: bool, ops: &[Op]) -> Result<bool, StoreError> {
     let mut unsynced = false;
     let mut start = 0;
     for (i, op) in ops.iter().enumerate() {
@@ -101,8 +127,10 @@ fn write_batch(db: &DB, wo: &WriteOptions, ops: &[Op]) -> Result<(), StoreError>
     let batch = segment(db, &ops[start..])?;
     if !batch.is_empty() {
         db.write_opt(batch, wo)?;
-    } else if unsynced {
+        return Ok(true);
+    }
+    if unsynced && sync {
         db.flush_wal(true)?;
     }
-    Ok(())
+    Ok(unsynced)
 }

@@ -61,7 +61,9 @@ impl QueueStore {
         self.id + lane as u64
     }
 
-    /// Stores a message at `seq` of `lane`; `done` runs once it is written (durably, if lasting).
+    /// Stores a message at `seq` of `lane`; `done` runs once it is written (durably, if lasting),
+    /// or once the message is deleted if that comes first. The caller delivers what it can, then
+    /// calls [`QueueStore::nudge`].
     pub fn put(
         &self,
         lane: usize,
@@ -79,8 +81,13 @@ impl QueueStore {
             shared,
             transient: !lasting,
         };
-        // An array, not a Vec: one allocation fewer per stored message.
-        self.store.submit([op], done);
+        self.store.put_message(op, done);
+    }
+
+    /// Wakes the store's writer for puts that wait for a write (after [`QueueStore::put`] and the
+    /// deliveries that followed it).
+    pub fn nudge(&self) {
+        self.store.nudge();
     }
 
     /// Deletes messages that left the queue for good: (lane, seq, message, lasting).

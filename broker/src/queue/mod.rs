@@ -506,8 +506,13 @@ impl Queue {
             self.flow.arrived(over);
         }
         let stored = self.lasting(&message);
+        // A confirm waits for this put (unless its message is consumed first): the writer is
+        // woken for it once the deliveries below are done, so that a put whose message went to a
+        // consumer waits for the ack instead (see `storage::Store::put_message`).
+        let mut nudge = false;
         if page || stored {
             let done = wait.filter(|_| stored).map(|w| w.completion());
+            nudge = done.is_some();
             self.store.put(lane, seq, &message, stored, done);
         }
         if expires_at != NEVER {
@@ -532,6 +537,9 @@ impl Queue {
         st.arriving = Some(seq);
         self.after_arrival(&mut st);
         st.arriving = None;
+        if nudge {
+            self.store.nudge();
+        }
         (Enqueued::Accepted, std::mem::take(&mut st.dead))
     }
 
