@@ -4,8 +4,9 @@ use crate::reply_text::expiration;
 use amqp_codec::Properties;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::OnceLock;
-use storage::Store;
+use storage::{EncodeRecord, Record, Store};
 
 /// Largest TTL or expiry RabbitMQ accepts (ms): ten years.
 pub(crate) const MAX_EXPIRY: i128 = 315_360_000_000;
@@ -29,8 +30,6 @@ pub struct Message {
     pub published_at: u64,
     /// Sender-selected routing keys (the `CC` and `BCC` headers), routed to as well.
     pub extra_keys: Vec<String>,
-    /// Encoded store record, made once however many queues store the message.
-    record: OnceLock<Bytes>,
     /// The same pointing at its shared body, made once however many durable queues store it.
     shared_record: OnceLock<Bytes>,
     /// Set while routing to several queues: the first queue that stores the message stores its
@@ -61,7 +60,6 @@ impl Message {
             body,
             published_at,
             extra_keys: Vec::new(),
-            record: OnceLock::new(),
             shared_record: OnceLock::new(),
             share: AtomicBool::new(false),
             shared_body: OnceLock::new(),
@@ -96,9 +94,9 @@ impl Message {
     /// points at. Only records that survive a restart (`lasting`) share a body: the transient
     /// area is dropped wholesale at start-up, references and all. The first lasting call while
     /// sharing submits the body itself (before the record, so the writer sees them in order).
-    pub fn store_form(&self, store: &Store, lasting: bool) -> (Bytes, Option<u64>) {
+    pub fn store_form(self: &Arc<Self>, store: &Store, lasting: bool) -> (Record, Option<u64>) {
         if !lasting {
-            return (self.record(), None);
+            return (self.deferred_record(), None);
         }
         if self.share.load(Ordering::Relaxed) {
             self.shared_body
@@ -106,13 +104,21 @@ impl Message {
         }
         match self.shared_id() {
             Some(id) => (
-                self.shared_record
-                    .get_or_init(|| self.encode_record(0, Some(id)))
-                    .clone(),
+                Record::Encoded(
+                    self.shared_record
+                        .get_or_init(|| self.encode_record(0, Some(id)))
+                        .clone(),
+                ),
                 Some(id),
             ),
-            None => (self.record(), None),
+            None => (self.deferred_record(), None),
         }
+    }
+
+    /// Its record as first stored (no delivery count, its own body), encoded by the store's
+    /// writer if it is written at all (a message acked before its put was written never is).
+    fn deferred_record(self: &Arc<Self>) -> Record {
+        Record::Deferred(self.clone())
     }
 
     /// Takes the sender-selected routing keys from the `CC` and `BCC` headers (arrays of strings),
@@ -194,12 +200,9 @@ impl Message {
         self.properties.delivery_mode() == 2
     }
 
-    /// The record the store keeps for this message, with its properties and body (encoded on
-    /// first use).
+    /// The record the store keeps for this message, with its properties and body.
     pub fn record(&self) -> Bytes {
-        self.record
-            .get_or_init(|| self.encode_record(0, None))
-            .clone()
+        self.encode_record(0, None)
     }
 
     /// The record with a delivery count (written again when a counted delivery is returned):
@@ -210,20 +213,23 @@ impl Message {
     }
 
     fn encode_record(&self, delivery_count: u32, shared: Option<u64>) -> Bytes {
-        Bytes::from(
-            storage::MessageRecord {
-                exchange: self.exchange.clone(),
-                routing_key: self.routing_key.clone(),
-                properties: self.properties.raw().clone(),
-                body: self.body.clone(),
-                delivery_count,
-                transient: !self.is_persistent(),
-                published_at: self.published_at,
-                shared,
-                in_transient_area: false,
-            }
-            .encode(),
-        )
+        let mut out = Vec::new();
+        self.record_parts(delivery_count, shared)
+            .encode_into(&mut out);
+        Bytes::from(out)
+    }
+
+    fn record_parts(&self, delivery_count: u32, shared: Option<u64>) -> storage::RecordParts<'_> {
+        storage::RecordParts {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            properties: self.properties.raw(),
+            body: &self.body,
+            delivery_count,
+            transient: !self.is_persistent(),
+            published_at: self.published_at,
+            shared,
+        }
     }
 
     /// Rebuilds a message from its store record.
@@ -272,4 +278,16 @@ pub(crate) fn parse_expiration(e: &str) -> Result<u64, String> {
         return Err(expiration::value_too_large(n));
     }
     Ok(n as u64)
+}
+
+/// A message's first record, encoded on the store's writer thread (see
+/// [`Message::store_form`]).
+impl EncodeRecord for Message {
+    fn encoded_len(&self) -> usize {
+        self.record_parts(0, None).encoded_len()
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.record_parts(0, None).encode_into(out);
+    }
 }

@@ -15,7 +15,7 @@
 use crate::cf::{CF_BODIES, CF_COUNTS, CF_DEFS, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
 use crate::counts::{count_delta, Counts};
 use crate::keys;
-use crate::ops::Op;
+use crate::ops::{Op, Record};
 use crate::StoreError;
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
@@ -145,6 +145,24 @@ fn op_bytes(op: &Op) -> usize {
     }
 }
 
+/// Puts a message record, encoding a deferred one into `scratch` first.
+fn put_record(
+    batch: &mut WriteBatch,
+    cf: &impl rocksdb::AsColumnFamilyRef,
+    key: impl AsRef<[u8]>,
+    record: &Record,
+    scratch: &mut Vec<u8>,
+) {
+    match record {
+        Record::Encoded(b) => batch.put_cf(cf, key, b),
+        Record::Deferred(e) => {
+            scratch.clear();
+            e.encode_into(scratch);
+            batch.put_cf(cf, key, &scratch);
+        }
+    }
+}
+
 /// Folds ops (with no range delete among them) into one batch.
 pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
     let msgs = db.cf_handle(CF_MSGS).expect("msgs cf");
@@ -187,6 +205,8 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
         .map(|(op, _)| op_bytes(op))
         .sum();
     let mut batch = WriteBatch::with_capacity_bytes(BATCH_HEADER + bytes);
+    // Where deferred records are encoded, one after the other.
+    let mut scratch = Vec::new();
     let mut refs = BodyRefs::default();
     let mut deltas: FxHashMap<u64, Counts> = FxHashMap::default();
     for (op, _) in ops.iter().zip(&cancelled).filter(|(_, c)| !**c) {
@@ -200,7 +220,13 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 ..
             } => {
                 debug_assert!(shared.is_none(), "a transient record with a shared body");
-                batch.put_cf(&tmsgs, keys::message(*queue, *seq), record);
+                put_record(
+                    &mut batch,
+                    &tmsgs,
+                    keys::message(*queue, *seq),
+                    record,
+                    &mut scratch,
+                );
             }
             Op::PutMessage {
                 queue,
@@ -211,7 +237,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 transient: false,
             } => {
                 let key = keys::message(*queue, *seq);
-                batch.put_cf(&msgs, key, record);
+                put_record(&mut batch, &msgs, key, record, &mut scratch);
                 let c = deltas.entry(*queue).or_default();
                 c.count += 1;
                 c.bytes += *size as i64;
@@ -300,7 +326,7 @@ mod tests {
         Op::PutMessage {
             queue,
             seq,
-            record: Bytes::from_static(b"record"),
+            record: Bytes::from_static(b"record").into(),
             size: 10,
             shared,
             transient: false,

@@ -452,7 +452,8 @@ impl Inbox {
 
 fn op_bytes(op: &Op) -> usize {
     match op {
-        Op::PutMessage { record, .. } | Op::UpdateMessage { record, .. } => record.len(),
+        Op::PutMessage { record, .. } => record.len(),
+        Op::UpdateMessage { record, .. } => record.len(),
         Op::PutBody { value, .. } => value.len(),
         Op::PutDef { value, .. } => value.len(),
         _ => 16,
@@ -470,7 +471,7 @@ mod tests {
         Op::PutMessage {
             queue: 1,
             seq,
-            record: Bytes::from_static(b"record"),
+            record: Bytes::from_static(b"record").into(),
             size: 6,
             shared: None,
             transient: false,
@@ -602,7 +603,7 @@ mod tests {
             Op::PutMessage {
                 queue: 1,
                 seq: 0,
-                record: Bytes::from_static(b"record"),
+                record: Bytes::from_static(b"record").into(),
                 size: 4,
                 shared: Some(9),
                 transient: false,

@@ -33,8 +33,8 @@ pub use config::StoreConfig;
 pub use defs::{BindingDef, ExchangeDef, QueueDef};
 pub use error::StoreError;
 pub use keys::access_key;
-pub use ops::{Completion, Op};
-pub use record::MessageRecord;
+pub use ops::{Completion, EncodeRecord, Op, Record};
+pub use record::{MessageRecord, RecordParts};
 pub use store::{QueueState, Recovered, RecoveredQueue, Store};
 
 /// Seconds since the Unix epoch (for probe records).

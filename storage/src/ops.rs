@@ -3,6 +3,56 @@
 
 use crate::StoreError;
 use bytes::Bytes;
+use std::sync::Arc;
+
+/// Something that encodes into a message record ([`crate::RecordParts`]), on the writer thread.
+pub trait EncodeRecord: Send + Sync {
+    /// The encoded size.
+    fn encoded_len(&self) -> usize;
+    /// Appends the encoded record to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>);
+}
+
+/// A message record to write: encoded already, or encoded by the writer thread only if it is
+/// written (most puts of a queue whose consumers keep up are cancelled by their ack first, and
+/// then it never is).
+#[derive(Clone)]
+pub enum Record {
+    /// Encoded.
+    Encoded(Bytes),
+    /// Encoded when written.
+    Deferred(Arc<dyn EncodeRecord>),
+}
+
+impl Record {
+    /// The encoded size.
+    pub fn len(&self) -> usize {
+        match self {
+            Record::Encoded(b) => b.len(),
+            Record::Deferred(e) => e.encoded_len(),
+        }
+    }
+
+    /// True if the encoding is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Bytes> for Record {
+    fn from(b: Bytes) -> Self {
+        Record::Encoded(b)
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Record::Encoded(b) => write!(f, "Encoded({} bytes)", b.len()),
+            Record::Deferred(e) => write!(f, "Deferred({} bytes)", e.encoded_len()),
+        }
+    }
+}
 
 /// One change.
 #[derive(Debug, Clone)]
@@ -13,8 +63,8 @@ pub enum Op {
         queue: u64,
         /// Sequence in the queue.
         seq: u64,
-        /// Encoded record.
-        record: Bytes,
+        /// Its record.
+        record: Record,
         /// Body size, for the queue's byte counter.
         size: u64,
         /// The shared body the record points at (it holds a reference).

@@ -37,17 +37,48 @@ pub struct MessageRecord {
     pub in_transient_area: bool,
 }
 
-impl MessageRecord {
-    /// Encodes the record.
-    pub fn encode(&self) -> Vec<u8> {
-        // The header is 20 bytes (version, flags, count, time, two name lengths, the properties'
-        // length): a smaller capacity reallocates, copying the body a second time.
-        let mut e = Enc(Vec::with_capacity(
-            20 + self.exchange.len()
-                + self.routing_key.len()
-                + self.properties.len()
-                + self.body.len(),
-        ));
+/// A record's fields, borrowed: what [`MessageRecord::encode`] writes, for an encoder that owns
+/// none of them (the broker encodes its messages straight into the writer's buffer).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    /// Exchange it was published to.
+    pub exchange: &'a str,
+    /// Routing key.
+    pub routing_key: &'a str,
+    /// Raw basic properties.
+    pub properties: &'a [u8],
+    /// Body.
+    pub body: &'a [u8],
+    /// Times it was returned to the queue.
+    pub delivery_count: u32,
+    /// A transient message.
+    pub transient: bool,
+    /// When it was published (ms since the Unix epoch).
+    pub published_at: u64,
+    /// The id of its shared body (properties and body are then left out).
+    pub shared: Option<u64>,
+}
+
+/// The header: version, flags, count, time, two name lengths, the properties' length (or the
+/// shared body's id, which is longer).
+const HEADER: usize = 1 + 1 + 4 + 8 + 1 + 1;
+
+impl RecordParts<'_> {
+    /// The exact encoded size.
+    pub fn encoded_len(&self) -> usize {
+        let names = self.exchange.len().min(255) + self.routing_key.len().min(255);
+        HEADER
+            + names
+            + match self.shared {
+                Some(_) => 8,
+                None => 4 + self.properties.len() + self.body.len(),
+            }
+    }
+
+    /// Appends the encoded record to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        let mut e = Enc(std::mem::take(out));
         e.u8(if self.shared.is_some() {
             VERSION_SHARED
         } else {
@@ -56,18 +87,41 @@ impl MessageRecord {
         .u8(self.transient as u8)
         .u32(self.delivery_count)
         .u64(self.published_at)
-        .short(&self.exchange)
-        .short(&self.routing_key);
+        .short(self.exchange)
+        .short(self.routing_key);
         match self.shared {
             Some(id) => {
                 e.u64(id);
             }
             None => {
-                e.long(&self.properties);
-                e.0.extend_from_slice(&self.body);
+                e.long(self.properties);
+                e.0.extend_from_slice(self.body);
             }
         }
-        e.0
+        *out = e.0;
+    }
+}
+
+impl MessageRecord {
+    /// Its fields, borrowed.
+    pub fn parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            properties: &self.properties,
+            body: &self.body,
+            delivery_count: self.delivery_count,
+            transient: self.transient,
+            published_at: self.published_at,
+            shared: self.shared,
+        }
+    }
+
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.parts().encode_into(&mut out);
+        out
     }
 
     /// The shared part of a record (properties and body), as the body area keeps it.
@@ -187,6 +241,11 @@ mod tests {
         };
         let v = r.encode();
         assert_eq!(v.capacity(), v.len());
+        let shared = MessageRecord {
+            shared: Some(7),
+            ..r
+        };
+        assert_eq!(shared.parts().encoded_len(), shared.encode().len());
     }
 
     /// Pins the on-disk format (`warren-store-v3`): a change here breaks every stored message,

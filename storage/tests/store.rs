@@ -26,7 +26,7 @@ fn put(queue: u64, seq: u64, body: &str) -> Op {
         queue,
         seq,
         size: r.body.len() as u64,
-        record: Bytes::from(r.encode()),
+        record: Bytes::from(r.encode()).into(),
         shared: None,
         transient: false,
     }
@@ -52,7 +52,7 @@ fn put_shared(queue: u64, seq: u64, id: u64, body: &str) -> Op {
         queue,
         seq,
         size: body.len() as u64,
-        record: Bytes::from(r.encode()),
+        record: Bytes::from(r.encode()).into(),
         shared: Some(id),
         transient: false,
     }
@@ -466,7 +466,7 @@ fn transient_records_are_read_in_order_and_gone_after_a_reopen_without_counting(
             queue: 1,
             seq,
             size: body.len() as u64,
-            record: Bytes::from(r.encode()),
+            record: Bytes::from(r.encode()).into(),
             shared: None,
             transient: true,
         }

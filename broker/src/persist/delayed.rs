@@ -49,7 +49,7 @@ impl DelayedArea {
         let op = Op::PutMessage {
             queue: self.id,
             seq,
-            record: message.record(),
+            record: message.record().into(),
             size: message.size() as u64,
             shared: None,
             transient: false,

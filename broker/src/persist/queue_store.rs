@@ -68,7 +68,7 @@ impl QueueStore {
         &self,
         lane: usize,
         seq: u64,
-        message: &Message,
+        message: &Arc<Message>,
         lasting: bool,
         done: Option<Completion>,
     ) {
