@@ -538,3 +538,70 @@ fn transient_records_are_read_in_order_and_gone_after_a_reopen_without_counting(
         .collect();
     assert_eq!(seqs, vec![1, 4]);
 }
+
+/// Total size of the store's blob files (where bodies of 512 bytes or more go when flushed).
+fn blob_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[test]
+fn an_old_message_left_at_the_head_does_not_keep_its_blob_file() {
+    const N: u64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    store.commit_blocking(vec![queue_def(1, "q")]).unwrap();
+    // Bodies compression cannot shrink much (hex of a xorshift sequence).
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut body = |len: usize| {
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(&format!("{x:016x}"));
+        }
+        s.truncate(len);
+        s
+    };
+    let old = body(2048);
+    store.commit_blocking(vec![put(1, 1, &old)]).unwrap();
+    let bodies: Vec<String> = (0..N).map(|_| body(1024)).collect();
+    for chunk in (2..N + 2).collect::<Vec<_>>().chunks(1000) {
+        let ops = chunk
+            .iter()
+            .map(|&s| put(1, s, &bodies[(s - 2) as usize]))
+            .collect();
+        store.commit_blocking(ops).unwrap();
+    }
+    let stored = blob_bytes(dir.path());
+    assert!(
+        stored > 8 << 20,
+        "bodies are not in blob files: {stored} bytes"
+    );
+    // Everything but the old message is consumed.
+    for chunk in (2..N + 2).collect::<Vec<_>>().chunks(1000) {
+        let ops = chunk
+            .iter()
+            .map(|&s| del(1, s, &bodies[(s - 2) as usize]))
+            .collect();
+        store.commit_blocking(ops).unwrap();
+    }
+    // The compactor gets to the consumed range once the writer is idle: polled, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blob_bytes(dir.path()) > 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} bytes of blob files left of {stored}",
+            blob_bytes(dir.path())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left = store.read_messages(1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].0, &left[0].1.body[..]), (1, old.as_bytes()));
+}
