@@ -571,26 +571,23 @@ fn an_old_message_left_at_the_head_does_not_keep_its_blob_file() {
     let old = body(2048);
     store.commit_blocking(vec![put(1, 1, &old)]).unwrap();
     let bodies: Vec<String> = (0..N).map(|_| body(1024)).collect();
-    for chunk in (2..N + 2).collect::<Vec<_>>().chunks(1000) {
-        let ops = chunk
-            .iter()
-            .map(|&s| put(1, s, &bodies[(s - 2) as usize]))
-            .collect();
-        store.commit_blocking(ops).unwrap();
-    }
+    // One op per message 2..=N+1 (the bulk), committed a thousand at a time.
+    let bulk = |op: fn(u64, u64, &str) -> Op| {
+        for first in (2..N + 2).step_by(1000) {
+            let ops = (first..(first + 1000).min(N + 2))
+                .map(|s| op(1, s, &bodies[(s - 2) as usize]))
+                .collect();
+            store.commit_blocking(ops).unwrap();
+        }
+    };
+    bulk(put);
     let stored = blob_bytes(dir.path());
     assert!(
         stored > 8 << 20,
         "bodies are not in blob files: {stored} bytes"
     );
     // Everything but the old message is consumed.
-    for chunk in (2..N + 2).collect::<Vec<_>>().chunks(1000) {
-        let ops = chunk
-            .iter()
-            .map(|&s| del(1, s, &bodies[(s - 2) as usize]))
-            .collect();
-        store.commit_blocking(ops).unwrap();
-    }
+    bulk(del);
     // The compactor gets to the consumed range once the writer is idle: polled, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while blob_bytes(dir.path()) > 1 << 20 {
