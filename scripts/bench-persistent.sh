@@ -24,6 +24,8 @@
 #                fsync = false in its config)
 #   CLIENTS      ["raw lapin"]
 #   SCENARIOS    ["S3 S3x4 S3big backlog"]
+#   BODY         message bodies, warren-perf's --body: random (incompressible, different per message)
+#                or zeros [random]; Warren compresses stored bodies, so zeros flatter it
 #   ROUNDS [3], COUNT [200000], COUNT_BIG [COUNT/4], BACKLOG [1000000]
 #   RESULTS      results file [./bench-persistent-<date>.jsonl]; lines are appended
 #   PORT         first of the ports used [5745]: PORT Warren, +1 LavinMQ, +2 RabbitMQ, +3 Warren without
@@ -112,6 +114,7 @@ results="${RESULTS:-$PWD/bench-persistent-$(date +%Y%m%d-%H%M%S).jsonl}"
 port="${PORT:-5745}"
 fresh="${FRESH:-1}"
 time_limit="${TIME_LIMIT:-600}"
+body="${BODY:-random}"
 [[ -x "$perf" ]] || { echo "bench-persistent: no warren-perf at $perf" >&2; exit 1; }
 
 # Which brokers can run.
@@ -219,7 +222,7 @@ ready() { # broker
   fi
 }
 
-S3="--size 1024 --durable --persistent --confirm 100 --ack --prefetch 100"
+S3="--body $body --size 1024 --durable --persistent --confirm 100 --ack --prefetch 100"
 
 run() { # label broker client args...
   local label=$1 b=$2 client=$3; shift 3
@@ -241,7 +244,7 @@ for round in $(seq 1 "$rounds"); do
           S3x4) run "S3x4/$b/$client/$round" "$b" "$client" --count "$count" $S3 \
                   --producers 4 --consumers 4 --queues 4 ;;
           S3big) run "S3big/$b/$client/$round" "$b" "$client" --count "$count_big" \
-                   --size 16384 --durable --persistent --confirm 100 --ack --prefetch 100 ;;
+                   --body "$body" --size 16384 --durable --persistent --confirm 100 --ack --prefetch 100 ;;
           backlog)
             run "backlog-pub/$b/$client/$round" "$b" "$client" --count "$backlog" $S3 \
               --consumers 0 --keep

@@ -5,6 +5,7 @@
 //! consumed (or a time limit passes) and prints one JSON line: rates, latency percentiles, lost and
 //! duplicated counts, and the broker's CPU time and RSS when its pid is given.
 
+mod body;
 mod raw;
 mod sink;
 mod wire;
@@ -38,6 +39,11 @@ struct Args {
     /// Body size in bytes (at least 8: the send time).
     #[arg(long, default_value_t = 16)]
     size: usize,
+    /// Body contents: `zeros`, or `random` (incompressible, different for every message; use it
+    /// for persistent figures, since a broker that compresses stored bodies writes almost nothing
+    /// for zeros).
+    #[arg(long, default_value = "zeros")]
+    body: body::BodyKind,
     /// Queues (producer i and consumer i use queue i % queues).
     #[arg(long, default_value_t = 1)]
     queues: usize,
@@ -184,6 +190,7 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
         BasicProperties::default()
     };
     let size = args.size.max(8);
+    let mut bodies = body::Bodies::new(args.body, size, index as u64 + 1);
     let mut outstanding = VecDeque::new();
     // Publishes handed to lapin and not yet written (in order).
     let mut inflight = futures::stream::FuturesOrdered::new();
@@ -197,6 +204,7 @@ async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, u64) {
                 tokio::time::sleep_until(due.into()).await;
             }
             let mut body = vec![0u8; size];
+            bodies.fill(&mut body);
             body[..8].copy_from_slice(&now_nanos().to_be_bytes());
             let (ch, exchange, key, props) = (
                 ch.clone(),
@@ -527,12 +535,13 @@ async fn main() {
         let _ = conn.close(200, "cleanup".into()).await;
     }
     println!(
-        "{{\"label\":\"{}\",\"client\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"persistent\":{},\"confirm\":{},\"ack\":{},\"sent\":{},\"nacked\":{},\"received\":{},\"lost\":{},\"duplicates\":{},\"publish_rate\":{:.0},\"consume_rate\":{:.0},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\"broker_cpu_us_per_msg\":{:.2},\"broker_rss_kib_after_publish\":{},\"broker_rss_kib_end\":{}}}",
+        "{{\"label\":\"{}\",\"client\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"body\":\"{}\",\"persistent\":{},\"confirm\":{},\"ack\":{},\"sent\":{},\"nacked\":{},\"received\":{},\"lost\":{},\"duplicates\":{},\"publish_rate\":{:.0},\"consume_rate\":{:.0},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\"broker_cpu_us_per_msg\":{:.2},\"broker_rss_kib_after_publish\":{},\"broker_rss_kib_end\":{}}}",
         args.label,
         args.client,
         args.producers,
         args.consumers,
         args.size,
+        args.body,
         args.persistent,
         args.confirm,
         args.ack,

@@ -133,6 +133,7 @@ pub(crate) async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, 
     let reader = tokio::spawn(read_confirms(rd, c.buf, state.clone()));
     let size = args.size.max(8);
     let mut body = vec![0u8; size];
+    let mut bodies = crate::body::Bodies::new(args.body, size, index as u64 + 1);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let pipeline = args.pipeline.max(1) as u64;
     let window = args.confirm as u64;
@@ -159,6 +160,7 @@ pub(crate) async fn produce(args: Arc<Args>, index: usize, quota: u64) -> (u64, 
                 let due = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
                 tokio::time::sleep_until(due.into()).await;
             }
+            bodies.fill(&mut body);
             body[..8].copy_from_slice(&now_nanos().to_be_bytes());
             wire::put_publish(
                 &mut out,
