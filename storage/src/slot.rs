@@ -44,7 +44,21 @@ impl Opener {
         db_opts.set_max_log_file_size(1 << 20);
         db_opts.set_keep_log_file_num(4);
         // Flush memtables once the WAL holds this much, so consumed messages' WAL goes away.
-        db_opts.set_max_total_wal_size(64 << 20);
+        // Every batch merges into the counts column family, whose small memtable keeps each log
+        // file alive until this limit flushes it: at 64 MiB eight 8 MiB files were alive at once,
+        // more than are recycled (below), so most logs were new files again.
+        db_opts.set_max_total_wal_size(16 << 20);
+        // Synced appends are what confirms wait for. Appending to a new log file changes its size
+        // and allocates blocks, so each fdatasync also commits the file system's journal (433 us
+        // median here for 50 KiB, against 163 us for the same write over existing blocks).
+        // Recycled log files are overwritten in place; RocksDB's recyclable record format tells a
+        // recycled file's stale tail from new records on recovery. The kept files take at most
+        // about `max_total_wal_size` of disk.
+        db_opts.set_recycle_log_file_num(RECYCLED_LOGS);
+        // Flushes and compactions write their files out as they go (sync_file_range every MiB)
+        // instead of all at once when the file is finished: a burst of tens of MiB queued
+        // ahead of a log sync held confirms for milliseconds (p99 of a synced batch 3.5 ms -> 2.1 ms).
+        db_opts.set_bytes_per_sync(1 << 20);
         // All memtables together stay under this (flushing the largest first).
         db_opts.set_db_write_buffer_size(config.write_buffer_bytes * 4);
         let mut counts = cf_options(config, cache);
@@ -95,6 +109,9 @@ fn cf_options(config: &StoreConfig, cache: &rocksdb::Cache) -> Options {
     o.set_block_based_table_factory(&t);
     o
 }
+
+/// Write-ahead log files kept for reuse once obsolete (see [`Opener::open`]).
+const RECYCLED_LOGS: usize = 2;
 
 /// Records at least this long (a body of a few hundred bytes) go to blob files when flushed.
 const MIN_BLOB_BYTES: u64 = 512;
