@@ -5,7 +5,7 @@
 use crate::cf::{ALL_CFS, CF_BODIES, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
 use crate::keys;
 use crate::ops::Op;
-use crate::slot::DbSlot;
+use crate::slot::{DbSlot, BLOB_GC_AGE_CUTOFF};
 use rustc_hash::FxHashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -50,13 +50,15 @@ impl Compactor {
     /// After `ops` were written: notes their deletes, and compacts the ranges that have many.
     pub(crate) fn written(&mut self, ops: &[Op]) {
         self.deleted.note(ops);
-        self.deleted.send(self.tx.as_ref(), COMPACT_AFTER_DELETES);
+        self.deleted
+            .send(self.tx.as_ref(), COMPACT_AFTER_DELETES, false);
     }
 
     /// The writer has been idle for [`COMPACT_WHEN_IDLE`]: compacts the ranges with enough deletes
     /// and, if anything was deleted since the last time, flushes the memtables.
     pub(crate) fn idle(&mut self) {
-        self.deleted.send(self.tx.as_ref(), COMPACT_WHEN_IDLE_MIN);
+        self.deleted
+            .send(self.tx.as_ref(), COMPACT_WHEN_IDLE_MIN, true);
         if std::mem::take(&mut self.deleted.since_flush) {
             if let Some(tx) = &self.tx {
                 let _ = tx.send(Compaction::Flush);
@@ -92,8 +94,17 @@ struct Deleted {
 /// Work for the compactor: one queue id's messages up to a sequence, shared bodies, or a flush of
 /// every memtable (once idle after deletes: the write-ahead log files they pin can then go).
 enum Compaction {
-    Queue { queue: u64, upto: u64 },
-    Bodies { from: u64, to: u64 },
+    /// `idle`: the writer was idle; the compaction also moves live bodies out of every blob file
+    /// it meets (see [`compact_collecting_blobs`]).
+    Queue {
+        queue: u64,
+        upto: u64,
+        idle: bool,
+    },
+    Bodies {
+        from: u64,
+        to: u64,
+    },
     Flush,
 }
 
@@ -137,7 +148,7 @@ impl Deleted {
     }
 
     /// Hands the ranges with at least `min` deletes to the compactor.
-    fn send(&mut self, to: Option<&Sender<Compaction>>, min: u64) {
+    fn send(&mut self, to: Option<&Sender<Compaction>>, min: u64, idle: bool) {
         let Some(tx) = to else {
             return;
         };
@@ -145,7 +156,7 @@ impl Deleted {
             if n < min {
                 return true;
             }
-            let _ = tx.send(Compaction::Queue { queue, upto });
+            let _ = tx.send(Compaction::Queue { queue, upto, idle });
             false
         });
         if self.bodies.0 >= min {
@@ -165,15 +176,19 @@ fn compact(slot: Arc<DbSlot>, rx: Receiver<Compaction>) {
             continue;
         };
         let started = Instant::now();
+        let mut collect_blobs = false;
         let (cfs, from, to): (&[&str], Vec<u8>, Vec<u8>) = match c {
-            Compaction::Queue { queue, upto } => (
-                &[CF_MSGS, CF_TMSGS, CF_QREFS],
-                keys::message(queue, 0).to_vec(),
-                match upto.checked_add(1) {
-                    Some(end) => keys::message(queue, end).to_vec(),
-                    None => keys::message(queue.saturating_add(1), 0).to_vec(),
-                },
-            ),
+            Compaction::Queue { queue, upto, idle } => {
+                collect_blobs = idle;
+                (
+                    &[CF_MSGS, CF_TMSGS, CF_QREFS],
+                    keys::message(queue, 0).to_vec(),
+                    match upto.checked_add(1) {
+                        Some(end) => keys::message(queue, end).to_vec(),
+                        None => keys::message(queue.saturating_add(1), 0).to_vec(),
+                    },
+                )
+            }
             Compaction::Bodies { from, to } => (
                 &[CF_BODIES, CF_REFS],
                 keys::body(from).to_vec(),
@@ -190,12 +205,44 @@ fn compact(slot: Arc<DbSlot>, rx: Receiver<Compaction>) {
         };
         for name in cfs {
             if let Some(cf) = db.cf_handle(name) {
-                db.compact_range_cf(&cf, Some(&from), Some(&to));
+                if collect_blobs && *name != CF_QREFS {
+                    compact_collecting_blobs(&db, &cf, &from, &to);
+                } else {
+                    db.compact_range_cf(&cf, Some(&from), Some(&to));
+                }
             }
         }
         debug!(
             micros = started.elapsed().as_micros() as u64,
             "compacted a consumed range"
         );
+    }
+}
+
+/// Compacts a consumed range once the writer is idle, moving the live bodies out of every blob file
+/// the compaction meets, not only the oldest quarter.
+///
+/// RocksDB's blob garbage collection takes the oldest `age_cutoff` fraction of the blob files,
+/// rounded down: with fewer than four files, none. After a queue is consumed but for an old
+/// message at its head, its other files go as their keys are compacted away, and the old message's
+/// file (a memtable's worth of bodies) could be left as one of the last three and never collected.
+/// The cutoff is raised for this compaction only (a mutable option; background compactions running
+/// meanwhile use it too, which only costs them moves), and the bottommost level is rewritten, since
+/// that is where the old key usually is.
+fn compact_collecting_blobs(
+    db: &rocksdb::DB,
+    cf: &impl rocksdb::AsColumnFamilyRef,
+    from: &[u8],
+    to: &[u8],
+) {
+    let cutoff = BLOB_GC_AGE_CUTOFF.to_string();
+    if let Err(e) = db.set_options_cf(cf, &[("blob_garbage_collection_age_cutoff", "1.0")]) {
+        debug!("cannot raise the blob GC cutoff: {e}");
+    }
+    let mut opts = rocksdb::CompactOptions::default();
+    opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+    db.compact_range_cf_opt(cf, Some(from), Some(to), &opts);
+    if let Err(e) = db.set_options_cf(cf, &[("blob_garbage_collection_age_cutoff", &cutoff)]) {
+        debug!("cannot restore the blob GC cutoff: {e}");
     }
 }

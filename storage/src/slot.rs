@@ -120,7 +120,7 @@ const MSGS_SST_BYTES: u64 = 4 << 20;
 /// Which oldest fraction of blob files compactions move live bodies out of (RocksDB's default).
 /// Less costs a little less in a drain but leaves a small store's oldest file, pinned by one old
 /// message, unreclaimed (0.05 did: `an_old_message_left_at_the_head_does_not_keep_its_blob_file`).
-const BLOB_GC_AGE_CUTOFF: f64 = 0.25;
+pub(crate) const BLOB_GC_AGE_CUTOFF: f64 = 0.25;
 
 /// Messages are deleted soon after they are written: files full of tombstones are compacted
 /// early, so disk space comes back after consumption (even with an old message left at the head).
