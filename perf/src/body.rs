@@ -6,26 +6,13 @@
 //! a pool of pseudo-random bytes made once, at an offset that moves with each message, so that
 //! building a body costs one copy and no generator work per message.
 
-use std::str::FromStr;
-
 /// What a body is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BodyKind {
     /// All zeros (after the 8-byte send time).
     Zeros,
     /// Pseudo-random bytes, different for each message.
     Random,
-}
-
-impl FromStr for BodyKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "zeros" => Ok(BodyKind::Zeros),
-            "random" => Ok(BodyKind::Random),
-            other => Err(format!("unknown body kind '{other}' (zeros, random)")),
-        }
-    }
 }
 
 impl std::fmt::Display for BodyKind {

@@ -42,7 +42,7 @@ struct Args {
     /// Body contents: `zeros`, or `random` (incompressible, different for every message; use it
     /// for persistent figures, since a broker that compresses stored bodies writes almost nothing
     /// for zeros).
-    #[arg(long, default_value = "zeros")]
+    #[arg(long, value_enum, default_value = "zeros")]
     body: body::BodyKind,
     /// Queues (producer i and consumer i use queue i % queues).
     #[arg(long, default_value_t = 1)]

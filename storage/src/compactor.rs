@@ -176,19 +176,16 @@ fn compact(slot: Arc<DbSlot>, rx: Receiver<Compaction>) {
             continue;
         };
         let started = Instant::now();
-        let mut collect_blobs = false;
+        let collect_blobs = matches!(c, Compaction::Queue { idle: true, .. });
         let (cfs, from, to): (&[&str], Vec<u8>, Vec<u8>) = match c {
-            Compaction::Queue { queue, upto, idle } => {
-                collect_blobs = idle;
-                (
-                    &[CF_MSGS, CF_TMSGS, CF_QREFS],
-                    keys::message(queue, 0).to_vec(),
-                    match upto.checked_add(1) {
-                        Some(end) => keys::message(queue, end).to_vec(),
-                        None => keys::message(queue.saturating_add(1), 0).to_vec(),
-                    },
-                )
-            }
+            Compaction::Queue { queue, upto, .. } => (
+                &[CF_MSGS, CF_TMSGS, CF_QREFS],
+                keys::message(queue, 0).to_vec(),
+                match upto.checked_add(1) {
+                    Some(end) => keys::message(queue, end).to_vec(),
+                    None => keys::message(queue.saturating_add(1), 0).to_vec(),
+                },
+            ),
             Compaction::Bodies { from, to } => (
                 &[CF_BODIES, CF_REFS],
                 keys::body(from).to_vec(),
