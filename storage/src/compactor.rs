@@ -5,7 +5,7 @@
 use crate::cf::{ALL_CFS, CF_BODIES, CF_MSGS, CF_QREFS, CF_REFS, CF_TMSGS};
 use crate::keys;
 use crate::ops::Op;
-use crate::slot::{DbSlot, BLOB_GC_AGE_CUTOFF};
+use crate::slot::DbSlot;
 use rustc_hash::FxHashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -217,29 +217,29 @@ fn compact(slot: Arc<DbSlot>, rx: Receiver<Compaction>) {
 }
 
 /// Compacts a consumed range once the writer is idle, moving the live bodies out of every blob file
-/// the compaction meets, not only the oldest quarter.
+/// the compaction meets.
 ///
-/// RocksDB's blob garbage collection takes the oldest `age_cutoff` fraction of the blob files,
-/// rounded down: with fewer than four files, none. After a queue is consumed but for an old
-/// message at its head, its other files go as their keys are compacted away, and the old message's
-/// file (a memtable's worth of bodies) could be left as one of the last three and never collected.
-/// The cutoff is raised for this compaction only (a mutable option; background compactions running
-/// meanwhile use it too, which only costs them moves), and the bottommost level is rewritten, since
-/// that is where the old key usually is.
+/// Background compactions do not collect blob files (see `slot::msgs_options`): a file is deleted
+/// once every body in it is consumed. After a queue is consumed but for an old message at its
+/// head, that message's file (a memtable's worth of bodies) would stay; this compaction moves the
+/// message's body out of it. Collection is turned on for this compaction only (a mutable option;
+/// background compactions running meanwhile collect too, which only costs them moves), with an
+/// age cutoff of 1.0 (every file, not RocksDB's oldest quarter rounded down, which is none with
+/// fewer than four files), and the bottommost level is rewritten, since that is where the old key
+/// usually is.
 fn compact_collecting_blobs(
     db: &rocksdb::DB,
     cf: &impl rocksdb::AsColumnFamilyRef,
     from: &[u8],
     to: &[u8],
 ) {
-    let cutoff = BLOB_GC_AGE_CUTOFF.to_string();
-    if let Err(e) = db.set_options_cf(cf, &[("blob_garbage_collection_age_cutoff", "1.0")]) {
-        debug!("cannot raise the blob GC cutoff: {e}");
+    if let Err(e) = db.set_options_cf(cf, &[("enable_blob_garbage_collection", "true")]) {
+        debug!("cannot turn blob garbage collection on: {e}");
     }
     let mut opts = rocksdb::CompactOptions::default();
     opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
     db.compact_range_cf_opt(cf, Some(from), Some(to), &opts);
-    if let Err(e) = db.set_options_cf(cf, &[("blob_garbage_collection_age_cutoff", &cutoff)]) {
-        debug!("cannot restore the blob GC cutoff: {e}");
+    if let Err(e) = db.set_options_cf(cf, &[("enable_blob_garbage_collection", "false")]) {
+        debug!("cannot turn blob garbage collection off: {e}");
     }
 }
