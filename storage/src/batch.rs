@@ -18,7 +18,7 @@ use crate::keys;
 use crate::ops::{Op, Record};
 use crate::StoreError;
 use bytes::Bytes;
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use tracing::debug;
@@ -163,6 +163,101 @@ fn put_record(
     }
 }
 
+/// Deletes of at least this many consecutive records of a queue are written as one range delete.
+/// Shorter runs stay point deletes: a range tombstone costs a little on reads until compacted.
+const MIN_DELETE_RUN: u64 = 16;
+
+/// Consecutive sequences of one queue's records (lasting or transient) deleted within one batch.
+///
+/// Consumers ack in order, so a drain's deletes come in runs: one range delete instead of a
+/// tombstone per message saves its WAL record, its memtable entry, and the flush and compaction
+/// of the tombstone (a point tombstone sorts just before its key, so it stays until a compaction
+/// brings the two together).
+#[derive(Clone, Copy)]
+struct DeleteRun {
+    from: u64,
+    to: u64,
+}
+
+/// The runs under way in a batch, per queue id and area (transient or not).
+#[derive(Default)]
+struct DeleteRuns(FxHashMap<(u64, bool), DeleteRun>);
+
+impl DeleteRuns {
+    /// Takes in a delete of a record that points at no shared body; a delete that does not extend
+    /// its queue's run ends it (written) and starts the next.
+    fn delete(
+        &mut self,
+        batch: &mut WriteBatch,
+        cfs: [&ColumnFamily; 2],
+        at: (u64, bool),
+        seq: u64,
+    ) {
+        if seq == u64::MAX {
+            // No key past it to end a range at.
+            Self::write(batch, cfs, at, DeleteRun { from: seq, to: seq });
+            return;
+        }
+        match self.0.get_mut(&at) {
+            Some(run) if run.to + 1 == seq => run.to = seq,
+            Some(run) => {
+                let done = std::mem::replace(run, DeleteRun { from: seq, to: seq });
+                Self::write(batch, cfs, at, done);
+            }
+            None => {
+                self.0.insert(at, DeleteRun { from: seq, to: seq });
+            }
+        }
+    }
+
+    /// Before a put or rewrite of a queue's record: a run over its sequence is written first, so
+    /// that the batch applies the two in their order. A run cannot grow over a sequence put later
+    /// in the batch: that put's delete cancels out with it, and leaves a gap.
+    fn before_write(
+        &mut self,
+        batch: &mut WriteBatch,
+        cfs: [&ColumnFamily; 2],
+        at: (u64, bool),
+        seq: u64,
+    ) {
+        if let Some(run) = self.0.get(&at).copied() {
+            if (run.from..=run.to).contains(&seq) {
+                self.0.remove(&at);
+                Self::write(batch, cfs, at, run);
+            }
+        }
+    }
+
+    /// Writes every run left.
+    fn finish(self, batch: &mut WriteBatch, cfs: [&ColumnFamily; 2]) {
+        for (at, run) in self.0 {
+            Self::write(batch, cfs, at, run);
+        }
+    }
+
+    /// One range delete for a long run, point deletes for a short one. `cfs`: the lasting and the
+    /// transient records' column families.
+    fn write(
+        batch: &mut WriteBatch,
+        cfs: [&ColumnFamily; 2],
+        (queue, transient): (u64, bool),
+        run: DeleteRun,
+    ) {
+        let cf = cfs[usize::from(transient)];
+        if run.to - run.from + 1 >= MIN_DELETE_RUN {
+            batch.delete_range_cf(
+                cf,
+                keys::message(queue, run.from),
+                keys::message(queue, run.to + 1),
+            );
+        } else {
+            for seq in run.from..=run.to {
+                batch.delete_cf(cf, keys::message(queue, seq));
+            }
+        }
+    }
+}
+
 /// Folds ops (with no range delete among them) into one batch.
 pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
     let msgs = db.cf_handle(CF_MSGS).expect("msgs cf");
@@ -209,7 +304,24 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
     let mut scratch = Vec::new();
     let mut refs = BodyRefs::default();
     let mut deltas: FxHashMap<u64, Counts> = FxHashMap::default();
+    let mut runs = DeleteRuns::default();
+    let areas = [msgs, tmsgs];
     for (op, _) in ops.iter().zip(&cancelled).filter(|(_, c)| !**c) {
+        match op {
+            Op::PutMessage {
+                queue,
+                seq,
+                transient,
+                ..
+            }
+            | Op::UpdateMessage {
+                queue,
+                seq,
+                transient,
+                ..
+            } => runs.before_write(&mut batch, areas, (*queue, *transient), *seq),
+            _ => {}
+        }
         match op {
             Op::PutMessage {
                 queue,
@@ -251,7 +363,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 seq,
                 transient: true,
                 ..
-            } => batch.delete_cf(&tmsgs, keys::message(*queue, *seq)),
+            } => runs.delete(&mut batch, areas, (*queue, true), *seq),
             Op::DeleteMessage {
                 queue,
                 seq,
@@ -259,14 +371,17 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 shared,
                 transient: false,
             } => {
-                let key = keys::message(*queue, *seq);
-                batch.delete_cf(&msgs, key);
                 let c = deltas.entry(*queue).or_default();
                 c.count -= 1;
                 c.bytes -= *size as i64;
                 if let Some(id) = shared {
+                    runs.before_write(&mut batch, areas, (*queue, false), *seq);
+                    let key = keys::message(*queue, *seq);
+                    batch.delete_cf(&msgs, key);
                     batch.delete_cf(&qrefs, key);
                     refs.add(*id, -1);
+                } else {
+                    runs.delete(&mut batch, areas, (*queue, false), *seq);
                 }
             }
             Op::UpdateMessage {
@@ -294,6 +409,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
             }
         }
     }
+    runs.finish(&mut batch, areas);
     // One counter update per queue per batch, however many messages it touched.
     for (queue, delta) in deltas {
         if delta != Counts::default() {
@@ -416,6 +532,78 @@ mod tests {
         let bodies = db.cf_handle(CF_BODIES).expect("bodies cf");
         assert!(db.get_cf(&bodies, keys::body(7)).expect("read").is_none());
         assert_eq!(counts(&db, 2), Counts::default());
+    }
+
+    /// The sequences of queue `queue`'s lasting records in the database.
+    fn stored(db: &DB, queue: u64) -> Vec<u64> {
+        let cf = db.cf_handle(CF_MSGS).expect("msgs cf");
+        db.iterator_cf(&cf, IteratorMode::Start)
+            .map(|item| keys::parse_message(&item.expect("read").0).expect("message key"))
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, seq)| seq)
+            .collect()
+    }
+
+    #[test]
+    fn a_run_of_deletes_is_one_range_delete_and_a_short_one_point_deletes() {
+        let (db, _dir) = open();
+        let puts: Vec<Op> = (0..100).map(|seq| put(1, seq, None)).collect();
+        db.write(segment(&db, &puts).expect("segment"))
+            .expect("write");
+        // 0..40 acked in order, with a delivered mark among them: one range delete and the
+        // counter's merge.
+        let mut acks: Vec<Op> = (0..40).map(|seq| delete(1, seq, None)).collect();
+        acks.insert(20, Op::MarkDelivered { queue: 1, seq: 60 });
+        let batch = segment(&db, &acks).expect("segment");
+        assert_eq!(batch.len(), 2);
+        db.write(batch).expect("write");
+        assert_eq!(stored(&db, 1), (40..100).collect::<Vec<_>>());
+        let c = counts(&db, 1);
+        assert_eq!((c.count, c.bytes, c.delivered), (60, 600, 61));
+        // Shorter than MIN_DELETE_RUN, and with a gap: point deletes.
+        let acks: Vec<Op> = [40, 41, 42, 50].map(|seq| delete(1, seq, None)).into();
+        let batch = segment(&db, &acks).expect("segment");
+        assert_eq!(batch.len(), 5);
+        db.write(batch).expect("write");
+        let mut left: Vec<u64> = (43..100).collect();
+        left.retain(|s| *s != 50);
+        assert_eq!(stored(&db, 1), left);
+    }
+
+    #[test]
+    fn a_run_of_deletes_keeps_its_order_with_puts_and_rewrites() {
+        let (db, _dir) = open();
+        let puts: Vec<Op> = (0..64).map(|seq| put(1, seq, None)).collect();
+        db.write(segment(&db, &puts).expect("segment"))
+            .expect("write");
+        // Deletes 0..32 interleaved with new puts past the run (written as they come), and a
+        // rewrite of a record inside the run after its delete, which a point delete would have
+        // left in place: the run is written before it.
+        let mut ops = Vec::new();
+        for seq in 0..32 {
+            ops.push(delete(1, seq, None));
+            ops.push(put(1, 100 + seq, None));
+        }
+        ops.push(Op::UpdateMessage {
+            queue: 1,
+            seq: 7,
+            record: Bytes::from_static(b"rewritten"),
+            transient: false,
+        });
+        db.write(segment(&db, &ops).expect("segment"))
+            .expect("write");
+        let mut want = vec![7];
+        want.extend(32..64);
+        want.extend(100..132);
+        assert_eq!(stored(&db, 1), want);
+        // Another queue's records are not touched by the first one's range.
+        db.write(segment(&db, &[put(2, 0, None)]).expect("segment"))
+            .expect("write");
+        let acks: Vec<Op> = (32..64).map(|seq| delete(1, seq, None)).collect();
+        db.write(segment(&db, &acks).expect("segment"))
+            .expect("write");
+        assert_eq!(stored(&db, 2), vec![0]);
+        assert_eq!(stored(&db, 1)[..2], [7, 100]);
     }
 
     #[test]
