@@ -179,33 +179,37 @@ struct DeleteRun {
     to: u64,
 }
 
-/// The runs under way in a batch, per queue id and area (transient or not).
-#[derive(Default)]
-struct DeleteRuns(FxHashMap<(u64, bool), DeleteRun>);
+/// The runs under way in a batch, per queue id and area (transient or not), with the column
+/// families they are written to: the lasting and the transient records'.
+struct DeleteRuns<'a> {
+    cfs: [&'a ColumnFamily; 2],
+    runs: FxHashMap<(u64, bool), DeleteRun>,
+}
 
-impl DeleteRuns {
+impl<'a> DeleteRuns<'a> {
+    fn new(cfs: [&'a ColumnFamily; 2]) -> Self {
+        DeleteRuns {
+            cfs,
+            runs: FxHashMap::default(),
+        }
+    }
+
     /// Takes in a delete of a record that points at no shared body; a delete that does not extend
     /// its queue's run ends it (written) and starts the next.
-    fn delete(
-        &mut self,
-        batch: &mut WriteBatch,
-        cfs: [&ColumnFamily; 2],
-        at: (u64, bool),
-        seq: u64,
-    ) {
+    fn delete(&mut self, batch: &mut WriteBatch, at: (u64, bool), seq: u64) {
         if seq == u64::MAX {
             // No key past it to end a range at.
-            Self::write(batch, cfs, at, DeleteRun { from: seq, to: seq });
+            self.write(batch, at, DeleteRun { from: seq, to: seq });
             return;
         }
-        match self.0.get_mut(&at) {
+        match self.runs.get_mut(&at) {
             Some(run) if run.to + 1 == seq => run.to = seq,
             Some(run) => {
                 let done = std::mem::replace(run, DeleteRun { from: seq, to: seq });
-                Self::write(batch, cfs, at, done);
+                self.write(batch, at, done);
             }
             None => {
-                self.0.insert(at, DeleteRun { from: seq, to: seq });
+                self.runs.insert(at, DeleteRun { from: seq, to: seq });
             }
         }
     }
@@ -213,37 +217,25 @@ impl DeleteRuns {
     /// Before a put or rewrite of a queue's record: a run over its sequence is written first, so
     /// that the batch applies the two in their order. A run cannot grow over a sequence put later
     /// in the batch: that put's delete cancels out with it, and leaves a gap.
-    fn before_write(
-        &mut self,
-        batch: &mut WriteBatch,
-        cfs: [&ColumnFamily; 2],
-        at: (u64, bool),
-        seq: u64,
-    ) {
-        if let Some(run) = self.0.get(&at).copied() {
+    fn before_write(&mut self, batch: &mut WriteBatch, at: (u64, bool), seq: u64) {
+        if let Some(run) = self.runs.get(&at).copied() {
             if (run.from..=run.to).contains(&seq) {
-                self.0.remove(&at);
-                Self::write(batch, cfs, at, run);
+                self.runs.remove(&at);
+                self.write(batch, at, run);
             }
         }
     }
 
     /// Writes every run left.
-    fn finish(self, batch: &mut WriteBatch, cfs: [&ColumnFamily; 2]) {
-        for (at, run) in self.0 {
-            Self::write(batch, cfs, at, run);
+    fn finish(mut self, batch: &mut WriteBatch) {
+        for (at, run) in std::mem::take(&mut self.runs) {
+            self.write(batch, at, run);
         }
     }
 
-    /// One range delete for a long run, point deletes for a short one. `cfs`: the lasting and the
-    /// transient records' column families.
-    fn write(
-        batch: &mut WriteBatch,
-        cfs: [&ColumnFamily; 2],
-        (queue, transient): (u64, bool),
-        run: DeleteRun,
-    ) {
-        let cf = cfs[usize::from(transient)];
+    /// One range delete for a long run, point deletes for a short one.
+    fn write(&self, batch: &mut WriteBatch, (queue, transient): (u64, bool), run: DeleteRun) {
+        let cf = self.cfs[usize::from(transient)];
         if run.to - run.from + 1 >= MIN_DELETE_RUN {
             batch.delete_range_cf(
                 cf,
@@ -304,8 +296,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
     let mut scratch = Vec::new();
     let mut refs = BodyRefs::default();
     let mut deltas: FxHashMap<u64, Counts> = FxHashMap::default();
-    let mut runs = DeleteRuns::default();
-    let areas = [msgs, tmsgs];
+    let mut runs = DeleteRuns::new([msgs, tmsgs]);
     for (op, _) in ops.iter().zip(&cancelled).filter(|(_, c)| !**c) {
         match op {
             Op::PutMessage {
@@ -319,7 +310,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 seq,
                 transient,
                 ..
-            } => runs.before_write(&mut batch, areas, (*queue, *transient), *seq),
+            } => runs.before_write(&mut batch, (*queue, *transient), *seq),
             _ => {}
         }
         match op {
@@ -363,7 +354,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 seq,
                 transient: true,
                 ..
-            } => runs.delete(&mut batch, areas, (*queue, true), *seq),
+            } => runs.delete(&mut batch, (*queue, true), *seq),
             Op::DeleteMessage {
                 queue,
                 seq,
@@ -375,13 +366,13 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
                 c.count -= 1;
                 c.bytes -= *size as i64;
                 if let Some(id) = shared {
-                    runs.before_write(&mut batch, areas, (*queue, false), *seq);
+                    runs.before_write(&mut batch, (*queue, false), *seq);
                     let key = keys::message(*queue, *seq);
                     batch.delete_cf(&msgs, key);
                     batch.delete_cf(&qrefs, key);
                     refs.add(*id, -1);
                 } else {
-                    runs.delete(&mut batch, areas, (*queue, false), *seq);
+                    runs.delete(&mut batch, (*queue, false), *seq);
                 }
             }
             Op::UpdateMessage {
@@ -409,7 +400,7 @@ pub(crate) fn segment(db: &DB, ops: &[Op]) -> Result<WriteBatch, StoreError> {
             }
         }
     }
-    runs.finish(&mut batch, areas);
+    runs.finish(&mut batch);
     // One counter update per queue per batch, however many messages it touched.
     for (queue, delta) in deltas {
         if delta != Counts::default() {
