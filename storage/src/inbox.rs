@@ -318,8 +318,10 @@ impl Inbox {
     }
 
     /// Queues a message's put with its own completion, which runs once it is durable, or at once
-    /// if the message is deleted before the put is written. Wakes the writer only if it is idle
-    /// (as a change without a completion does); [`Inbox::nudge`] wakes it for the completion.
+    /// if the message is deleted before the put is written. A put with a completion never wakes
+    /// the writer: [`Inbox::nudge`] does, once the queue has filed the delivered mark of a message
+    /// that went to a consumer at once (a writer woken here took the put before its mark came in,
+    /// and wrote it). One without a completion wakes an idle writer, as any change without one does.
     pub(crate) fn put(&self, op: Op, done: Option<Completion>) {
         debug_assert!(matches!(op, Op::PutMessage { .. }));
         let mut st = self.lock();
@@ -332,12 +334,15 @@ impl Inbox {
         }
         let mut fire = Fire::default();
         st.file(op, false, &mut fire);
-        if done.is_some() {
-            let i = st.slots.len() - 1;
-            st.slots[i].done = done;
-            st.waking += 1;
-        }
-        let wake = st.waiting == Waiting::Idle;
+        let wake = match done {
+            Some(done) => {
+                let i = st.slots.len() - 1;
+                st.slots[i].done = Some(done);
+                st.waking += 1;
+                false
+            }
+            None => st.waiting == Waiting::Idle,
+        };
         if wake {
             st.waiting = Waiting::No;
         }
@@ -351,7 +356,13 @@ impl Inbox {
     /// Wakes the writer if a completion waits for a write (a put's, once its queue has delivered
     /// what it could).
     pub(crate) fn nudge(&self) {
-        let wake = self.lock().wake_for_waiting();
+        let mut st = self.lock();
+        // An idle writer wakes for held puts too: it then waits only until they are due.
+        let wake = st.wake_for_waiting() || (st.live > 0 && st.waiting == Waiting::Idle);
+        if wake {
+            st.waiting = Waiting::No;
+        }
+        drop(st);
         if wake {
             self.cv.notify_one();
         }
@@ -540,6 +551,68 @@ mod tests {
         inbox.submit([delete(0)], None);
         assert_eq!(confirmed.load(Ordering::SeqCst), 1);
         assert_eq!(inbox.lock().live, 0);
+    }
+
+    #[test]
+    fn a_put_does_not_wake_an_idle_writer_before_its_delivered_mark() {
+        let inbox = Arc::new(Inbox::with_delays(
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        ));
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let (mut ops, mut dones) = (Vec::new(), Vec::new());
+                let taken = inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
+                (matches!(taken, Taken::Closed), ops.len(), dones.len())
+            })
+        };
+        while inbox.lock().waiting != Waiting::Idle {
+            std::thread::yield_now();
+        }
+        let (confirmed, done) = counter();
+        // The queue puts, delivers at once, then nudges: woken by the put, the writer took the
+        // put before the mark came in and wrote it, though its ack came right after.
+        inbox.put(put(0), Some(done()));
+        assert!(
+            inbox.lock().waiting == Waiting::Idle,
+            "the put woke the writer"
+        );
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        inbox.nudge();
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        inbox.close();
+        let (closed, ops, dones) = writer.join().unwrap();
+        assert!(closed && ops == 0 && dones == 0, "nothing to write");
+    }
+
+    #[test]
+    fn an_undelivered_put_is_taken_at_its_nudge() {
+        let inbox = Arc::new(Inbox::with_delays(
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        ));
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let (mut ops, mut dones) = (Vec::new(), Vec::new());
+                let taken = inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
+                (matches!(taken, Taken::Work), ops.len(), dones.len())
+            })
+        };
+        while inbox.lock().waiting != Waiting::Idle {
+            std::thread::yield_now();
+        }
+        let (_, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.nudge();
+        assert!(
+            inbox.lock().waiting == Waiting::No,
+            "the nudge woke the writer"
+        );
+        let (work, ops, dones) = writer.join().unwrap();
+        assert!(work && ops == 1 && dones == 1);
     }
 
     #[test]
