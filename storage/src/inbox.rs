@@ -162,23 +162,8 @@ impl InboxState {
                 let put = self.puts.get(&(queue, seq)).copied();
                 let j = self.push(op);
                 if let Some(i) = put {
-                    let slot = &mut self.slots[i];
-                    slot.mark = Some(j);
-                    // A record pointing at a shared body is never held: written after the
-                    // body's own ops, it could find the body gone (put and released unwritten).
-                    let shared = matches!(
-                        slot.op,
-                        Some(Op::PutMessage {
-                            shared: Some(_),
-                            ..
-                        })
-                    );
-                    if slot.held_since.is_none() && !slot.pinned && !shared {
-                        slot.held_since = Some(Instant::now());
-                        if slot.done.is_some() {
-                            self.waking -= 1;
-                        }
-                    }
+                    self.slots[i].mark = Some(j);
+                    self.hold(i);
                 }
             }
             Op::UpdateMessage { queue, seq, .. } => {
@@ -197,6 +182,27 @@ impl InboxState {
             _ => {
                 self.push(op);
             }
+        }
+    }
+
+    /// Holds the put in slot `i` from now on (again, if it was held already: its message was
+    /// expected, and is delivered now).
+    fn hold(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        // A record pointing at a shared body is never held: written after the body's own ops,
+        // it could find the body gone (put and released unwritten).
+        let shared = matches!(
+            slot.op,
+            Some(Op::PutMessage {
+                shared: Some(_),
+                ..
+            })
+        );
+        if slot.pinned || shared {
+            return;
+        }
+        if slot.held_since.replace(Instant::now()).is_none() && slot.done.is_some() {
+            self.waking -= 1;
         }
     }
 
@@ -351,6 +357,15 @@ impl Inbox {
             self.cv.notify_one();
         }
         fire.run();
+    }
+
+    /// Holds a put still waiting here as a delivered mark does: its message was not delivered at
+    /// once, but its queue expects to deliver it soon (see `Store::hold_put`).
+    pub(crate) fn hold_put(&self, queue: u64, seq: u64) {
+        let mut st = self.lock();
+        if let Some(i) = st.puts.get(&(queue, seq)).copied() {
+            st.hold(i);
+        }
     }
 
     /// Wakes the writer if a completion waits for a write (a put's, once its queue has delivered
@@ -613,6 +628,27 @@ mod tests {
         );
         let (work, ops, dones) = writer.join().unwrap();
         assert!(work && ops == 1 && dones == 1);
+    }
+
+    #[test]
+    fn an_expected_put_is_held_and_its_delivery_holds_it_again() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        let (confirmed, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.put(put(1), Some(done()));
+        // The queue expects to deliver put 0 soon (its consumers are acking); put 1 is not.
+        inbox.hold_put(1, 0);
+        let held_at = inbox.lock().slots[0].held_since.expect("held");
+        assert_eq!(inbox.lock().waking, 1, "only put 1 wakes the writer");
+        let (ops, dones) = take_now(&inbox);
+        assert!(matches!(ops[..], [Op::PutMessage { seq: 1, .. }]));
+        assert_eq!(dones.len(), 1);
+        // Delivered later: held from the delivery on, and its ack cancels it.
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        assert!(inbox.lock().slots[0].held_since.expect("held") >= held_at);
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        assert_eq!(inbox.lock().live, 0);
     }
 
     #[test]

@@ -251,6 +251,14 @@ impl Store {
         self.inbox.put(op, done);
     }
 
+    /// Keeps a put back as if its message had been delivered (see [`Store::put_message`]), for
+    /// a message that was not delivered at once but whose queue has consumers and only a short
+    /// backlog: it is likely delivered and acked within the hold, and then nothing is written.
+    /// Call it before [`Store::nudge`].
+    pub fn hold_put(&self, queue: u64, seq: u64) {
+        self.inbox.hold_put(queue, seq);
+    }
+
     /// Wakes the writer for the completions that wait for a write (see [`Store::put_message`]).
     pub fn nudge(&self) {
         self.inbox.nudge();

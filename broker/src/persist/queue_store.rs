@@ -161,6 +161,12 @@ impl QueueStore {
         );
     }
 
+    /// The message just stored at `seq` of `lane` is expected to be delivered and acked soon:
+    /// its put waits a moment for that, as a delivered one does (before [`QueueStore::nudge`]).
+    pub fn expect_delivery(&self, lane: usize, seq: u64) {
+        self.store.hold_put(self.lane_id(lane), seq);
+    }
+
     /// Notes that a lasting message was delivered (it comes back redelivered after a restart).
     pub fn mark_delivered(&self, lane: usize, seq: u64) {
         self.store.submit(

@@ -47,6 +47,15 @@ use tracing::{debug, error, info, warn};
 /// `expires_at` of a message that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
 
+/// A confirmed message that finds at most this many ready before it, in a queue whose consumers
+/// settled a delivery in the last [`SETTLING_MS`], is expected to be delivered soon: its put
+/// waits for the ack like a delivered one's. Consumers that keep up (prefetch 100) leave about one
+/// publisher's window of messages waiting for credit; a longer backlog means they are behind, and
+/// the put goes to disk at once.
+const EXPECT_DELIVERY_READY: u64 = 256;
+/// See [`EXPECT_DELIVERY_READY`] (the store holds a put for 2 ms).
+const SETTLING_MS: u64 = 2;
+
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Ready {
@@ -108,6 +117,9 @@ pub(crate) struct QueueState {
     /// With single active consumer: in order of arrival, the first one active.
     consumers: Vec<Arc<Consumer>>,
     unacked: usize,
+    /// When a delivery of a lasting message was last settled (ms since the epoch): consumers
+    /// that settle now free credit for a message that waits for it.
+    lasting_settled_at: u64,
     had_consumers: bool,
     /// Per lane: stored messages below this sequence had been delivered before the last restart.
     delivered_before_restart: Vec<u64>,
@@ -151,6 +163,7 @@ impl QueueState {
             next_seq: 0,
             consumers: Vec::new(),
             unacked: 0,
+            lasting_settled_at: 0,
             had_consumers: false,
             delivered_before_restart: vec![0; lanes],
             first_seq_of_run: 0,
@@ -204,6 +217,7 @@ impl QueueState {
         self.unacked = self.unacked.saturating_sub(1);
         self.unacked_bytes = self.unacked_bytes.saturating_sub(size);
         if lasting {
+            self.lasting_settled_at = now_ms();
             self.unacked_lasting.0 = self.unacked_lasting.0.saturating_sub(1);
             self.unacked_lasting.1 = self.unacked_lasting.1.saturating_sub(size);
         }
@@ -538,6 +552,17 @@ impl Queue {
         self.after_arrival(&mut st);
         st.arriving = None;
         if nudge {
+            // Not delivered at once, but consumers that are settling deliveries free credit for
+            // it soon: its put waits for their ack too (a delivered one's already waits). A
+            // queue whose consumers are busy (no ack in the last milliseconds) writes it at once,
+            // so a publisher that waits for each confirm is not held up.
+            if !page
+                && !st.consumers.is_empty()
+                && st.ready_len() <= EXPECT_DELIVERY_READY
+                && now_ms().saturating_sub(st.lasting_settled_at) <= SETTLING_MS
+            {
+                self.store.expect_delivery(lane, seq);
+            }
             self.store.nudge();
         }
         (Enqueued::Accepted, std::mem::take(&mut st.dead))
