@@ -9,7 +9,9 @@
 //! (its delivered mark came in) is *held*: it does not wake the writer, and a batch taken less
 //! than [`HOLD`] after the delivery leaves it here, for its ack to cancel it. A held put that is
 //! not acked within that time is written like any other, so its confirm waits at most about
-//! `HOLD + LAZY_DELAY` plus one sync.
+//! `HOLD + LAZY_DELAY` plus one sync. A queue may also hold a put whose message waits for its
+//! consumers' credit while they are acking ([`Inbox::hold_put`]); its delivery holds it again,
+//! so such a confirm waits at most about twice as long.
 
 use crate::ops::{Completion, Op};
 use crate::StoreError;
