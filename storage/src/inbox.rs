@@ -16,6 +16,7 @@
 use crate::ops::{Completion, Op};
 use crate::StoreError;
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ struct Slot {
     done: Option<Completion>,
     /// When the message of this put was delivered (its delivered mark came in).
     held_since: Option<Instant>,
-    /// The slot of this put's delivered mark, cancelled with it.
+    /// The slot (absolute index) of this put's delivered mark, cancelled with it.
     mark: Option<usize>,
     /// A put whose submission's completion waits for it: never held.
     pinned: bool,
@@ -68,10 +69,22 @@ impl Slot {
     }
 }
 
+/// Slots keep their (absolute) index while they wait, held puts across batches, so that a batch
+/// looks only at what came since the last one and at the held puts that are due: with many puts
+/// held, moving them all on every batch cost more than their holding saved.
 #[derive(Default)]
 struct InboxState {
-    slots: Vec<Slot>,
-    /// Slots not cancelled.
+    /// Waiting changes; taken and cancelled ones are empty until they reach the front.
+    slots: VecDeque<Slot>,
+    /// The absolute index of `slots[0]`.
+    base: usize,
+    /// The slots the next batch looks at, in order: changes submitted since the last batch, and
+    /// puts no longer held.
+    pending: Vec<usize>,
+    /// Held puts in the order they were held, with when: a record whose slot was taken, or held
+    /// again (it has a later record) or released since, is stale.
+    held: VecDeque<(usize, Instant)>,
+    /// Slots not cancelled or taken.
     live: usize,
     /// Puts still waiting (not cancelled, not rewritten since), by (queue, seq): their slots.
     puts: FxHashMap<(u64, u64), usize>,
@@ -79,7 +92,7 @@ struct InboxState {
     dones: Vec<Completion>,
     /// Completions that want a write soon: `dones`, and the puts' own that are not held.
     waking: usize,
-    /// When the oldest change waiting arrived.
+    /// When the oldest change waiting and not held arrived.
     first_at: Option<Instant>,
     bytes: usize,
     closed: bool,
@@ -138,8 +151,44 @@ impl InboxState {
         }
         self.bytes += op_bytes(&op);
         self.live += 1;
-        self.slots.push(Slot::new(op));
-        self.slots.len() - 1
+        self.slots.push_back(Slot::new(op));
+        let i = self.base + self.slots.len() - 1;
+        self.pending.push(i);
+        i
+    }
+
+    /// The slot at absolute index `i`, if it is still here.
+    fn slot(&mut self, i: usize) -> Option<&mut Slot> {
+        i.checked_sub(self.base).and_then(|k| self.slots.get_mut(k))
+    }
+
+    /// Takes the op (and completion) out of slot `i`, if it holds one.
+    fn take_slot(&mut self, i: usize, ops: &mut Vec<Op>, dones: &mut Vec<Completion>) {
+        let Some(slot) = self.slot(i) else { return };
+        let Some(op) = slot.op.take() else { return };
+        if let Some(done) = slot.done.take() {
+            dones.push(done);
+        }
+        slot.held_since = None;
+        if let Op::PutMessage { queue, seq, .. } = &op {
+            if self.puts.get(&(*queue, *seq)) == Some(&i) {
+                self.puts.remove(&(*queue, *seq));
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(op_bytes(&op));
+        self.live -= 1;
+        ops.push(op);
+    }
+
+    /// Nothing waits any more: start afresh.
+    fn reset(&mut self) {
+        debug_assert!(self.puts.is_empty());
+        self.base += self.slots.len();
+        self.slots.clear();
+        self.pending.clear();
+        self.held.clear();
+        self.first_at = None;
+        self.bytes = 0;
     }
 
     /// Files one change (the submission's completion is the caller's; `pin`: it waits for this
@@ -149,7 +198,9 @@ impl InboxState {
         match op {
             Op::PutMessage { queue, seq, .. } => {
                 let i = self.push(op);
-                self.slots[i].pinned = pin;
+                if let Some(slot) = self.slot(i) {
+                    slot.pinned = pin;
+                }
                 if let Some(old) = self.puts.insert((queue, seq), i) {
                     self.release(old);
                 }
@@ -164,7 +215,9 @@ impl InboxState {
                 let put = self.puts.get(&(queue, seq)).copied();
                 let j = self.push(op);
                 if let Some(i) = put {
-                    self.slots[i].mark = Some(j);
+                    if let Some(slot) = self.slot(i) {
+                        slot.mark = Some(j);
+                    }
                     self.hold(i);
                 }
             }
@@ -190,7 +243,7 @@ impl InboxState {
     /// Holds the put in slot `i` from now on (again, if it was held already: its message was
     /// expected, and is delivered now).
     fn hold(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
+        let Some(slot) = self.slot(i) else { return };
         // A record pointing at a shared body is never held: written after the body's own ops,
         // it could find the body gone (put and released unwritten).
         let shared = matches!(
@@ -203,21 +256,28 @@ impl InboxState {
         if slot.pinned || shared {
             return;
         }
-        if slot.held_since.replace(Instant::now()).is_none() && slot.done.is_some() {
+        let now = Instant::now();
+        if slot.held_since.replace(now).is_none() && slot.done.is_some() {
             self.waking -= 1;
         }
+        self.held.push_back((i, now));
     }
 
     /// A put and its delivered mark are gone before being written; its completion is due now.
     fn cancel(&mut self, i: usize, fire: &mut Fire) {
-        let slot = &mut self.slots[i];
-        let (done, held, mark) = (slot.done.take(), slot.held_since.is_some(), slot.mark);
+        let Some(slot) = self.slot(i) else { return };
+        let (done, held, mark) = (
+            slot.done.take(),
+            slot.held_since.take().is_some(),
+            slot.mark,
+        );
         if let Some(op) = slot.op.take() {
             self.bytes = self.bytes.saturating_sub(op_bytes(&op));
             self.live -= 1;
         }
         if let Some(m) = mark {
-            if self.slots[m].op.take().is_some() {
+            if let Some(Some(op)) = self.slot(m).map(|mark| mark.op.take()) {
+                self.bytes = self.bytes.saturating_sub(op_bytes(&op));
                 self.live -= 1;
             }
         }
@@ -229,18 +289,18 @@ impl InboxState {
         }
         if self.live == 0 {
             // Everything waiting was cancelled: start afresh (the writer need not wake).
-            debug_assert!(self.puts.is_empty());
-            self.slots.clear();
-            self.first_at = None;
-            self.bytes = 0;
+            self.reset();
         }
     }
 
     /// A held put is no longer held: it goes with the next batch.
     fn release(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        if slot.held_since.take().is_some() && slot.done.is_some() {
-            self.waking += 1;
+        let Some(slot) = self.slot(i) else { return };
+        if slot.held_since.take().is_some() {
+            if slot.done.is_some() {
+                self.waking += 1;
+            }
+            self.pending.push(i);
         }
     }
 
@@ -344,8 +404,9 @@ impl Inbox {
         st.file(op, false, &mut fire);
         let wake = match done {
             Some(done) => {
-                let i = st.slots.len() - 1;
-                st.slots[i].done = Some(done);
+                if let Some(slot) = st.slots.back_mut() {
+                    slot.done = Some(done);
+                }
                 st.waking += 1;
                 false
             }
@@ -405,7 +466,14 @@ impl Inbox {
                 break;
             }
             if st.live > 0 {
-                let due = st.first_at.unwrap_or_else(Instant::now) + self.lazy_delay;
+                // The oldest change not held is due after the lazy delay, the first held put
+                // after the hold (a writer that woke before that took nothing, and spun).
+                let lazy = st.first_at.map(|t| t + self.lazy_delay);
+                let held = st.held.front().map(|&(_, t)| t + self.hold);
+                let due = match (lazy, held) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or_else(Instant::now),
+                };
                 let now = Instant::now();
                 if now >= due {
                     break;
@@ -436,43 +504,43 @@ impl Inbox {
         let st = &mut *st;
         let now = Instant::now();
         let hold = !st.closed && st.bytes < MAX_BATCH_BYTES;
-        st.puts.clear();
-        let mut kept = Vec::new();
-        let mut kept_bytes = 0;
-        let mut oldest: Option<Instant> = None;
-        for slot in st.slots.drain(..) {
-            let Some(op) = slot.op else { continue };
-            match slot.held_since {
-                Some(t) if hold && now.duration_since(t) < self.hold => {
-                    if let Op::PutMessage { queue, seq, .. } = &op {
-                        st.puts.insert((*queue, *seq), kept.len());
-                    }
-                    kept_bytes += op_bytes(&op);
-                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
-                    // Its mark goes now: a mark without its message changes nothing.
-                    kept.push(Slot {
-                        op: Some(op),
-                        done: slot.done,
-                        held_since: Some(t),
-                        mark: None,
-                        pinned: false,
-                    });
-                }
-                _ => {
-                    ops.push(op);
-                    if let Some(done) = slot.done {
-                        dones.push(done);
-                    }
-                }
+        let held_for = |t: Instant| hold && now.duration_since(t) < self.hold;
+        // What came since the last batch, in order, but the puts held and not yet due.
+        let pending = std::mem::take(&mut st.pending);
+        for &i in &pending {
+            match st.slot(i) {
+                Some(slot) if slot.held_since.is_some_and(held_for) => {}
+                Some(_) => st.take_slot(i, ops, dones),
+                None => {}
             }
         }
+        st.pending = pending;
+        st.pending.clear();
+        // Then the held puts that are due (a mark that came after this put was taken already: a
+        // mark without its message changes nothing).
+        while let Some(&(i, t)) = st.held.front() {
+            let current = st
+                .slot(i)
+                .is_some_and(|slot| slot.op.is_some() && slot.held_since == Some(t));
+            if current && held_for(t) {
+                break;
+            }
+            st.held.pop_front();
+            if current {
+                st.take_slot(i, ops, dones);
+            }
+        }
+        while st.slots.front().is_some_and(|slot| slot.op.is_none()) {
+            st.slots.pop_front();
+            st.base += 1;
+        }
         dones.append(&mut st.dones);
-        st.live = kept.len();
         st.waking = 0;
-        st.bytes = kept_bytes;
-        st.first_at = oldest;
-        if !kept.is_empty() {
-            st.slots = kept;
+        if st.live == 0 {
+            st.reset();
+        } else {
+            // Only held puts are left.
+            st.first_at = None;
         }
         Taken::Work
     }
@@ -640,17 +708,60 @@ mod tests {
         inbox.put(put(1), Some(done()));
         // The queue expects to deliver put 0 soon (its consumers are acking); put 1 is not.
         inbox.hold_put(1, 0);
-        let held_at = inbox.lock().slots[0].held_since.expect("held");
+        let held_at = inbox
+            .lock()
+            .slot(0)
+            .and_then(|s| s.held_since)
+            .expect("held");
         assert_eq!(inbox.lock().waking, 1, "only put 1 wakes the writer");
         let (ops, dones) = take_now(&inbox);
         assert!(matches!(ops[..], [Op::PutMessage { seq: 1, .. }]));
         assert_eq!(dones.len(), 1);
         // Delivered later: held from the delivery on, and its ack cancels it.
         inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
-        assert!(inbox.lock().slots[0].held_since.expect("held") >= held_at);
+        assert!(
+            inbox
+                .lock()
+                .slot(0)
+                .and_then(|s| s.held_since)
+                .expect("held")
+                >= held_at
+        );
         inbox.submit([delete(0)], None);
         assert_eq!(confirmed.load(Ordering::SeqCst), 1);
         assert_eq!(inbox.lock().live, 0);
+    }
+
+    #[test]
+    fn a_writer_with_only_held_puts_waits_until_they_are_due() {
+        let inbox = Arc::new(Inbox::with_delays(
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        ));
+        let (_, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
+        let (ops, _) = take_now(&inbox);
+        assert!(matches!(ops[..], [Op::MarkDelivered { .. }]));
+        // Only the held put is left, due in an hour: the next take waits for it (it used to
+        // wait only the lazy delay, take nothing and come back at once, spinning).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let (mut ops, mut dones) = (Vec::new(), Vec::new());
+                inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
+                tx.send(ops.len()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the writer came back with nothing due"
+        );
+        // Closing writes what is held.
+        inbox.close();
+        assert_eq!(rx.recv().unwrap(), 1);
+        writer.join().unwrap();
     }
 
     #[test]
