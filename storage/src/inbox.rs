@@ -596,6 +596,25 @@ mod tests {
         })
     }
 
+    /// An inbox with hour-long delays, and a writer thread asleep in `take` with nothing to do;
+    /// the thread returns what `take` gave it (what was taken, how many ops and completions).
+    fn idle_writer() -> (Arc<Inbox>, std::thread::JoinHandle<(Taken, usize, usize)>) {
+        let hour = Duration::from_secs(3600);
+        let inbox = Arc::new(Inbox::with_delays(hour, hour));
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let (mut ops, mut dones) = (Vec::new(), Vec::new());
+                let taken = inbox.take(&mut ops, &mut dones, hour);
+                (taken, ops.len(), dones.len())
+            })
+        };
+        while inbox.lock().waiting != Waiting::Idle {
+            std::thread::yield_now();
+        }
+        (inbox, writer)
+    }
+
     fn take_now(inbox: &Inbox) -> (Vec<Op>, Vec<Completion>) {
         let (mut ops, mut dones) = (Vec::new(), Vec::new());
         // Whatever waits is due within the lazy delay.
@@ -640,21 +659,7 @@ mod tests {
 
     #[test]
     fn a_put_does_not_wake_an_idle_writer_before_its_delivered_mark() {
-        let inbox = Arc::new(Inbox::with_delays(
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
-        ));
-        let writer = {
-            let inbox = inbox.clone();
-            std::thread::spawn(move || {
-                let (mut ops, mut dones) = (Vec::new(), Vec::new());
-                let taken = inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
-                (matches!(taken, Taken::Closed), ops.len(), dones.len())
-            })
-        };
-        while inbox.lock().waiting != Waiting::Idle {
-            std::thread::yield_now();
-        }
+        let (inbox, writer) = idle_writer();
         let (confirmed, done) = counter();
         // The queue puts, delivers at once, then nudges: woken by the put, the writer took the
         // put before the mark came in and wrote it, though its ack came right after.
@@ -668,27 +673,16 @@ mod tests {
         inbox.submit([delete(0)], None);
         assert_eq!(confirmed.load(Ordering::SeqCst), 1);
         inbox.close();
-        let (closed, ops, dones) = writer.join().unwrap();
-        assert!(closed && ops == 0 && dones == 0, "nothing to write");
+        let (taken, ops, dones) = writer.join().unwrap();
+        assert!(
+            matches!(taken, Taken::Closed) && ops == 0 && dones == 0,
+            "nothing to write"
+        );
     }
 
     #[test]
     fn an_undelivered_put_is_taken_at_its_nudge() {
-        let inbox = Arc::new(Inbox::with_delays(
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
-        ));
-        let writer = {
-            let inbox = inbox.clone();
-            std::thread::spawn(move || {
-                let (mut ops, mut dones) = (Vec::new(), Vec::new());
-                let taken = inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
-                (matches!(taken, Taken::Work), ops.len(), dones.len())
-            })
-        };
-        while inbox.lock().waiting != Waiting::Idle {
-            std::thread::yield_now();
-        }
+        let (inbox, writer) = idle_writer();
         let (_, done) = counter();
         inbox.put(put(0), Some(done()));
         inbox.nudge();
@@ -696,8 +690,8 @@ mod tests {
             inbox.lock().waiting == Waiting::No,
             "the nudge woke the writer"
         );
-        let (work, ops, dones) = writer.join().unwrap();
-        assert!(work && ops == 1 && dones == 1);
+        let (taken, ops, dones) = writer.join().unwrap();
+        assert!(matches!(taken, Taken::Work) && ops == 1 && dones == 1);
     }
 
     #[test]

@@ -212,12 +212,17 @@ impl QueueState {
         }
     }
 
+    /// Deliveries of lasting messages were settled just now (once per batch of settles: the
+    /// clock is read once, not per delivery).
+    fn lasting_settled(&mut self) {
+        self.lasting_settled_at = now_ms();
+    }
+
     /// An unacknowledged delivery was settled (acked, rejected or returned).
     fn unacked_out(&mut self, size: u64, lasting: bool) {
         self.unacked = self.unacked.saturating_sub(1);
         self.unacked_bytes = self.unacked_bytes.saturating_sub(size);
         if lasting {
-            self.lasting_settled_at = now_ms();
             self.unacked_lasting.0 = self.unacked_lasting.0.saturating_sub(1);
             self.unacked_lasting.1 = self.unacked_lasting.1.saturating_sub(size);
         }

@@ -13,9 +13,12 @@ impl Queue {
         let dead = {
             let mut st = self.lock();
             let counts = self.args.counts_deliveries();
+            let mut lasting_any = false;
             for u in returned {
                 let u = u.as_ref();
-                st.unacked_out(u.message.size() as u64, self.lasting(&u.message));
+                let lasting = self.lasting(&u.message);
+                lasting_any |= lasting;
+                st.unacked_out(u.message.size() as u64, lasting);
                 let count = if counts {
                     u.delivery_count.saturating_add(1)
                 } else {
@@ -50,6 +53,9 @@ impl Queue {
                 }
                 st.lanes[lane].requeue(r);
             }
+            if lasting_any {
+                st.lasting_settled();
+            }
             self.after_arrival(&mut st);
             std::mem::take(&mut st.dead)
         };
@@ -83,9 +89,15 @@ impl Queue {
 
     /// Takes settled deliveries out of the unacknowledged figures (called locked).
     fn settled_out<D: AsRef<Delivery>>(&self, st: &mut QueueState, settled: &[D]) {
+        let mut lasting_any = false;
         for u in settled {
             let m = &u.as_ref().message;
-            st.unacked_out(m.size() as u64, self.lasting(m));
+            let lasting = self.lasting(m);
+            lasting_any |= lasting;
+            st.unacked_out(m.size() as u64, lasting);
+        }
+        if lasting_any {
+            st.lasting_settled();
         }
     }
 
