@@ -6,17 +6,19 @@
 //! completion (a publisher confirm) runs at once, on the deleting thread. That is the common case
 //! of consumers that keep up, and RabbitMQ's rule too: a message consumed before it was written
 //! is confirmed without being written. So that it is, a put whose message was already delivered
-//! (its delivered mark came in) is *held*: it does not wake the writer, and a batch taken less
-//! than [`HOLD`] after the delivery leaves it here, for its ack to cancel it. A held put that is
-//! not acked within that time is written like any other, so its confirm waits at most about
-//! `HOLD + LAZY_DELAY` plus one sync. A queue may also hold a put whose message waits for its
-//! consumers' credit while they are acking ([`Inbox::hold_put`]); its delivery holds it again,
-//! so such a confirm waits at most about twice as long.
+//! (its delivered mark came in) is *held*: it does not wake the writer, and a batch taken before
+//! the hold is over leaves it here, for its ack to cancel it. A held put that is not acked within
+//! that time is written like any other, so its confirm waits at most about the hold plus
+//! [`LAZY_DELAY`] and one sync. The queue chooses the hold ([`Inbox::mark_delivered`]: its
+//! consumers' ack latency, within bounds); [`HOLD`] is the default. A queue may also hold a put
+//! whose message waits for its consumers' credit while they are acking ([`Inbox::hold_put`]);
+//! its delivery holds it again, so such a confirm waits at most about twice as long.
 
 use crate::ops::{Completion, Op};
 use crate::StoreError;
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,9 @@ use std::time::{Duration, Instant};
 const MAX_BATCH_BYTES: usize = 64 << 20;
 /// How long a change that nobody waits for may wait for others before it is written.
 const LAZY_DELAY: Duration = Duration::from_millis(2);
-/// How long a delivered message's put is kept back for its ack to cancel it.
-const HOLD: Duration = LAZY_DELAY;
+/// How long a delivered message's put is kept back for its ack to cancel it, when the
+/// submission does not say.
+pub const HOLD: Duration = LAZY_DELAY;
 
 /// Changes waiting for the writer thread, in submission order (one queue, so the order of all
 /// changes is kept), and the completions of the submissions among them.
@@ -38,7 +41,8 @@ const HOLD: Duration = LAZY_DELAY;
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     cv: Condvar,
-    /// [`LAZY_DELAY`] and [`HOLD`] (tests change them).
+    /// [`LAZY_DELAY`] and [`HOLD`] (tests change them; a mark filed with
+    /// [`Inbox::mark_delivered`] brings its own hold).
     lazy_delay: Duration,
     hold: Duration,
 }
@@ -49,8 +53,8 @@ struct Slot {
     op: Option<Op>,
     /// A put's own completion (from [`Inbox::put`]).
     done: Option<Completion>,
-    /// When the message of this put was delivered (its delivered mark came in).
-    held_since: Option<Instant>,
+    /// Until when this put is held (its message was delivered, or is expected to be).
+    held_until: Option<Instant>,
     /// The slot (absolute index) of this put's delivered mark, cancelled with it.
     mark: Option<usize>,
     /// A put whose submission's completion waits for it: never held.
@@ -62,7 +66,7 @@ impl Slot {
         Slot {
             op: Some(op),
             done: None,
-            held_since: None,
+            held_until: None,
             mark: None,
             pinned: false,
         }
@@ -81,9 +85,9 @@ struct InboxState {
     /// The slots the next batch looks at, in order: changes submitted since the last batch, and
     /// puts no longer held.
     pending: Vec<usize>,
-    /// Held puts in the order they were held, with when: a record whose slot was taken, or held
-    /// again (it has a later record) or released since, is stale.
-    held: VecDeque<(usize, Instant)>,
+    /// Held puts by when they are due, soonest first (holds differ by queue): a record whose
+    /// slot was taken, or held again (it has another record) or released since, is stale.
+    held: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Slots not cancelled or taken.
     live: usize,
     /// Puts still waiting (not cancelled, not rewritten since), by (queue, seq): their slots.
@@ -169,7 +173,7 @@ impl InboxState {
         if let Some(done) = slot.done.take() {
             dones.push(done);
         }
-        slot.held_since = None;
+        slot.held_until = None;
         if let Op::PutMessage { queue, seq, .. } = &op {
             if self.puts.get(&(*queue, *seq)) == Some(&i) {
                 self.puts.remove(&(*queue, *seq));
@@ -192,9 +196,9 @@ impl InboxState {
     }
 
     /// Files one change (the submission's completion is the caller's; `pin`: it waits for this
-    /// change): a delete cancels its put, a delivered mark holds it, and a rewrite or a range
-    /// delete ends holding.
-    fn file(&mut self, op: Op, pin: bool, fire: &mut Fire) {
+    /// change): a delete cancels its put, a delivered mark holds it for `hold`, and a rewrite or
+    /// a range delete ends holding.
+    fn file(&mut self, op: Op, pin: bool, hold: Duration, fire: &mut Fire) {
         match op {
             Op::PutMessage { queue, seq, .. } => {
                 let i = self.push(op);
@@ -218,7 +222,7 @@ impl InboxState {
                     if let Some(slot) = self.slot(i) {
                         slot.mark = Some(j);
                     }
-                    self.hold(i);
+                    self.hold(i, hold);
                 }
             }
             Op::UpdateMessage { queue, seq, .. } => {
@@ -240,9 +244,9 @@ impl InboxState {
         }
     }
 
-    /// Holds the put in slot `i` from now on (again, if it was held already: its message was
-    /// expected, and is delivered now).
-    fn hold(&mut self, i: usize) {
+    /// Holds the put in slot `i` for `hold` from now on (again, if it was held already: its
+    /// message was expected, and is delivered now).
+    fn hold(&mut self, i: usize, hold: Duration) {
         let Some(slot) = self.slot(i) else { return };
         // A record pointing at a shared body is never held: written after the body's own ops,
         // it could find the body gone (put and released unwritten).
@@ -256,11 +260,11 @@ impl InboxState {
         if slot.pinned || shared {
             return;
         }
-        let now = Instant::now();
-        if slot.held_since.replace(now).is_none() && slot.done.is_some() {
+        let due = Instant::now() + hold;
+        if slot.held_until.replace(due).is_none() && slot.done.is_some() {
             self.waking -= 1;
         }
-        self.held.push_back((i, now));
+        self.held.push(Reverse((due, i)));
     }
 
     /// A put and its delivered mark are gone before being written; its completion is due now.
@@ -268,7 +272,7 @@ impl InboxState {
         let Some(slot) = self.slot(i) else { return };
         let (done, held, mark) = (
             slot.done.take(),
-            slot.held_since.take().is_some(),
+            slot.held_until.take().is_some(),
             slot.mark,
         );
         if let Some(op) = slot.op.take() {
@@ -296,7 +300,7 @@ impl InboxState {
     /// A held put is no longer held: it goes with the next batch.
     fn release(&mut self, i: usize) {
         let Some(slot) = self.slot(i) else { return };
-        if slot.held_since.take().is_some() {
+        if slot.held_until.take().is_some() {
             if slot.done.is_some() {
                 self.waking += 1;
             }
@@ -309,6 +313,18 @@ impl InboxState {
         for i in held {
             self.release(i);
         }
+    }
+
+    /// After a submission without a completion: wakes an idle writer, or a lazy one once a
+    /// batch is full.
+    fn wake_without_completion(&mut self) -> bool {
+        let wake = self.live > 0
+            && (self.waiting == Waiting::Idle
+                || (self.waiting == Waiting::Lazy && self.bytes >= MAX_BATCH_BYTES));
+        if wake {
+            self.waiting = Waiting::No;
+        }
+        wake
     }
 
     /// Wakes the writer if something waits for a write and it sleeps.
@@ -356,7 +372,7 @@ impl Inbox {
         let mut any = false;
         for op in ops {
             any = true;
-            st.file(op, pin, &mut fire);
+            st.file(op, pin, self.hold, &mut fire);
         }
         let wake = match done {
             Some(done) => {
@@ -368,15 +384,7 @@ impl Inbox {
                 st.waking += 1;
                 st.wake_for_waiting()
             }
-            None => {
-                let wake = st.live > 0
-                    && (st.waiting == Waiting::Idle
-                        || (st.waiting == Waiting::Lazy && st.bytes >= MAX_BATCH_BYTES));
-                if wake {
-                    st.waiting = Waiting::No;
-                }
-                wake
-            }
+            None => st.wake_without_completion(),
         };
         drop(st);
         if wake {
@@ -401,7 +409,7 @@ impl Inbox {
             return;
         }
         let mut fire = Fire::default();
-        st.file(op, false, &mut fire);
+        st.file(op, false, self.hold, &mut fire);
         let wake = match done {
             Some(done) => {
                 if let Some(slot) = st.slots.back_mut() {
@@ -422,12 +430,29 @@ impl Inbox {
         fire.run();
     }
 
-    /// Holds a put still waiting here as a delivered mark does: its message was not delivered at
-    /// once, but its queue expects to deliver it soon (see `Store::hold_put`).
-    pub(crate) fn hold_put(&self, queue: u64, seq: u64) {
+    /// Files a message's delivered mark ([`Op::MarkDelivered`]), which holds its put for `hold`
+    /// if that still waits here (as [`Inbox::submit`] does with the default [`HOLD`]).
+    pub(crate) fn mark_delivered(&self, queue: u64, seq: u64, hold: Duration) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        let mut fire = Fire::default();
+        st.file(Op::MarkDelivered { queue, seq }, false, hold, &mut fire);
+        let wake = st.wake_without_completion();
+        drop(st);
+        if wake {
+            self.cv.notify_one();
+        }
+        fire.run();
+    }
+
+    /// Holds a put still waiting here for `hold`, as a delivered mark does: its message was not
+    /// delivered at once, but its queue expects to deliver it soon (see `Store::hold_put`).
+    pub(crate) fn hold_put(&self, queue: u64, seq: u64, hold: Duration) {
         let mut st = self.lock();
         if let Some(i) = st.puts.get(&(queue, seq)).copied() {
-            st.hold(i);
+            st.hold(i, hold);
         }
     }
 
@@ -453,7 +478,7 @@ impl Inbox {
     }
 
     /// Waits for work and moves it into `ops` and `dones` (which must be empty); [`Taken::Idle`]
-    /// once nothing has come for `idle`. Held puts younger than [`HOLD`] stay (unless closing).
+    /// once nothing has come for `idle`. Held puts whose hold is not over stay (unless closing).
     pub(crate) fn take(
         &self,
         ops: &mut Vec<Op>,
@@ -467,9 +492,9 @@ impl Inbox {
             }
             if st.live > 0 {
                 // The oldest change not held is due after the lazy delay, the first held put
-                // after the hold (a writer that woke before that took nothing, and spun).
+                // when its hold is over (a writer that woke before that took nothing, and spun).
                 let lazy = st.first_at.map(|t| t + self.lazy_delay);
-                let held = st.held.front().map(|&(_, t)| t + self.hold);
+                let held = st.held.peek().map(|&Reverse((due, _))| due);
                 let due = match (lazy, held) {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => a.or(b).unwrap_or_else(Instant::now),
@@ -504,12 +529,12 @@ impl Inbox {
         let st = &mut *st;
         let now = Instant::now();
         let hold = !st.closed && st.bytes < MAX_BATCH_BYTES;
-        let held_for = |t: Instant| hold && now.duration_since(t) < self.hold;
+        let held_for = |due: Instant| hold && now < due;
         // What came since the last batch, in order, but the puts held and not yet due.
         let pending = std::mem::take(&mut st.pending);
         for &i in &pending {
             match st.slot(i) {
-                Some(slot) if slot.held_since.is_some_and(held_for) => {}
+                Some(slot) if slot.held_until.is_some_and(held_for) => {}
                 Some(_) => st.take_slot(i, ops, dones),
                 None => {}
             }
@@ -518,14 +543,14 @@ impl Inbox {
         st.pending.clear();
         // Then the held puts that are due (a mark that came after this put was taken already: a
         // mark without its message changes nothing).
-        while let Some(&(i, t)) = st.held.front() {
+        while let Some(&Reverse((due, i))) = st.held.peek() {
             let current = st
                 .slot(i)
-                .is_some_and(|slot| slot.op.is_some() && slot.held_since == Some(t));
-            if current && held_for(t) {
+                .is_some_and(|slot| slot.op.is_some() && slot.held_until == Some(due));
+            if current && held_for(due) {
                 break;
             }
-            st.held.pop_front();
+            st.held.pop();
             if current {
                 st.take_slot(i, ops, dones);
             }
@@ -701,11 +726,11 @@ mod tests {
         inbox.put(put(0), Some(done()));
         inbox.put(put(1), Some(done()));
         // The queue expects to deliver put 0 soon (its consumers are acking); put 1 is not.
-        inbox.hold_put(1, 0);
+        inbox.hold_put(1, 0, Duration::from_secs(3600));
         let held_at = inbox
             .lock()
             .slot(0)
-            .and_then(|s| s.held_since)
+            .and_then(|s| s.held_until)
             .expect("held");
         assert_eq!(inbox.lock().waking, 1, "only put 1 wakes the writer");
         let (ops, dones) = take_now(&inbox);
@@ -717,10 +742,39 @@ mod tests {
             inbox
                 .lock()
                 .slot(0)
-                .and_then(|s| s.held_since)
+                .and_then(|s| s.held_until)
                 .expect("held")
                 >= held_at
         );
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        assert_eq!(inbox.lock().live, 0);
+    }
+
+    #[test]
+    fn holds_of_different_lengths_each_end_in_their_own_time() {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        let (confirmed, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.put(put(1), Some(done()));
+        // Put 0 is held for an hour, put 1 (held after it) for nothing: put 1 is due at once,
+        // though the longer hold began first (one FIFO of holds would keep it behind put 0).
+        inbox.mark_delivered(1, 0, Duration::from_secs(3600));
+        inbox.mark_delivered(1, 1, Duration::ZERO);
+        let (ops, dones) = take_now(&inbox);
+        assert!(
+            matches!(
+                ops[..],
+                [
+                    Op::PutMessage { seq: 1, .. },
+                    Op::MarkDelivered { seq: 0, .. },
+                    Op::MarkDelivered { seq: 1, .. }
+                ]
+            ),
+            "put 0 stays, put 1 is written"
+        );
+        assert_eq!(dones.len(), 1);
+        // Put 0 still waits for its ack, which cancels it.
         inbox.submit([delete(0)], None);
         assert_eq!(confirmed.load(Ordering::SeqCst), 1);
         assert_eq!(inbox.lock().live, 0);

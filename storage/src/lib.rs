@@ -32,6 +32,7 @@ mod writer;
 pub use config::StoreConfig;
 pub use defs::{BindingDef, ExchangeDef, QueueDef};
 pub use error::StoreError;
+pub use inbox::HOLD as DEFAULT_HOLD;
 pub use keys::access_key;
 pub use ops::{Completion, EncodeRecord, Op, Record};
 pub use record::{MessageRecord, RecordParts};

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tracing::info;
 
 /// What this version writes in `meta/format` and in the marker file.
@@ -251,12 +252,20 @@ impl Store {
         self.inbox.put(op, done);
     }
 
-    /// Keeps a put back as if its message had been delivered (see [`Store::put_message`]), for
-    /// a message that was not delivered at once but whose queue has consumers and only a short
-    /// backlog: it is likely delivered and acked within the hold, and then nothing is written.
-    /// Call it before [`Store::nudge`].
-    pub fn hold_put(&self, queue: u64, seq: u64) {
-        self.inbox.hold_put(queue, seq);
+    /// Notes that a message was delivered ([`Op::MarkDelivered`]); if its put was not written
+    /// yet, the put is kept back for `hold` from now, for the message's ack to cancel it (see
+    /// [`Store::put_message`]). The queue chooses `hold` from how soon its consumers ack;
+    /// [`crate::DEFAULT_HOLD`] is what a mark submitted with [`Store::submit`] gets.
+    pub fn mark_delivered(&self, queue: u64, seq: u64, hold: Duration) {
+        self.inbox.mark_delivered(queue, seq, hold);
+    }
+
+    /// Keeps a put back for `hold` as if its message had been delivered (see
+    /// [`Store::mark_delivered`]), for a message that was not delivered at once but whose queue
+    /// has consumers and only a short backlog: it is likely delivered and acked within the hold,
+    /// and then nothing is written. Call it before [`Store::nudge`].
+    pub fn hold_put(&self, queue: u64, seq: u64, hold: Duration) {
+        self.inbox.hold_put(queue, seq, hold);
     }
 
     /// Wakes the writer for the completions that wait for a write (see [`Store::put_message`]).

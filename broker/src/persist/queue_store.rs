@@ -2,6 +2,7 @@
 
 use crate::message::Message;
 use std::sync::Arc;
+use std::time::Duration;
 use storage::{Completion, MessageRecord, Op, Store};
 
 /// How much of a queue's backlog may be kept in memory.
@@ -162,20 +163,15 @@ impl QueueStore {
     }
 
     /// The message just stored at `seq` of `lane` is expected to be delivered and acked soon:
-    /// its put waits a moment for that, as a delivered one does (before [`QueueStore::nudge`]).
-    pub fn expect_delivery(&self, lane: usize, seq: u64) {
-        self.store.hold_put(self.lane_id(lane), seq);
+    /// its put waits `hold` for that, as a delivered one does (before [`QueueStore::nudge`]).
+    pub fn expect_delivery(&self, lane: usize, seq: u64, hold: Duration) {
+        self.store.hold_put(self.lane_id(lane), seq, hold);
     }
 
-    /// Notes that a lasting message was delivered (it comes back redelivered after a restart).
-    pub fn mark_delivered(&self, lane: usize, seq: u64) {
-        self.store.submit(
-            [Op::MarkDelivered {
-                queue: self.lane_id(lane),
-                seq,
-            }],
-            None,
-        );
+    /// Notes that a lasting message was delivered (it comes back redelivered after a restart);
+    /// its put, if not written yet, waits `hold` for the ack.
+    pub fn mark_delivered(&self, lane: usize, seq: u64, hold: Duration) {
+        self.store.mark_delivered(self.lane_id(lane), seq, hold);
     }
 
     /// Reads up to a chunk of a lane from `from` on (blocking: never call it from an async task

@@ -73,7 +73,7 @@ impl Queue {
         if no_ack {
             self.unstore_one(&r);
         } else {
-            self.mark_delivered(&r);
+            self.mark_delivered(&r, st.put_hold.hold());
             st.unacked_in(r.message.size() as u64, self.lasting(&r.message));
         }
         Taken {

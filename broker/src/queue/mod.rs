@@ -14,6 +14,7 @@ mod deadletter;
 mod dispatch;
 mod expiry;
 pub(crate) mod flow;
+mod hold;
 mod paging;
 mod settings;
 mod settle;
@@ -53,7 +54,7 @@ pub(crate) const NEVER: u64 = u64::MAX;
 /// publisher's window of messages waiting for credit; a longer backlog means they are behind, and
 /// the put goes to disk at once.
 const EXPECT_DELIVERY_READY: u64 = 256;
-/// See [`EXPECT_DELIVERY_READY`] (the store holds a put for 2 ms).
+/// See [`EXPECT_DELIVERY_READY`] (the store holds a put for at least 2 ms).
 const SETTLING_MS: u64 = 2;
 
 /// A message waiting in a queue.
@@ -120,6 +121,8 @@ pub(crate) struct QueueState {
     /// When a delivery of a lasting message was last settled (ms since the epoch): consumers
     /// that settle now free credit for a message that waits for it.
     lasting_settled_at: u64,
+    /// How long the store keeps a delivered lasting message's put back for its ack.
+    put_hold: hold::PutHold,
     had_consumers: bool,
     /// Per lane: stored messages below this sequence had been delivered before the last restart.
     delivered_before_restart: Vec<u64>,
@@ -164,6 +167,7 @@ impl QueueState {
             consumers: Vec::new(),
             unacked: 0,
             lasting_settled_at: 0,
+            put_hold: hold::PutHold::default(),
             had_consumers: false,
             delivered_before_restart: vec![0; lanes],
             first_seq_of_run: 0,
@@ -212,10 +216,12 @@ impl QueueState {
         }
     }
 
-    /// Deliveries of lasting messages were settled just now (once per batch of settles: the
+    /// `n` deliveries of lasting messages were settled just now (once per batch of settles: the
     /// clock is read once, not per delivery).
-    fn lasting_settled(&mut self) {
-        self.lasting_settled_at = now_ms();
+    fn lasting_settled(&mut self, n: u64) {
+        let now = now_ms();
+        self.lasting_settled_at = now;
+        self.put_hold.settled(n, self.unacked_lasting.0, now);
     }
 
     /// An unacknowledged delivery was settled (acked, rejected or returned).
@@ -566,7 +572,7 @@ impl Queue {
                 && st.ready_len() <= EXPECT_DELIVERY_READY
                 && now_ms().saturating_sub(st.lasting_settled_at) <= SETTLING_MS
             {
-                self.store.expect_delivery(lane, seq);
+                self.store.expect_delivery(lane, seq, st.put_hold.hold());
             }
             self.store.nudge();
         }

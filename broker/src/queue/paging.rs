@@ -3,6 +3,7 @@
 //! store learns when messages leave (deletes, delivered marks), and start-up's restore.
 
 use super::*;
+use std::time::Duration;
 
 impl Queue {
     pub(super) fn unstore_one(&self, r: &Ready) {
@@ -23,12 +24,14 @@ impl Queue {
     }
 
     /// Notes a first delivery of a stored message, so that it comes back redelivered after a
-    /// restart (called with the queue locked).
-    pub(crate) fn mark_delivered(&self, r: &Ready) {
+    /// restart, and its put (if not written yet) waits `hold` for its ack (called with the queue
+    /// locked).
+    pub(crate) fn mark_delivered(&self, r: &Ready, hold: Duration) {
         if !r.stored || r.redelivered || !self.lasting(&r.message) {
             return;
         }
-        self.store.mark_delivered(self.lane_of(&r.message), r.seq);
+        self.store
+            .mark_delivered(self.lane_of(&r.message), r.seq, hold);
     }
 
     /// Start-up: the queue's stored messages, from the store's counters of each lane, all paged

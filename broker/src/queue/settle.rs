@@ -13,11 +13,11 @@ impl Queue {
         let dead = {
             let mut st = self.lock();
             let counts = self.args.counts_deliveries();
-            let mut lasting_any = false;
+            let mut lasting_n = 0;
             for u in returned {
                 let u = u.as_ref();
                 let lasting = self.lasting(&u.message);
-                lasting_any |= lasting;
+                lasting_n += lasting as u64;
                 st.unacked_out(u.message.size() as u64, lasting);
                 let count = if counts {
                     u.delivery_count.saturating_add(1)
@@ -53,8 +53,8 @@ impl Queue {
                 }
                 st.lanes[lane].requeue(r);
             }
-            if lasting_any {
-                st.lasting_settled();
+            if lasting_n > 0 {
+                st.lasting_settled(lasting_n);
             }
             self.after_arrival(&mut st);
             std::mem::take(&mut st.dead)
@@ -89,15 +89,15 @@ impl Queue {
 
     /// Takes settled deliveries out of the unacknowledged figures (called locked).
     fn settled_out<D: AsRef<Delivery>>(&self, st: &mut QueueState, settled: &[D]) {
-        let mut lasting_any = false;
+        let mut lasting_n = 0;
         for u in settled {
             let m = &u.as_ref().message;
             let lasting = self.lasting(m);
-            lasting_any |= lasting;
+            lasting_n += lasting as u64;
             st.unacked_out(m.size() as u64, lasting);
         }
-        if lasting_any {
-            st.lasting_settled();
+        if lasting_n > 0 {
+            st.lasting_settled(lasting_n);
         }
     }
 
