@@ -267,6 +267,21 @@ impl InboxState {
         self.held.push(Reverse((due, i)));
     }
 
+    /// When the first held put is due, dropping the stale records before it (so that a writer
+    /// does not wake for a hold that was renewed or ended).
+    fn first_held_due(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((due, i))) = self.held.peek() {
+            if self
+                .slot(i)
+                .is_some_and(|slot| slot.op.is_some() && slot.held_until == Some(due))
+            {
+                return Some(due);
+            }
+            self.held.pop();
+        }
+        None
+    }
+
     /// A put and its delivered mark are gone before being written; its completion is due now.
     fn cancel(&mut self, i: usize, fire: &mut Fire) {
         let Some(slot) = self.slot(i) else { return };
@@ -494,7 +509,7 @@ impl Inbox {
                 // The oldest change not held is due after the lazy delay, the first held put
                 // when its hold is over (a writer that woke before that took nothing, and spun).
                 let lazy = st.first_at.map(|t| t + self.lazy_delay);
-                let held = st.held.peek().map(|&Reverse((due, _))| due);
+                let held = st.first_held_due();
                 let due = match (lazy, held) {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => a.or(b).unwrap_or_else(Instant::now),
@@ -543,15 +558,11 @@ impl Inbox {
         st.pending.clear();
         // Then the held puts that are due (a mark that came after this put was taken already: a
         // mark without its message changes nothing).
-        while let Some(&Reverse((due, i))) = st.held.peek() {
-            let current = st
-                .slot(i)
-                .is_some_and(|slot| slot.op.is_some() && slot.held_until == Some(due));
-            if current && held_for(due) {
+        while let Some(due) = st.first_held_due() {
+            if held_for(due) {
                 break;
             }
-            st.held.pop();
-            if current {
+            if let Some(Reverse((_, i))) = st.held.pop() {
                 st.take_slot(i, ops, dones);
             }
         }
@@ -807,6 +818,38 @@ mod tests {
             "the writer came back with nothing due"
         );
         // Closing writes what is held.
+        inbox.close();
+        assert_eq!(rx.recv().unwrap(), 1);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_writer_does_not_wake_for_a_renewed_hold() {
+        let inbox = Arc::new(Inbox::with_delays(
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        ));
+        let (_, done) = counter();
+        inbox.put(put(0), Some(done()));
+        // Held for 50 ms, then (after a batch took the mark) for an hour: the first hold's
+        // record is stale, and the writer waits for the second.
+        inbox.mark_delivered(1, 0, Duration::from_millis(50));
+        let (ops, _) = take_now(&inbox);
+        assert!(matches!(ops[..], [Op::MarkDelivered { .. }]));
+        inbox.hold_put(1, 0, Duration::from_secs(3600));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let (mut ops, mut dones) = (Vec::new(), Vec::new());
+                inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
+                tx.send(ops.len()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the writer woke for the stale hold and came back with nothing"
+        );
         inbox.close();
         assert_eq!(rx.recv().unwrap(), 1);
         writer.join().unwrap();
