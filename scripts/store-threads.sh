@@ -19,7 +19,9 @@ printf '%b' "${CONF:-}" > "$work/w.toml"
 # shellcheck disable=SC2086
 "$bin/warren" --bind 127.0.0.1 --port "$port" --data-dir "$work/data" --config "$work/w.toml" ${WARGS:-} > "$work/w.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
+# Waits for the broker to stop: one still shutting down (flushing, deleting obsolete files) works
+# under the same path as the next run's fresh broker (seen: that broker's store files vanished).
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 # utime + stime per thread name (ms; clock ticks of 10 ms).
 snap() {
