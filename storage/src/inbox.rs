@@ -373,6 +373,16 @@ impl Inbox {
 
     /// Queues changes; `done` runs on the writer thread once they are durable (or failed).
     pub(crate) fn submit(&self, ops: impl IntoIterator<Item = Op>, done: Option<Completion>) {
+        self.submit_holding(ops, done, self.hold);
+    }
+
+    /// [`Inbox::submit`], with delivered marks holding their puts for `hold`.
+    fn submit_holding(
+        &self,
+        ops: impl IntoIterator<Item = Op>,
+        done: Option<Completion>,
+        hold: Duration,
+    ) {
         let mut st = self.lock();
         if st.closed {
             drop(st);
@@ -387,7 +397,7 @@ impl Inbox {
         let mut any = false;
         for op in ops {
             any = true;
-            st.file(op, pin, self.hold, &mut fire);
+            st.file(op, pin, hold, &mut fire);
         }
         let wake = match done {
             Some(done) => {
@@ -448,18 +458,7 @@ impl Inbox {
     /// Files a message's delivered mark ([`Op::MarkDelivered`]), which holds its put for `hold`
     /// if that still waits here (as [`Inbox::submit`] does with the default [`HOLD`]).
     pub(crate) fn mark_delivered(&self, queue: u64, seq: u64, hold: Duration) {
-        let mut st = self.lock();
-        if st.closed {
-            return;
-        }
-        let mut fire = Fire::default();
-        st.file(Op::MarkDelivered { queue, seq }, false, hold, &mut fire);
-        let wake = st.wake_without_completion();
-        drop(st);
-        if wake {
-            self.cv.notify_one();
-        }
-        fire.run();
+        self.submit_holding([Op::MarkDelivered { queue, seq }], None, hold);
     }
 
     /// Holds a put still waiting here for `hold`, as a delivered mark does: its message was not
@@ -597,7 +596,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
 
     fn put(seq: u64) -> Op {
         Op::PutMessage {
@@ -649,6 +648,18 @@ mod tests {
             std::thread::yield_now();
         }
         (inbox, writer)
+    }
+
+    /// A writer thread in `take` (idle time an hour) that sends how many ops it took.
+    fn writer_in_take(inbox: &Arc<Inbox>) -> (mpsc::Receiver<usize>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let inbox = inbox.clone();
+        let writer = std::thread::spawn(move || {
+            let (mut ops, mut dones) = (Vec::new(), Vec::new());
+            inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
+            tx.send(ops.len()).unwrap();
+        });
+        (rx, writer)
     }
 
     fn take_now(inbox: &Inbox) -> (Vec<Op>, Vec<Completion>) {
@@ -804,15 +815,7 @@ mod tests {
         assert!(matches!(ops[..], [Op::MarkDelivered { .. }]));
         // Only the held put is left, due in an hour: the next take waits for it (it used to
         // wait only the lazy delay, take nothing and come back at once, spinning).
-        let (tx, rx) = std::sync::mpsc::channel();
-        let writer = {
-            let inbox = inbox.clone();
-            std::thread::spawn(move || {
-                let (mut ops, mut dones) = (Vec::new(), Vec::new());
-                inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
-                tx.send(ops.len()).unwrap();
-            })
-        };
+        let (rx, writer) = writer_in_take(&inbox);
         assert!(
             rx.recv_timeout(Duration::from_millis(200)).is_err(),
             "the writer came back with nothing due"
@@ -837,15 +840,7 @@ mod tests {
         let (ops, _) = take_now(&inbox);
         assert!(matches!(ops[..], [Op::MarkDelivered { .. }]));
         inbox.hold_put(1, 0, Duration::from_secs(3600));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let writer = {
-            let inbox = inbox.clone();
-            std::thread::spawn(move || {
-                let (mut ops, mut dones) = (Vec::new(), Vec::new());
-                inbox.take(&mut ops, &mut dones, Duration::from_secs(3600));
-                tx.send(ops.len()).unwrap();
-            })
-        };
+        let (rx, writer) = writer_in_take(&inbox);
         assert!(
             rx.recv_timeout(Duration::from_millis(300)).is_err(),
             "the writer woke for the stale hold and came back with nothing"

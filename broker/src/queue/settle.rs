@@ -43,7 +43,6 @@ impl Queue {
                 }
                 let lane = self.lane_of(&r.message);
                 if counts && r.stored {
-                    let lasting = self.lasting(&r.message);
                     self.store
                         .update_count(lane, r.seq, &r.message, count, lasting);
                 }
