@@ -82,6 +82,7 @@ fn open_broker(config: Config) -> io::Result<Arc<Broker>> {
     let dir = config.data_dir.join("store");
     let store_config = storage::StoreConfig {
         sync: config.fsync,
+        compression: config.store_compression,
         ..Default::default()
     };
     let store =

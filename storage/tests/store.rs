@@ -602,3 +602,61 @@ fn an_old_message_left_at_the_head_does_not_keep_its_blob_file() {
     assert_eq!(left.len(), 1);
     assert_eq!((left[0].0, &left[0].1.body[..]), (1, old.as_bytes()));
 }
+
+#[test]
+fn bodies_written_with_or_without_compression_read_back_after_switching() {
+    const BODY: usize = 1500; // over the blob threshold, and compresses well
+    let dir = tempfile::tempdir().unwrap();
+    let body = |i: u64| format!("{i:04}-{}", "x".repeat(BODY));
+    let compressed = StoreConfig::default();
+    let plain = StoreConfig {
+        compression: false,
+        ..StoreConfig::default()
+    };
+    let put_range = |store: &Store, range: std::ops::RangeInclusive<u64>| {
+        let ops = range.map(|i| put(1, i, &body(i))).collect();
+        store.commit_blocking(ops).unwrap();
+    };
+    let all_there = |store: &Store| {
+        let msgs = store.read_messages(1, 0, 1000, usize::MAX).unwrap();
+        let got: Vec<(u64, String)> = msgs
+            .iter()
+            .map(|(s, m)| (*s, String::from_utf8(m.body.to_vec()).unwrap()))
+            .collect();
+        let want: Vec<(u64, String)> = (1..=200).map(|i| (i, body(i))).collect();
+        assert!(
+            got == want,
+            "the 200 messages did not read back as written ({} read)",
+            got.len()
+        );
+    };
+    {
+        let store = Store::open(dir.path(), compressed.clone()).unwrap();
+        store.commit_blocking(vec![queue_def(1, "q")]).unwrap();
+        put_range(&store, 1..=100);
+    }
+    // Each open replays the log and flushes what it held into blob files, with the options of
+    // that open: here without compression...
+    let plain_bytes = {
+        let store = Store::open(dir.path(), plain.clone()).unwrap();
+        let bytes = blob_bytes(dir.path());
+        assert!(
+            bytes >= 100 * BODY as u64,
+            "100 bodies of {BODY} bytes stored without compression in {bytes} bytes of blob files"
+        );
+        put_range(&store, 101..=200);
+        bytes
+    };
+    // ... and here with it.
+    {
+        let store = Store::open(dir.path(), compressed).unwrap();
+        let added = blob_bytes(dir.path()) - plain_bytes;
+        assert!(
+            added < 100 * BODY as u64 / 4,
+            "100 compressible bodies of {BODY} bytes took {added} bytes of blob files"
+        );
+        all_there(&store);
+    }
+    let store = Store::open(dir.path(), plain).unwrap();
+    all_there(&store);
+}

@@ -42,6 +42,11 @@ pub struct Config {
     /// Sync the store's write-ahead log before confirming (off trades durability on power loss for
     /// speed, like RabbitMQ, which does not fsync before confirming).
     pub fsync: bool,
+    /// Compress what the store writes (LZ4; message bodies in RocksDB's blob files too). Off for
+    /// bodies that do not compress (floats, images, data already compressed): RocksDB stores a
+    /// blob's LZ4 output even when it is larger, so they would pay LZ4 on every flush and read.
+    /// Applies to what is written from then on; a store may hold both.
+    pub store_compression: bool,
     /// Ready messages a durable queue keeps in memory before it pages new ones to the store.
     pub queue_memory_messages: usize,
     /// Ready message bytes a durable queue keeps in memory before it pages new ones to the store.
@@ -114,6 +119,7 @@ impl Default for Config {
             handshake_timeout: 10,
             tls_handshake_timeout: 5,
             fsync: true,
+            store_compression: true,
             queue_memory_messages: crate::queue::Budget::default().messages,
             queue_memory_bytes: crate::queue::Budget::default().bytes,
             consumer_timeout: 1_800_000,
