@@ -619,6 +619,23 @@ mod tests {
         }
     }
 
+    /// An inbox that holds delivered puts for an hour, with puts 0 and 1 waiting for confirms
+    /// (counted).
+    fn two_confirmed_puts() -> (Inbox, Arc<AtomicUsize>) {
+        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
+        let (confirmed, done) = counter();
+        inbox.put(put(0), Some(done()));
+        inbox.put(put(1), Some(done()));
+        (inbox, confirmed)
+    }
+
+    /// After put 1 was taken: the ack of put 0, still in the inbox, cancels it and confirms it.
+    fn ack_cancels_put_0(inbox: &Inbox, confirmed: &AtomicUsize) {
+        inbox.submit([delete(0)], None);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        assert_eq!(inbox.lock().live, 0);
+    }
+
     fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Completion) {
         let n = Arc::new(AtomicUsize::new(0));
         let m = n.clone();
@@ -686,10 +703,7 @@ mod tests {
 
     #[test]
     fn a_delivered_put_stays_for_its_ack() {
-        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
-        let (confirmed, done) = counter();
-        inbox.put(put(0), Some(done()));
-        inbox.put(put(1), Some(done()));
+        let (inbox, confirmed) = two_confirmed_puts();
         inbox.submit([Op::MarkDelivered { queue: 1, seq: 0 }], None);
         // Put 1 is not delivered: it is taken with the mark; put 0 stays.
         let (ops, dones) = take_now(&inbox);
@@ -699,9 +713,7 @@ mod tests {
         ));
         assert_eq!(dones.len(), 1);
         // Its ack cancels it: confirmed, and nothing is left to write.
-        inbox.submit([delete(0)], None);
-        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
-        assert_eq!(inbox.lock().live, 0);
+        ack_cancels_put_0(&inbox, &confirmed);
     }
 
     #[test]
@@ -743,10 +755,7 @@ mod tests {
 
     #[test]
     fn an_expected_put_is_held_and_its_delivery_holds_it_again() {
-        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
-        let (confirmed, done) = counter();
-        inbox.put(put(0), Some(done()));
-        inbox.put(put(1), Some(done()));
+        let (inbox, confirmed) = two_confirmed_puts();
         // The queue expects to deliver put 0 soon (its consumers are acking); put 1 is not.
         inbox.hold_put(1, 0, Duration::from_secs(3600));
         let held_at = inbox
@@ -768,17 +777,12 @@ mod tests {
                 .expect("held")
                 >= held_at
         );
-        inbox.submit([delete(0)], None);
-        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
-        assert_eq!(inbox.lock().live, 0);
+        ack_cancels_put_0(&inbox, &confirmed);
     }
 
     #[test]
     fn holds_of_different_lengths_each_end_in_their_own_time() {
-        let inbox = Inbox::with_delays(Duration::ZERO, Duration::from_secs(3600));
-        let (confirmed, done) = counter();
-        inbox.put(put(0), Some(done()));
-        inbox.put(put(1), Some(done()));
+        let (inbox, confirmed) = two_confirmed_puts();
         // Put 0 is held for an hour, put 1 (held after it) for nothing: put 1 is due at once,
         // though the longer hold began first (one FIFO of holds would keep it behind put 0).
         inbox.mark_delivered(1, 0, Duration::from_secs(3600));
@@ -797,9 +801,7 @@ mod tests {
         );
         assert_eq!(dones.len(), 1);
         // Put 0 still waits for its ack, which cancels it.
-        inbox.submit([delete(0)], None);
-        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
-        assert_eq!(inbox.lock().live, 0);
+        ack_cancels_put_0(&inbox, &confirmed);
     }
 
     #[test]
